@@ -1,0 +1,136 @@
+"""Keras' attention layers: MultiHeadAttention, Attention, AdditiveAttention."""
+from __future__ import annotations
+
+from .registry import WeightSpec, compute_dtype, layer_kind, split_tensors
+
+MHA_SIGNATURE = ("query", "value", "key", "query_mask", "value_mask", "key_mask",
+                 "attention_mask", "return_attention_scores", "training", "use_causal_mask")
+QKV_MASK_ROLES = {"query": "query_mask", "value": "value_mask", "key": "key_mask"}
+
+
+def _is_keras_mha(module: str, config: dict) -> bool:
+    return "num_heads" in config
+
+
+def attention_axes(node) -> tuple:
+    """The axes attention runs over (input axes, batch excluded); Keras' default is every
+    axis between batch and features."""
+    rank = len(node.input("query").shape)
+    axes = node.config.get("attention_axes")
+    if axes is None:
+        return tuple(range(1, rank - 1))
+    axes = [axes] if isinstance(axes, int) else axes
+    return tuple(sorted(a + rank if a < 0 else a for a in axes))
+
+
+def mha_output_dims(node) -> tuple:
+    declared = node.config.get("output_shape")
+    if declared is None:
+        return (node.input("query").shape[-1],)
+    return (declared,) if isinstance(declared, int) else tuple(declared)
+
+
+def _mha_weights(node):
+    """query/key kernels (D, N, key_dim), value (Dv, N, value_dim), output (N, value_dim,
+    *out); biases drop the input dim."""
+    heads, key_dim = node.config["num_heads"], node.config["key_dim"]
+    value_dim = node.config.get("value_dim") or key_dim
+    value, key = node.input("value"), node.input("key")
+    projections = [("query", "query_dense", node.input("query").shape[-1], key_dim),
+                   ("key", "key_dense", key.shape[-1], key_dim),
+                   ("value", "value_dense", value.shape[-1], value_dim)]
+    kernels = [(name, path, (dim, heads, size), (heads, size))
+               for name, path, dim, size in projections]
+    out = mha_output_dims(node)
+    kernels.append(("attention_output", "output_dense", (heads, value_dim) + out, out))
+    use_bias = node.config.get("use_bias", True)
+    specs = []
+    for name, path, kernel_shape, bias_shape in kernels:
+        specs.append(WeightSpec(f"{name}/kernel", f"{path}/vars/0", kernel_shape))
+        if use_bias:
+            specs.append(WeightSpec(f"{name}/bias", f"{path}/vars/1", bias_shape))
+    return specs
+
+
+def bind_mha_roles(arguments: dict) -> tuple:
+    """Tensor arguments become roles by name; ``key`` defaults to ``value``."""
+    roles, arguments = split_tensors(arguments)
+    if roles.get("key") is None and roles.get("value") is not None:
+        roles["key"] = roles["value"]
+    return roles, arguments
+
+
+@layer_kind("MultiHeadAttention", signature=MHA_SIGNATURE, mask_roles=QKV_MASK_ROLES,
+            bind_roles=bind_mha_roles, weights=_mha_weights, matches=_is_keras_mha)
+def multi_head_attention(node):
+    """softmax(q kᵀ / sqrt(key_dim) + mask) v per head, projected back; q, k, v are
+    einsum projections of query, key (default: value), value. Scores: (B, N, T, S)."""
+    query = node.input("query").shape
+    key = node.input("key").shape
+    dtype = compute_dtype(node)
+    outputs = [(query[:-1] + mha_output_dims(node), dtype)]
+    if node.arguments.get("return_attention_scores"):
+        axes = attention_axes(node)
+        batch_dims = tuple(query[i] for i in range(len(query) - 1) if i not in axes)
+        scores = (batch_dims + (node.config["num_heads"],) + tuple(query[a] for a in axes)
+                  + tuple(key[a] for a in axes))
+        outputs.append((scores, dtype))
+    return outputs
+
+
+def bind_query_value_key(arguments: dict) -> tuple:
+    """``inputs=[query, value(, key)]`` and ``mask=[query_mask, value_mask]`` to roles."""
+    arguments = dict(arguments)
+    inputs = arguments.pop("inputs")
+    inputs = inputs if isinstance(inputs, list) else [inputs]
+    roles = dict(zip(("query", "value", "key"), inputs))
+    mask = arguments.pop("mask", None)
+    if isinstance(mask, list):
+        roles.update((role, m) for role, m in zip(("query_mask", "value_mask"), mask)
+                     if m is not None)
+    more_roles, arguments = split_tensors(arguments)
+    roles.update(more_roles)
+    return roles, arguments
+
+
+def _scores_outputs(node, value_role="value"):
+    query = node.input("query").shape
+    value = node.input(value_role).shape
+    dtype = compute_dtype(node)
+    outputs = [(query[:-1] + value[-1:], dtype)]
+    if node.arguments.get("return_attention_scores"):
+        outputs.append((query[:-1] + value[1:-1], dtype))
+    return outputs
+
+
+def _attention_weights(node):
+    names = []
+    if node.config.get("use_scale"):
+        names.append("scale")
+    if node.config.get("score_mode") == "concat":
+        names.append("concat_score_weight")
+    return [WeightSpec(name, f"vars/{i}", ()) for i, name in enumerate(names)]
+
+
+ATTENTION_OPTIONS = dict(
+    signature=("inputs", "mask", "training", "return_attention_scores", "use_causal_mask"),
+    mask_roles={"query": "query_mask", "value": "value_mask"},
+    bind_roles=bind_query_value_key,
+    output_mask=lambda node: node.input("query").mask,
+)
+
+
+@layer_kind("Attention", weights=_attention_weights, **ATTENTION_OPTIONS)
+def attention(node):
+    """Luong attention: softmax(scores) v, scores = q kᵀ (times ``scale`` when use_scale),
+    or with score_mode concat w * sum(tanh(scale * (q + k))); the output is (B, T, Dv)."""
+    return _scores_outputs(node)
+
+
+@layer_kind("AdditiveAttention",
+            weights=lambda node: ([WeightSpec("scale", "vars/0", (node.input("query").shape[-1],))]
+                                  if node.config.get("use_scale", True) else []),
+            **ATTENTION_OPTIONS)
+def additive_attention(node):
+    """Bahdanau attention: softmax(sum(scale * tanh(q[:, :, None] + k[:, None]), -1)) v."""
+    return _scores_outputs(node)

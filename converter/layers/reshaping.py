@@ -1,0 +1,70 @@
+"""Reshaping layers: Reshape, Flatten, Permute, RepeatVector, Cropping1D, ZeroPadding1D,
+UpSampling1D. None of them carries a mask on."""
+from __future__ import annotations
+
+import math
+
+from .registry import compute_dtype, first_input, layer_kind, no_mask
+
+
+def _pair(value):
+    return (value, value) if isinstance(value, int) else tuple(value)
+
+
+@layer_kind("Reshape", output_mask=no_mask)
+def reshape(node):
+    """Reshape every sample to ``target_shape`` (one -1 is inferred)."""
+    shape = first_input(node).shape
+    target = list(node.config["target_shape"])
+    if -1 in target:
+        known = math.prod(d for d in target if d != -1)
+        total = None if shape is None or None in shape[1:] else math.prod(shape[1:])
+        target[target.index(-1)] = None if total is None else total // known
+    return [((shape[0] if shape else None,) + tuple(target), compute_dtype(node))]
+
+
+@layer_kind("Flatten", output_mask=no_mask)
+def flatten(node):
+    """(B, d1, d2, ...) -> (B, d1 * d2 * ...)."""
+    shape = first_input(node).shape
+    rest = None if None in shape[1:] else math.prod(shape[1:])
+    return [((shape[0], rest), compute_dtype(node))]
+
+
+@layer_kind("Permute", output_mask=no_mask)
+def permute(node):
+    """Permute the non-batch axes by ``dims`` (1-based)."""
+    shape = first_input(node).shape
+    return [((shape[0],) + tuple(shape[d] for d in node.config["dims"]), compute_dtype(node))]
+
+
+@layer_kind("RepeatVector", output_mask=no_mask)
+def repeat_vector(node):
+    """(B, D) -> (B, n, D)."""
+    batch, features = first_input(node).shape
+    return [((batch, node.config["n"], features), compute_dtype(node))]
+
+
+def _resize_steps(node, change):
+    batch, steps, features = first_input(node).shape
+    return [((batch, None if steps is None else change(steps), features), compute_dtype(node))]
+
+
+@layer_kind("Cropping1D", output_mask=no_mask)
+def cropping_1d(node):
+    """Drop ``cropping`` steps at the start and end of the time axis."""
+    start, end = _pair(node.config["cropping"])
+    return _resize_steps(node, lambda steps: steps - start - end)
+
+
+@layer_kind("ZeroPadding1D", output_mask=no_mask)
+def zero_padding_1d(node):
+    """Add ``padding`` zero steps at the start and end of the time axis."""
+    start, end = _pair(node.config["padding"])
+    return _resize_steps(node, lambda steps: steps + start + end)
+
+
+@layer_kind("UpSampling1D", output_mask=no_mask)
+def up_sampling_1d(node):
+    """Repeat every step ``size`` times."""
+    return _resize_steps(node, lambda steps: steps * node.config["size"])

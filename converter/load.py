@@ -1,0 +1,327 @@
+"""Read saved Keras models: file formats only, nothing about layers.
+
+``load(path, weights=None)`` returns a ``SavedModel``: the model config (a dict) and a lazy
+``WeightStore``. Formats, told apart by their first bytes, not their suffix:
+
+- ``.keras`` zip (Keras 3, or tf_keras' own zip): ``config.json`` + ``model.weights.h5``,
+  weights at saving_lib paths (``layers/multi_head_attention/query_dense/vars/0``);
+- legacy HDF5 (tf.keras / tf_keras, or Keras 3 writing ``.h5``): ``model_config`` attribute,
+  weights under ``model_weights/<layer name>`` listed by each group's ``weight_names``;
+- ``model.to_json()`` text plus a separate weights file in either layout.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+from dataclasses import dataclass
+from typing import Optional
+
+import h5py
+import numpy as np
+
+from .errors import ModelConfigError, ModelFileError, WeightError
+
+ZIP_MAGIC = b"PK\x03\x04"
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+
+
+# --------------------------------------------------------------------------- weights
+
+
+class LayerWeights:
+    """The stored weights of one layer, read from HDF5 only when asked for.
+
+    ``names()`` are paths relative to the layer: ``kernel``, ``query/kernel`` (legacy
+    layout) or ``vars/0``, ``query_dense/vars/0`` (saving_lib layout).
+    """
+
+    def __init__(self, source: str, layer_name: str, datasets: dict):
+        self._source = source
+        self._layer_name = layer_name
+        self._datasets = datasets  # name -> h5py.Dataset
+
+    def names(self) -> list:
+        return list(self._datasets)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._datasets
+
+    def shape(self, name: str) -> tuple:
+        return tuple(self._dataset(name).shape)
+
+    def get(self, name: str) -> np.ndarray:
+        try:
+            return np.asarray(self._dataset(name)[()])
+        except (OSError, RuntimeError) as exc:
+            raise ModelFileError(
+                f"{self._source}: cannot read weight {name!r} of layer {self._layer_name!r} "
+                f"({exc}); the file looks truncated, save the model again"
+            ) from None
+
+    def param_count(self) -> int:
+        return int(sum(int(np.prod(ds.shape)) for ds in self._datasets.values()))
+
+    def _dataset(self, name: str):
+        try:
+            return self._datasets[name]
+        except KeyError:
+            raise WeightError(
+                f"layer {self._layer_name!r}: weight {name!r} is missing from {self._source} "
+                f"(it has: {', '.join(self._datasets) or 'none'}); save the weights again "
+                f"from the model that matches this config"
+            ) from None
+
+
+class WeightStore:
+    """Finds each layer's weights by the path rule of the Keras that wrote the file."""
+
+    def __init__(self, source: str, h5file: h5py.File):
+        self.source = source
+        self._file = h5file
+
+    def layer(self, names: tuple, saving_path: str) -> LayerWeights:
+        """Weights of the layer at ``names`` (layer names from the top-level model down)
+        whose saving_lib path is ``saving_path``."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self._file.close()
+
+    def _collect(self, group, layer_name: str, skip=()) -> dict:
+        datasets = {}
+
+        def visit(name, obj):
+            if isinstance(obj, h5py.Dataset) and not any(part in skip for part in name.split("/")):
+                datasets[name] = obj
+
+        try:
+            group.visititems(visit)
+        except (OSError, RuntimeError) as exc:
+            raise ModelFileError(
+                f"{self.source}: cannot read the weights of layer {layer_name!r} ({exc}); "
+                f"the file looks truncated, save the model again"
+            ) from None
+        return datasets
+
+
+class SavingLibWeights(WeightStore):
+    """``model.weights.h5`` as Keras 3's saving_lib writes it (also tf_keras' ``.keras``)."""
+
+    # Random-state holders are saved like weights but are not weights of the layer.
+    NOT_WEIGHTS = ("seed_generator", "_seed_generator")
+
+    def layer(self, names: tuple, saving_path: str) -> LayerWeights:
+        group = self._file.get(saving_path) if saving_path else None
+        datasets = {} if group is None else self._collect(group, names[-1], self.NOT_WEIGHTS)
+        # tf_keras names sub-layers by their private attribute (``_query_dense``), Keras 3
+        # without the underscore (``query_dense``): use Keras 3's names.
+        datasets = {"/".join(part.lstrip("_") for part in name.split("/")): ds
+                    for name, ds in datasets.items()}
+        return LayerWeights(self.source, "/".join(names), datasets)
+
+
+class LegacyH5Weights(WeightStore):
+    """Legacy HDF5 weights: one group per top-level layer, whose ``weight_names`` attribute
+    lists its weights as ``<layer>/<weight>[:0]``; a nested model's group lists the weights
+    of all its inner layers."""
+
+    def __init__(self, source: str, h5file: h5py.File, root):
+        super().__init__(source, h5file)
+        self._root = root
+
+    def layer(self, names: tuple, saving_path: str) -> LayerWeights:
+        group = self._root.get(names[0])
+        datasets = {}
+        if group is not None:
+            for stored_name in _weight_names(group):
+                relative = _relative_weight_name(stored_name, names)
+                if relative is not None and stored_name in group:
+                    datasets[relative] = group[stored_name]
+        return LayerWeights(self.source, "/".join(names), datasets)
+
+
+def _weight_names(group) -> list:
+    names = group.attrs.get("weight_names")
+    if names is None:
+        return []
+    return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+
+
+def _relative_weight_name(stored_name: str, names: tuple) -> Optional[str]:
+    """``mha/query/kernel:0`` -> ``query/kernel`` for layer ("mha",).
+
+    Inside a nested model the stored name starts with the inner layer's name, possibly
+    preceded by names of the models that enclose it (``seq/dense/kernel``)."""
+    parts = stored_name.removesuffix(":0").split("/")
+    own = names[-1]
+    if own not in parts[:-1]:
+        return None
+    at = parts.index(own)
+    enclosing = parts[:at]
+    if not _is_subsequence(enclosing, names[:-1]):
+        return None
+    return "/".join(parts[at + 1:])
+
+
+def _is_subsequence(items: list, sequence: tuple) -> bool:
+    remaining = iter(sequence)
+    return all(item in remaining for item in items)
+
+
+# --------------------------------------------------------------------------- files
+
+
+@dataclass
+class SavedModel:
+    """A saved model as read from disk: its config and its weights."""
+
+    source: str
+    format: str  # "keras", "h5" or "json"
+    config: dict  # {"class_name": ..., "config": {...}, ...}
+    keras_version: Optional[str]
+    weights: Optional[WeightStore]
+
+    def close(self) -> None:
+        if self.weights is not None:
+            self.weights.close()
+
+
+def load(path, weights=None) -> SavedModel:
+    """Read a ``.keras`` zip, a legacy ``.h5`` file, or ``to_json()`` text (+ ``weights``).
+
+    ``weights`` is required for JSON; for the other formats it replaces the stored weights.
+    """
+    path = os.fspath(path)
+    head = _read_head(path)
+    if head.startswith(ZIP_MAGIC):
+        model = _load_keras_zip(path)
+    elif head.startswith(HDF5_MAGIC):
+        model = _load_legacy_h5(path)
+    else:
+        model = _load_json(path)
+    if weights is not None:
+        if model.weights is not None:
+            model.weights.close()
+        model.weights = load_weights(weights)
+    return model
+
+
+def load_weights(path) -> WeightStore:
+    """Open a weights file: Keras 3 ``.weights.h5``, legacy ``.h5`` weights, or a whole
+    legacy model ``.h5`` whose weights are wanted."""
+    path = os.fspath(path)
+    if not _read_head(path).startswith(HDF5_MAGIC):
+        raise ModelFileError(f"{path}: not an HDF5 weights file; pass the file written by "
+                             f"model.save_weights(...)")
+    h5 = _open_h5(path, path)
+    return _weight_store(path, h5)
+
+
+def _weight_store(source: str, h5: h5py.File) -> WeightStore:
+    if "model_weights" in h5:
+        return LegacyH5Weights(source, h5, h5["model_weights"])
+    if "layer_names" in h5.attrs:
+        return LegacyH5Weights(source, h5, h5)
+    if "layers" in h5 or "vars" in h5:
+        return SavingLibWeights(source, h5)
+    h5.close()
+    raise ModelFileError(f"{source}: this HDF5 file holds no Keras weights; pass the file "
+                         f"written by model.save_weights(...)")
+
+
+def _read_head(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(8)
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ModelFileError(f"{path}: is a directory; pass a .keras, .h5 or .json file "
+                             f"(TensorFlow SavedModel directories are not read)") from None
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot be read ({exc.strerror})") from None
+
+
+def _open_h5(source: str, file_or_path) -> h5py.File:
+    try:
+        return h5py.File(file_or_path, "r")
+    except (OSError, ValueError) as exc:
+        raise ModelFileError(f"{source}: cannot be read as HDF5 ({exc}); the file looks "
+                             f"truncated or corrupt, save the model again") from None
+
+
+def _load_keras_zip(path: str) -> SavedModel:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = set(archive.namelist())
+            if "config.json" not in members:
+                raise ModelFileError(f"{path}: this zip has no config.json, so it is not a "
+                                     f".keras model file")
+            config = _parse_json(archive.read("config.json"), f"{path}:config.json")
+            metadata = {}
+            if "metadata.json" in members:
+                metadata = _parse_json(archive.read("metadata.json"), f"{path}:metadata.json")
+            weights = None
+            if "model.weights.h5" in members:
+                data = io.BytesIO(archive.read("model.weights.h5"))
+                weights = SavingLibWeights(path, _open_h5(f"{path}:model.weights.h5", data))
+            elif "model.weights.json" in members:
+                raise ModelFileError(f"{path}: sharded weights (model.weights.json) are not "
+                                     f"supported; save the model without max_shard_size")
+    except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile) as exc:
+        raise ModelFileError(f"{path}: not a readable .keras archive ({exc}); the file looks "
+                             f"truncated or corrupt, save the model again") from None
+    return SavedModel(path, "keras", _model_config(config, path),
+                      metadata.get("keras_version"), weights)
+
+
+def _load_legacy_h5(path: str) -> SavedModel:
+    h5 = _open_h5(path, path)
+    try:
+        raw = h5.attrs.get("model_config")
+    except (OSError, RuntimeError) as exc:
+        h5.close()
+        raise ModelFileError(f"{path}: cannot read the model config ({exc}); the file looks "
+                             f"truncated, save the model again") from None
+    if raw is None:
+        h5.close()
+        raise ModelFileError(f"{path}: this HDF5 file holds weights only, no model config; "
+                             f"pass the model's JSON (model.to_json()) with --weights {path}")
+    config = _parse_json(raw, path)
+    version = h5.attrs.get("keras_version")
+    if isinstance(version, bytes):
+        version = version.decode()
+    return SavedModel(path, "h5", _model_config(config, path),
+                      None if version is None else str(version), _weight_store(path, h5))
+
+
+def _load_json(path: str) -> SavedModel:
+    with open(path, "rb") as f:
+        config = _parse_json(f.read(), path)
+    return SavedModel(path, "json", _model_config(config, path),
+                      config.get("keras_version") if isinstance(config, dict) else None, None)
+
+
+def _parse_json(raw, source: str):
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ModelFileError(f"{source}: not a Keras model file (neither a .keras zip, an "
+                                 f"HDF5 .h5 file, nor JSON text)") from None
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ModelFileError(f"{source}: not a Keras model file: invalid JSON at line "
+                             f"{exc.lineno} column {exc.colno} ({exc.msg})") from None
+
+
+def _model_config(config, source: str) -> dict:
+    if (not isinstance(config, dict) or not isinstance(config.get("class_name"), str)
+            or not isinstance(config.get("config"), dict)):
+        raise ModelConfigError(f"{source}: this JSON is not a Keras model (expected "
+                               f"{{\"class_name\": ..., \"config\": {{...}}}} as written by "
+                               f"model.to_json())")
+    return config

@@ -1,0 +1,55 @@
+"""The command line: inspect output, JSON, errors without tracebacks, --help."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from click.testing import CliRunner
+
+from cli import main
+from conftest import FIXTURES, ROOT, fixture_path
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_inspect_text_shows_roles_from_keras2_kwargs():
+    result = run("inspect", fixture_path("keras2", "three_attention"))
+    assert result.exit_code == 0, result.output
+    assert "query=input_1 value=input_2 key=input_2" in result.output
+    assert "(None, 8, 16)  float32" in result.output
+
+
+def test_inspect_json():
+    result = run("inspect", fixture_path("keras2", "masked_encoder"), "--format", "json")
+    report = json.loads(result.output)
+    mha = next(n for n in report["nodes"] if n["name"] == "mha")
+    assert mha["masks"] == {"query_mask": "embedding/mask", "value_mask": "embedding/mask",
+                            "key_mask": "embedding/mask"}
+    assert mha["params"] == 288
+
+
+def test_json_model_with_weights_option():
+    result = run("inspect", FIXTURES / "keras3" / "three_attention.json",
+                 "--weights", FIXTURES / "keras3" / "three_attention.weights.h5")
+    assert result.exit_code == 0, result.output
+    assert "params 284" in result.output
+
+
+def test_user_error_is_one_line_exit_2_without_traceback(tmp_path):
+    broken = tmp_path / "broken.h5"
+    broken.write_bytes(fixture_path("keras2", "three_attention").read_bytes()[:5000])
+    process = subprocess.run([sys.executable, str(ROOT / "cli.py"), "inspect", str(broken)],
+                             capture_output=True, text=True)
+    assert process.returncode == 2
+    assert process.stdout == ""
+    assert process.stderr.startswith("error: ") and process.stderr.count("\n") == 1
+    assert "Traceback" not in process.stderr
+
+
+def test_help_explains_inputs():
+    result = run("inspect", "--help")
+    assert "--weights" in result.output and "--format" in result.output
+    assert "query=" in result.output

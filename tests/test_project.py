@@ -1,0 +1,38 @@
+"""Project rules: no TensorFlow on the reading path; README in step with the code and CI."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+from converter.layer_table import markdown_table
+from conftest import ROOT, fixture_path
+
+HEAVY = ("tensorflow", "keras", "tf_keras", "keras_multi_head", "keras_self_attention")
+
+
+def test_reading_models_imports_no_tensorflow_or_keras():
+    fixtures = [fixture_path("keras3", "masked_encoder"), fixture_path("keras2", "kmh_attention"),
+                fixture_path("keras2", "ops_nodes")]
+    code = (
+        "import sys, converter, cli\n"
+        f"for path in {[str(p) for p in fixtures]!r}:\n"
+        "    converter.inspect(path)\n"
+        f"heavy = sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+def test_readme_layer_table_is_generated_table():
+    readme = (ROOT / "README.md").read_text()
+    table = re.search(r"<!-- layer-table:start -->\n(.*?)\n<!-- layer-table:end -->", readme,
+                      re.S).group(1)
+    assert table == markdown_table()
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert 'pip install -e ".[test]" && python -m pytest' in readme
+    assert 'pip install --quiet -e ".[test]"' in ci and "python -m pytest" in ci
