@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 import converter
-from converter.layers.operations import operation
+from converter.layers.operations import operands, operation
 from conftest import FIXTURES, fixture_path
 
 DIALECTS = ("keras3", "keras2")
@@ -124,16 +124,22 @@ def test_shared_layer_second_call(dialect):
             first.outputs[0], second.outputs[0])
 
 
-@pytest.mark.parametrize("dialect, expected", [
-    ("keras3", ["Add", "Transpose", "Multiply", "Matmul", "Reshape", "ExpandDims", "Mean"]),
-    ("keras2", ["Add", "Transpose", "Multiply", "Matmul", "Reshape", "ExpandDims", "Mean"])])
-def test_operation_nodes_are_kept(dialect, expected):
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_operation_nodes_are_kept(dialect):
+    """Keras 3 ops nodes and Keras 2 TFOpLambda layers read as the same operations."""
     with load(dialect, "ops_nodes") as graph:
-        assert [operation(n)[0] for n in graph.nodes] == expected
-        transpose = graph.nodes[1]
+        assert [operation(n)[0] for n in graph.nodes] == [
+            "Add", "Transpose", "Multiply", "Matmul", "Reshape", "ExpandDims", "Mean",
+            "Subtract"]
+        add, transpose, multiply, matmul, reshape, _, mean, subtract = graph.nodes
         assert operation(transpose)[1]["axes"] == [0, 2, 1]
-        matmul = graph.nodes[3]
-        assert [t.name for t in matmul.data_inputs()] == ["x", transpose.name]
+        assert operation(reshape)[1]["newshape"] == [-1, 4, 3, 2]
+        assert operation(mean)[1]["axis"] == -1
+        assert operands(add) == graph.inputs
+        assert operands(multiply) == [add.outputs[0], 2.0]
+        assert operands(matmul) == [graph.inputs[0], transpose.outputs[0]]
+        # Keras 2 writes a constant first argument as _CONSTANT_VALUE
+        assert operands(subtract) == [1.0, graph.inputs[0]]
 
 
 @pytest.mark.parametrize("dialect, input_name", [("keras3", "input_layer"),

@@ -58,6 +58,22 @@ def operation(node) -> tuple:
     return name, attributes
 
 
+# Keyword names TF functions give their second operand (tf.math.add(x, y), matmul(a, b)).
+SECOND_OPERAND_KEYWORDS = ("y", "b")
+
+
+def operands(node) -> list:
+    """The positional operands, tensors or constants, in call order, for both dialects:
+    ``arg0``, ``arg1``, ... then a TF function's second operand passed by keyword."""
+    values = {**node.arguments, **node.inputs}
+    ordered = []
+    while f"arg{len(ordered)}" in values:
+        ordered.append(values[f"arg{len(ordered)}"])
+    if node.class_name == "TFOpLambda":
+        ordered += [values[k] for k in SECOND_OPERAND_KEYWORDS if k in values]
+    return ordered
+
+
 def _is_keras_op(module: str, config: dict) -> bool:
     return module.startswith("keras.src.ops")
 
