@@ -179,3 +179,23 @@ def test_multi_head_wrapper_stacks_copies():
         node = graph.node("Multi-LSTMs")
         assert node.outputs[0].shape == (None, 8, 3)
         assert node.layer.param_count() == 3 * (4 * 8 * (20 + 8 + 1))
+
+
+def test_old_keras2_sequential_without_input_layer(tmp_path):
+    """Older Keras 2 wrote no InputLayer: the input shape sits on the first layer."""
+    import json
+
+    import h5py
+
+    path = tmp_path / "model.h5"
+    path.write_bytes(fixture_path("keras2", "sequential_first_layer_shape").read_bytes())
+    with h5py.File(path, "r+") as f:
+        config = json.loads(f.attrs["model_config"])
+        layers = config["config"]["layers"]
+        assert layers[0]["class_name"] == "InputLayer"
+        del layers[0]
+        f.attrs["model_config"] = json.dumps(config)
+    with converter.load(path) as graph:
+        assert [(t.name, t.shape) for t in graph.inputs] == [("dense_in_input", (None, 6, 8))]
+        assert graph.outputs[0].shape == (None, 6, 4)
+        assert graph.nodes[0].layer.param_count() == 72
