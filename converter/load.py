@@ -37,7 +37,8 @@ class LayerWeights:
     layout) or ``vars/0``, ``query_dense/vars/0`` (saving_lib layout).
     """
 
-    def __init__(self, source: str, layer_name: str, datasets: dict):
+    def __init__(self, source: str, layer_name: str, datasets: dict, layout: str):
+        self.layout = layout  # "saving_lib" or "legacy": how WeightSpec names map to paths
         self._source = source
         self._layer_name = layer_name
         self._datasets = datasets  # name -> h5py.Dataset
@@ -119,7 +120,7 @@ class SavingLibWeights(WeightStore):
         # without the underscore (``query_dense``): use Keras 3's names.
         datasets = {"/".join(part.lstrip("_") for part in name.split("/")): ds
                     for name, ds in datasets.items()}
-        return LayerWeights(self.source, "/".join(names), datasets)
+        return LayerWeights(self.source, "/".join(names), datasets, "saving_lib")
 
 
 class LegacyH5Weights(WeightStore):
@@ -139,7 +140,7 @@ class LegacyH5Weights(WeightStore):
                 relative = _relative_weight_name(stored_name, names)
                 if relative is not None and stored_name in group:
                     datasets[relative] = group[stored_name]
-        return LayerWeights(self.source, "/".join(names), datasets)
+        return LayerWeights(self.source, "/".join(names), datasets, "legacy")
 
 
 def _weight_names(group) -> list:

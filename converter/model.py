@@ -3,8 +3,8 @@ checks every weight a known layer needs against the stored weights."""
 from __future__ import annotations
 
 from .errors import WeightError
-from .ir import Graph
-from .load import SavingLibWeights, load as load_file
+from .ir import Graph, Node
+from .load import load as load_file
 from .parse import parse
 
 
@@ -25,17 +25,10 @@ def load(path, weights=None) -> Graph:
 def check_weights(graph: Graph) -> None:
     """Every weight a known layer needs exists and has the shape its config implies."""
     problems = []
-    checked = set()
-    for node in graph.nodes:
+    for node in _first_calls(graph):
         layer = node.layer
-        if layer.weights is None or layer.kind is None or layer.kind.weights is None:
-            continue
-        if id(layer) in checked:
-            continue
-        checked.add(id(layer))
-        saving_lib = isinstance(graph.source.weights, SavingLibWeights)
         for spec in layer.kind.weights(node):
-            key = spec.saving_path if saving_lib else spec.name
+            key = _stored_name(layer, spec)
             if key not in layer.weights:
                 problems.append(f"layer {layer.name!r} ({layer.class_name}) has no weight "
                                 f"{spec.name!r}")
@@ -50,6 +43,33 @@ def check_weights(graph: Graph) -> None:
         raise WeightError(f"{graph.source.weights.source}: " + "; ".join(problems[:3]) + more
                           + "; the weights do not match the model config, save both from "
                             "the same model")
+
+
+def named_weights(node: Node) -> dict:
+    """The weights of the node's layer as NumPy arrays, by their legacy names
+    (``kernel``, ``query/kernel``), whatever layout the file uses."""
+    layer = node.layer
+    if layer.weights is None:
+        raise WeightError(f"layer {layer.name!r} needs weights but none were given; pass the "
+                          f"weights file with --weights")
+    return {spec.name: layer.weights.get(_stored_name(layer, spec))
+            for spec in layer.kind.weights(node)}
+
+
+def _first_calls(graph: Graph):
+    """The first call of every layer that has weights we know how to check."""
+    seen = set()
+    for node in graph.nodes:
+        layer = node.layer
+        if (layer.weights is None or layer.kind is None or layer.kind.weights is None
+                or id(layer) in seen):
+            continue
+        seen.add(id(layer))
+        yield node
+
+
+def _stored_name(layer, spec) -> str:
+    return spec.saving_path if layer.weights.layout == "saving_lib" else spec.name
 
 
 def _shapes_agree(stored: tuple, expected: tuple) -> bool:

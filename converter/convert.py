@@ -1,0 +1,79 @@
+"""Saved Keras model -> ONNX: walk the intermediate graph in order and let each layer's
+emitter add its ONNX nodes."""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+
+import onnx
+
+from .emit import Builder, emitter_for
+from .errors import ConversionError, UnsupportedLayerError
+from .ir import Graph
+from .model import load
+
+MIN_OPSET = 17
+DEFAULT_OPSET = 23
+MAX_OPSET = 24
+FUSED_ATTENTION_OPSET = 23  # the standard Attention operator
+
+
+@dataclass
+class ConversionResult:
+    """A converted model: ``model`` is the ``onnx.ModelProto``."""
+
+    model: onnx.ModelProto
+    source: str
+    opset: int
+
+    def save(self, path) -> None:
+        """Write the model; on any failure no partial file is left at ``path``."""
+        path = os.fspath(path)
+        folder = os.path.dirname(os.path.abspath(path))
+        try:
+            handle, temporary = tempfile.mkstemp(prefix=".kerasonnx-", suffix=".onnx",
+                                                 dir=folder)
+        except OSError as exc:
+            raise ConversionError(f"{path}: cannot write there ({exc.strerror})") from None
+        try:
+            with os.fdopen(handle, "wb") as f:
+                f.write(self.model.SerializeToString())
+            os.replace(temporary, path)
+        except BaseException:
+            os.unlink(temporary)
+            raise
+
+
+def convert(path, weights=None, opset: int = DEFAULT_OPSET) -> ConversionResult:
+    """Convert the saved Keras model at ``path`` (``weights`` for a JSON model) to ONNX.
+
+    ``opset`` 23 or more uses the standard Attention operator where it computes exactly
+    what Keras computes; 17 to 22 lower attention to MatMul/Softmax."""
+    check_opset(opset)
+    with load(path, weights) as graph:
+        return ConversionResult(to_onnx(graph, opset), graph.source.source, opset)
+
+
+def check_opset(opset: int) -> None:
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise ConversionError(f"opset {opset} is not supported: choose {MIN_OPSET} to "
+                              f"{MAX_OPSET} ({DEFAULT_OPSET}, the default, uses ONNX's "
+                              f"Attention operator; {MIN_OPSET}-22 use MatMul/Softmax)")
+
+
+def to_onnx(graph: Graph, opset: int) -> onnx.ModelProto:
+    unsupported = sorted({f"{n.layer.name} ({n.class_name})" for n in graph.nodes
+                          if emitter_for(n.layer) is None})
+    if unsupported:
+        raise UnsupportedLayerError(
+            f"{graph.source.source}: {len(unsupported)} layer(s) cannot be converted yet: "
+            f"{', '.join(unsupported)}; see `kerasonnx layers` for what is supported")
+    builder = Builder(opset)
+    for tensor in graph.inputs:
+        builder.bind(tensor, tensor.name)
+    for node in graph.nodes:
+        names = emitter_for(node.layer)(node, builder)
+        for tensor, name in zip(node.outputs + node.mask_outputs, names):
+            builder.bind(tensor, name)
+    return builder.finish(graph, graph.name)

@@ -1,0 +1,390 @@
+"""Emitters for Keras' attention layers: MultiHeadAttention, Attention, AdditiveAttention.
+
+Two lowerings. At opset 23+ the standard ``Attention`` operator runs the attention core
+wherever it computes exactly what Keras computes; otherwise (and at opset 17-22) the core is
+MatMul / Softmax / Transpose. Never Einsum.
+
+How Keras masks the logits, which decides what fully masked rows give:
+- Keras 2 MultiHeadAttention, and Attention / AdditiveAttention in both dialects: logits
+  plus -1e9 where masked ("add"), so a fully masked row averages every position;
+- Keras 3 MultiHeadAttention on its fused path (3-D inputs, no scores, no dropout):
+  ``where(mask, logits, -0.7 * 3.38953e38)`` ("replace"), which also averages;
+- Keras 3 MultiHeadAttention otherwise: ``where(mask, logits, -1e9)``, softmax, then
+  ``where(mask, probabilities, 0)`` ("zero"): a fully masked row gives zeros.
+The ONNX operator adds a float mask to the logits, which reproduces "add" and "replace"
+exactly (-0.7 * 3.38953e38 absorbs any logit); "zero" with a mask falls back to MatMul.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from onnx import TensorProto
+
+from ..errors import ConversionError
+from ..ir import Node
+from ..layers.attention import attention_axes, mha_output_dims
+from ..model import named_weights
+from .builder import Builder
+from .registry import emits
+
+KERAS_MASK_NEGATIVE = -1e9
+KERAS3_FUSED_NEGATIVE = float(np.float32(3.38953e38 * -0.7))
+FUSED_ATTENTION_OPSET = 23
+
+
+# ---------------------------------------------------------------------- masks
+
+
+def as_bool(b: Builder, name: str, dtype: str, base: str) -> str:
+    """Keras casts masks to bool: any non-zero value attends."""
+    return name if dtype == "bool" else b.op("Cast", [name], f"{base}/bool", to=TensorProto.BOOL)
+
+
+def causal_mask(b: Builder, query: str, key: str, shape_q, shape_k, base: str) -> str:
+    """(1, T, S) bool, True where row >= column (Keras' lower-triangular causal mask)."""
+    if shape_q[1] is not None and shape_k[1] is not None:
+        return b.constant(f"{base}/causal_mask",
+                          np.tril(np.ones((1, shape_q[1], shape_k[1]), dtype=bool)))
+    rows = _positions(b, query, f"{base}/query_positions")
+    cols = _positions(b, key, f"{base}/key_positions")
+    rows = unsqueeze(b, rows, [0, 2], f"{base}/rows")
+    cols = unsqueeze(b, cols, [0, 1], f"{base}/columns")
+    return b.op("GreaterOrEqual", [rows, cols], f"{base}/causal_mask")
+
+
+def _positions(b: Builder, value: str, base: str) -> str:
+    length = b.op("Shape", [value], f"{base}/length", start=1, end=2)
+    length = b.op("Squeeze", [length], f"{base}/length_scalar")
+    return b.op("Range", [b.constant(f"{base}/zero", np.int64(0)), length,
+                          b.constant(f"{base}/one", np.int64(1))], base)
+
+
+def combine_masks(b: Builder, parts: list, base: str):
+    """AND of the (name, rank-3-broadcastable) bool masks present; None when none is."""
+    parts = [p for p in parts if p is not None]
+    if not parts:
+        return None
+    combined = parts[0]
+    for i, part in enumerate(parts[1:]):
+        combined = b.op("And", [combined, part], f"{base}/mask_and{i}")
+    return combined
+
+
+def unsqueeze(b: Builder, name: str, axes: list, base: str) -> str:
+    return b.op("Unsqueeze", [name, b.ints(f"{base}/axes", axes)], base)
+
+
+def additive_mask(b: Builder, mask: str, negative: float, base: str) -> str:
+    """0 where attending, ``negative`` where masked, float32."""
+    return b.op("Where", [mask, b.constant(f"{base}/zero", np.float32(0)),
+                          b.constant(f"{base}/negative", np.float32(negative))], base)
+
+
+def expand_to_queries(b: Builder, mask4: str, query: str, base: str) -> str:
+    """(B|1, 1, T|1, S) -> (B|1, 1, T, S): the operator wants mask.shape[-2] == q_len."""
+    length = b.op("Shape", [query], f"{base}/query_length", start=1, end=2)
+    one = b.ints(f"{base}/ones", [1, 1])
+    target = b.op("Concat", [one, length, b.ints(f"{base}/one", [1])], f"{base}/target",
+                  axis=0)
+    return b.op("Expand", [mask4, target], base)
+
+
+# ---------------------------------------------------------------------- cores
+
+
+def matmul_attention(b: Builder, q: str, k: str, v: str, heads: int, key_dim: int,
+                     value_dim: int, mask3, masking: str, base: str) -> tuple:
+    """softmax(q kᵀ (masked)) v per head on (B, T, heads*dim) tensors (q pre-scaled);
+    returns the context (B, T, heads*value_dim) and the probabilities (B, heads, T, S)."""
+    def split(x, dim, perm, name):
+        x = b.op("Reshape", [x, b.ints(f"{base}/{name}_shape", [0, 0, heads, dim])],
+                 f"{base}/{name}_heads")
+        return b.op("Transpose", [x], f"{base}/{name}_t", perm=perm)
+
+    logits = b.op("MatMul", [split(q, key_dim, [0, 2, 1, 3], "query"),
+                             split(k, key_dim, [0, 2, 3, 1], "key")], f"{base}/logits")
+    mask4 = None if mask3 is None else unsqueeze(b, mask3, [1], f"{base}/mask4")
+    if mask4 is not None and masking == "add":
+        logits = b.op("Add", [logits, additive_mask(b, mask4, KERAS_MASK_NEGATIVE,
+                                                    f"{base}/adder")], f"{base}/masked")
+    elif mask4 is not None:
+        negative = KERAS3_FUSED_NEGATIVE if masking == "replace" else KERAS_MASK_NEGATIVE
+        logits = b.op("Where", [mask4, logits, b.constant(f"{base}/negative",
+                                                          np.float32(negative))],
+                      f"{base}/masked")
+    probabilities = b.op("Softmax", [logits], f"{base}/scores", axis=-1)
+    if mask4 is not None and masking == "zero":
+        probabilities = b.op("Where", [mask4, probabilities,
+                                       b.constant(f"{base}/zero", np.float32(0))],
+                             f"{base}/scores_masked")
+    context = b.op("MatMul", [probabilities, split(v, value_dim, [0, 2, 1, 3], "value")],
+                   f"{base}/context_heads")
+    context = b.op("Transpose", [context], f"{base}/context_t", perm=[0, 2, 1, 3])
+    context = b.op("Reshape", [context, b.ints(f"{base}/merge_heads", [0, 0, -1])],
+                   f"{base}/context")
+    return context, probabilities
+
+
+def fused_attention(b: Builder, q: str, k: str, v: str, heads: int, mask3, masking: str,
+                    causal_only: bool, want_scores: bool, scale: float, base: str) -> tuple:
+    """The ONNX Attention operator on (B, T, heads*dim) tensors; scores are its
+    softmax output (qk_matmul_output_mode 3)."""
+    mask = None
+    if mask3 is not None:
+        negative = KERAS3_FUSED_NEGATIVE if masking == "replace" else KERAS_MASK_NEGATIVE
+        mask4 = expand_to_queries(b, unsqueeze(b, mask3, [1], f"{base}/mask4"), q,
+                                  f"{base}/mask_full")
+        mask = additive_mask(b, mask4, negative, f"{base}/adder")
+    outputs = b.op("Attention", [q, k, v, mask], f"{base}/attention",
+                   outputs=4 if want_scores else 1, q_num_heads=heads, kv_num_heads=heads,
+                   scale=scale, is_causal=1 if causal_only else None,
+                   qk_matmul_output_mode=3 if want_scores else None)
+    if want_scores:
+        return outputs[0], outputs[3]
+    return outputs, None
+
+
+def project(b: Builder, x: str, kernel, bias, base: str) -> str:
+    """x @ kernel (+ bias) with the kernel flattened to 2-D at conversion time."""
+    out = b.op("MatMul", [x, b.constant(f"{base}/kernel", kernel)], f"{base}/matmul")
+    if bias is None:
+        return out
+    return b.op("Add", [out, b.constant(f"{base}/bias", bias)], base)
+
+
+# ---------------------------------------------------------------------- MultiHeadAttention
+
+
+class _AxesLayout:
+    """Attention over ``axes`` of an N-D input as 3-D attention: the other axes move
+    next to the batch and fold into it, the attention axes fold into one sequence axis."""
+
+    def __init__(self, rank: int, axes: tuple):
+        self.rank, self.axes = rank, axes
+        self.others = [a for a in range(1, rank - 1) if a not in axes]
+        self.perm = [0] + self.others + list(axes) + [rank - 1]
+        self.trivial = self.rank == 3
+
+    def to_3d(self, b: Builder, name: str, shape: tuple, base: str) -> str:
+        if self.trivial:
+            return name
+        if any(shape[a] is None for a in range(1, self.rank)):
+            raise ConversionError(f"layer {base!r}: attention over axes {self.axes} needs "
+                                  f"fixed sizes on every non-batch axis, got {shape}")
+        if self.perm != list(range(self.rank)):
+            name = b.op("Transpose", [name], f"{base}/to_sequence", perm=self.perm)
+        length = math.prod(shape[a] for a in self.axes)
+        return b.op("Reshape", [name, b.ints(f"{base}/sequence_shape",
+                                             [-1, length, shape[-1]])], f"{base}/sequence")
+
+    def from_3d(self, b: Builder, name: str, query_shape: tuple, out_dims: tuple,
+                base: str) -> str:
+        """(B', T, prod(out_dims)) back to the query's layout with ``out_dims`` last."""
+        if self.trivial:
+            if len(out_dims) == 1:
+                return name
+            return b.op("Reshape", [name, b.ints(f"{base}/output_shape", [0, 0, *out_dims])],
+                        f"{base}/output_dims")
+        sizes = [query_shape[a] for a in self.others + list(self.axes)]
+        shaped = b.op("Reshape", [name, b.ints(f"{base}/output_shape",
+                                               [-1, *sizes, *out_dims])], f"{base}/output_dims")
+        if self.perm == list(range(self.rank)):
+            return shaped
+        inverse = [int(i) for i in np.argsort(self.perm[:-1])]
+        inverse += list(range(self.rank - 1, self.rank - 1 + len(out_dims)))
+        return b.op("Transpose", [shaped], f"{base}/from_sequence", perm=inverse)
+
+    def scores_from_3d(self, b: Builder, name: str, heads: int, query_shape: tuple,
+                       key_shape: tuple, base: str) -> str:
+        """(B', N, T, S) -> Keras' (B, <other axes>, N, <query axes>, <key axes>)."""
+        if self.trivial:
+            return name
+        dims = ([query_shape[a] for a in self.others] + [heads]
+                + [query_shape[a] for a in self.axes] + [key_shape[a] for a in self.axes])
+        return b.op("Reshape", [name, b.ints(f"{base}/scores_shape", [-1] + dims)],
+                    f"{base}/scores_dims")
+
+
+@emits("MultiHeadAttention")
+def multi_head_attention(node: Node, b: Builder) -> list:
+    """Keras MultiHeadAttention: project query/key/value, attend per head, project back."""
+    config, base = node.config, node.name
+    for option in ("use_gate", "sliding_window"):
+        if config.get(option):
+            raise ConversionError(f"layer {base!r}: MultiHeadAttention with {option}="
+                                  f"{config[option]!r} is not supported yet")
+    heads, key_dim = config["num_heads"], config["key_dim"]
+    value_dim = config.get("value_dim") or key_dim
+    query, key, value = (node.input(r) for r in ("query", "key", "value"))
+    layout = _AxesLayout(len(query.shape), attention_axes(node))
+    want_scores = bool(node.arguments.get("return_attention_scores"))
+    causal = bool(node.arguments.get("use_causal_mask"))
+
+    mask3 = _mha_mask(node, b, layout, causal)
+    dialect = node.layer.dialect
+    explicit_path = want_scores or config.get("dropout", 0) > 0 or not layout.trivial
+    masking = "add" if dialect == "keras2" else ("zero" if explicit_path else "replace")
+    causal_only = causal and mask3 is not None and not any(
+        node.input(r) is not None for r in ("query_mask", "value_mask", "key_mask",
+                                             "attention_mask"))
+
+    weights = named_weights(node)
+    scale = 1.0 / math.sqrt(key_dim)
+    out_dims = mha_output_dims(node)
+
+    def weight(name, shape, factor=1.0):
+        array = weights.get(name)
+        return None if array is None else (array.reshape(shape) * factor).astype(np.float32)
+
+    q = project(b, layout.to_3d(b, b.value(query), query.shape, f"{base}/query_in"),
+                weight("query/kernel", (-1, heads * key_dim), scale),
+                weight("query/bias", (-1,), scale), f"{base}/query")
+    k = project(b, layout.to_3d(b, b.value(key), key.shape, f"{base}/key_in"),
+                weight("key/kernel", (-1, heads * key_dim)), weight("key/bias", (-1,)),
+                f"{base}/key")
+    v = project(b, layout.to_3d(b, b.value(value), value.shape, f"{base}/value_in"),
+                weight("value/kernel", (-1, heads * value_dim)), weight("value/bias", (-1,)),
+                f"{base}/value")
+
+    # "zero" masking cannot be expressed by the operator, unless only the causal mask
+    # masks (then no row is fully masked and every masking gives the same numbers).
+    fused = b.opset >= FUSED_ATTENTION_OPSET and (
+        mask3 is None or masking != "zero" or causal_only)
+    if fused:
+        use_mask = None if causal_only else mask3
+        context, scores = fused_attention(b, q, k, v, heads, use_mask, masking, causal_only,
+                                          want_scores, 1.0, f"{base}/core")
+    else:
+        context, scores = matmul_attention(b, q, k, v, heads, key_dim, value_dim, mask3,
+                                           masking, f"{base}/core")
+    output = project(b, context, weight("attention_output/kernel", (heads * value_dim, -1)),
+                     weight("attention_output/bias", (-1,)), f"{base}/output")
+    outputs = [layout.from_3d(b, output, query.shape, out_dims, base)]
+    if want_scores:
+        outputs.append(layout.scores_from_3d(b, scores, heads, query.shape, key.shape, base))
+    return outputs
+
+
+def _mha_mask(node: Node, b: Builder, layout: _AxesLayout, causal: bool):
+    """The (B|1, T|1, S) bool mask Keras builds from the inputs' masks, the
+    attention_mask and the causal flag; None when nothing masks."""
+    base = f"{node.name}/mask"
+    parts = []
+    for role, axis in (("query_mask", -1), ("value_mask", -2), ("key_mask", -2)):
+        tensor = node.input(role)
+        if tensor is not None:
+            parts.append(unsqueeze(b, as_bool(b, b.value(tensor), tensor.dtype,
+                                              f"{base}/{role}"), [axis], f"{base}/{role}_3d"))
+    explicit = node.input("attention_mask")
+    if explicit is not None:
+        parts.append(as_bool(b, b.value(explicit), explicit.dtype, f"{base}/attention_mask"))
+    if parts and not layout.trivial:
+        raise ConversionError(f"layer {node.name!r}: masks with attention over axes "
+                              f"{layout.axes} are not supported yet")
+    if causal:
+        query, key = node.input("query"), node.input("key")
+        parts.append(causal_mask(b, b.value(query), b.value(key), query.shape, key.shape,
+                                 f"{base}/causal"))
+    return combine_masks(b, parts, base)
+
+
+# ---------------------------------------------------------------------- Attention layers
+
+
+def _score_mask(node: Node, b: Builder):
+    """Value mask (B, 1, S) AND the causal mask (T, S), as Keras' scores_mask."""
+    base = f"{node.name}/mask"
+    parts = []
+    value_mask = node.input("value_mask")
+    if value_mask is not None:
+        parts.append(unsqueeze(b, as_bool(b, b.value(value_mask), value_mask.dtype,
+                                          f"{base}/value_mask"), [-2], f"{base}/value_mask_3d"))
+    if node.arguments.get("use_causal_mask") or node.config.get("causal"):
+        query, key = node.input("query"), node.input("key") or node.input("value")
+        parts.append(causal_mask(b, b.value(query), b.value(key), query.shape, key.shape,
+                                 f"{base}/causal"))
+    return combine_masks(b, parts, base)
+
+
+def _finish_attention(node: Node, b: Builder, output: str, scores: str) -> list:
+    """Zero the rows of padded queries, as Keras does with the query mask."""
+    query_mask = node.input("query_mask")
+    if query_mask is not None:
+        keep = unsqueeze(b, as_bool(b, b.value(query_mask), query_mask.dtype,
+                                    f"{node.name}/query_mask"), [-1], f"{node.name}/keep")
+        output = b.op("Where", [keep, output, b.constant(f"{node.name}/zero", np.float32(0))],
+                      f"{node.name}/output")
+    return [output, scores] if node.arguments.get("return_attention_scores") else [output]
+
+
+def _softmax_attend(node: Node, b: Builder, logits: str, mask3) -> tuple:
+    """softmax(logits - 1e9 where masked) @ value."""
+    base = node.name
+    if mask3 is not None:
+        logits = b.op("Add", [logits, additive_mask(b, mask3, KERAS_MASK_NEGATIVE,
+                                                    f"{base}/adder")], f"{base}/masked")
+    scores = b.op("Softmax", [logits], f"{base}/scores", axis=-1)
+    return b.op("MatMul", [scores, b.value(node.input("value"))], f"{base}/context"), scores
+
+
+def _pairwise_tanh(node: Node, b: Builder, scale) -> str:
+    """tanh(scale * (q[:, :, None] + k[:, None])) of shape (B, T, S, D)."""
+    base = node.name
+    query, key = node.input("query"), node.input("key") or node.input("value")
+    pairs = b.op("Add", [unsqueeze(b, b.value(query), [2], f"{base}/query_rows"),
+                         unsqueeze(b, b.value(key), [1], f"{base}/key_columns")],
+                 f"{base}/pairs")
+    if scale is not None:
+        pairs = b.op("Mul", [pairs, b.constant(f"{base}/scale", scale)], f"{base}/scaled")
+    return b.op("Tanh", [pairs], f"{base}/tanh")
+
+
+@emits("Attention")
+def attention(node: Node, b: Builder) -> list:
+    """Keras Attention: softmax(scores) @ value; scores = q kᵀ (× scale with use_scale), or
+    concat_score_weight × Σ tanh(scale (q + k)) with score_mode "concat"."""
+    weights = named_weights(node)
+    scale = weights.get("scale")
+    mask3 = _score_mask(node, b)
+    query, value = node.input("query"), node.input("value")
+    key = node.input("key") or value
+    want_scores = bool(node.arguments.get("return_attention_scores"))
+    if node.config.get("score_mode", "dot") == "concat":
+        summed = b.op("ReduceSum", [_pairwise_tanh(node, b, scale),
+                                    b.ints(f"{node.name}/last_axis", [-1])],
+                      f"{node.name}/tanh_sum", keepdims=0)
+        logits = b.op("Mul", [summed, b.constant(f"{node.name}/concat_score_weight",
+                                                 weights["concat_score_weight"])],
+                      f"{node.name}/logits")
+        return _finish_attention(node, b, *_softmax_attend(node, b, logits, mask3))
+    scale_value = 1.0 if scale is None else float(scale)
+    if b.opset >= FUSED_ATTENTION_OPSET:
+        output, scores = fused_attention(
+            b, b.value(query), b.value(key), b.value(value), 1, mask3, "add", False,
+            want_scores, scale_value, f"{node.name}/core")
+        return _finish_attention(node, b, output, scores)
+    key_t = b.op("Transpose", [b.value(key)], f"{node.name}/key_t", perm=[0, 2, 1])
+    logits = b.op("MatMul", [b.value(query), key_t], f"{node.name}/logits")
+    if scale is not None:
+        logits = b.op("Mul", [logits, b.constant(f"{node.name}/scale", scale)],
+                      f"{node.name}/scaled_logits")
+    return _finish_attention(node, b, *_softmax_attend(node, b, logits, mask3))
+
+
+@emits("AdditiveAttention")
+def additive_attention(node: Node, b: Builder) -> list:
+    """Keras AdditiveAttention: softmax(Σ scale · tanh(q[:, :, None] + k[:, None])) @ value
+    (plain Σ without use_scale)."""
+    weights = named_weights(node)
+    tanh = _pairwise_tanh(node, b, None)
+    if "scale" in weights:
+        column = weights["scale"].reshape(-1, 1).astype(np.float32)
+        summed = b.op("MatMul", [tanh, b.constant(f"{node.name}/scale", column)],
+                      f"{node.name}/weighted")
+        logits = b.op("Squeeze", [summed, b.ints(f"{node.name}/last_axis", [-1])],
+                      f"{node.name}/logits")
+    else:
+        logits = b.op("ReduceSum", [tanh, b.ints(f"{node.name}/last_axis", [-1])],
+                      f"{node.name}/logits", keepdims=0)
+    return _finish_attention(node, b, *_softmax_attend(node, b, logits, _score_mask(node, b)))
