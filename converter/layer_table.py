@@ -1,8 +1,8 @@
 """The supported-layer table shown by ``kerasonnx layers`` and kept in the README."""
 from __future__ import annotations
 
+from .emit import emitted_kinds
 from .layers import known_kinds
-from .layers.operations import KERAS_OPS
 
 FAMILY_TITLES = {
     "attention": "Attention", "core": "Core", "merge": "Merging",
@@ -12,26 +12,29 @@ FAMILY_TITLES = {
 }
 
 
+def _label(kind) -> str:
+    if kind.family == "third_party":
+        return f"{kind.class_name} (keras_multi_head)"
+    if kind.family == "operations":
+        return "TFOpLambda (Keras 2)" if kind.class_name == "TFOpLambda" else f"ops.{kind.class_name}"
+    return kind.class_name
+
+
 def layer_rows() -> list:
-    """``(family title, [class names])`` in a stable order."""
-    families = {}
+    """``(family title, [converted classes], [classes inspect reads but cannot convert])``."""
+    converted = emitted_kinds()
+    rows = {}
     for kind in known_kinds():
-        if kind.family == "operations":
-            continue
-        names = families.setdefault(kind.family, [])
-        label = kind.class_name
-        if kind.family == "third_party":
-            label = f"{kind.class_name} (keras_multi_head)"
-        if label not in names:
-            names.append(label)
-    rows = [(FAMILY_TITLES[f], names) for f, names in families.items()]
-    rows.append((FAMILY_TITLES["operations"],
-                 ["TFOpLambda (Keras 2)"] + [f"ops.{name}" for name in KERAS_OPS]))
-    return rows
+        done, read_only = rows.setdefault(FAMILY_TITLES[kind.family], ([], []))
+        (done if (kind.family, kind.class_name) in converted else read_only).append(_label(kind))
+    return [(family, done, read_only) for family, (done, read_only) in rows.items()]
 
 
 def markdown_table() -> str:
-    lines = ["| Family | Keras classes read by `inspect` |", "|---|---|"]
-    lines += [f"| {family} | {', '.join(f'`{n}`' for n in names)} |"
-              for family, names in layer_rows()]
+    def cell(names):
+        return ", ".join(f"`{n}`" for n in names) or "-"
+
+    lines = ["| Family | Converted to ONNX | Read by `inspect` only (for now) |", "|---|---|---|"]
+    lines += [f"| {family} | {cell(done)} | {cell(read_only)} |"
+              for family, done, read_only in layer_rows()]
     return "\n".join(lines)

@@ -506,10 +506,15 @@ def _shape(raw) -> Optional[tuple]:
 
 
 def _unique_names(names: list) -> list:
-    """Keras' rule for repeated output names: ``mha``, ``mha_1``, ..."""
-    seen, unique = {}, []
+    """Repeated output names get ``_1``, ``_2``, ... (``mha``, ``mha_1``), skipping names
+    another output already has."""
+    taken, unique = set(names), []
+    seen = set()
     for name in names:
-        count = seen.get(name, 0)
-        seen[name] = count + 1
-        unique.append(name if count == 0 else f"{name}_{count}")
+        candidate, count = name, 0
+        while candidate in seen or (candidate != name and candidate in taken):
+            count += 1
+            candidate = f"{name}_{count}"
+        seen.add(candidate)
+        unique.append(candidate)
     return unique

@@ -53,3 +53,46 @@ def test_help_explains_inputs():
     result = run("inspect", "--help")
     assert "--weights" in result.output and "--format" in result.output
     assert "query=" in result.output
+
+
+def test_convert_writes_a_model_onnxruntime_runs(tmp_path):
+    import numpy as np
+    import onnxruntime as ort
+
+    output = tmp_path / "model.onnx"
+    result = run("convert", fixture_path("keras2", "three_attention"), "-o", output)
+    assert result.exit_code == 0, result.output
+    assert f"wrote {output}" in result.output
+    reference = np.load(FIXTURES / "keras2" / "three_attention.npz")
+    session = ort.InferenceSession(str(output), providers=["CPUExecutionProvider"])
+    outputs = session.run(None, {"input_1": reference["input/input_1"],
+                                 "input_2": reference["input/input_2"]})
+    assert [o.name for o in session.get_outputs()] == [
+        "attention", "additive_attention", "multi_head_attention"]
+    assert np.abs(outputs[2] - reference["output/multi_head_attention"]).max() <= 1e-5
+
+
+def test_convert_default_output_next_to_model(tmp_path):
+    model = tmp_path / "encoder.keras"
+    model.write_bytes(fixture_path("keras3", "three_attention").read_bytes())
+    assert run("convert", model).exit_code == 0
+    assert (tmp_path / "encoder.onnx").exists()
+
+
+def test_convert_opset_below_17_is_refused(tmp_path):
+    result = run("convert", fixture_path("keras3", "mha_causal"), "-o", tmp_path / "m.onnx",
+                 "--opset", "16")
+    assert result.exit_code == 2
+    assert "opset 16 is not supported: choose 17 to 24" in result.stderr
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_convert_lists_every_unsupported_layer_and_writes_nothing(tmp_path):
+    output = tmp_path / "m.onnx"
+    output.write_bytes(b"previous")
+    result = run("convert", fixture_path("keras2", "multihead_lstm"), "-o", output)
+    assert result.exit_code == 2
+    assert "3 layer(s) cannot be converted yet: Dense (Dense), Flatten (Flatten), " \
+           "Multi-LSTMs (MultiHead)" in result.stderr
+    assert output.read_bytes() == b"previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]

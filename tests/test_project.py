@@ -11,13 +11,17 @@ from conftest import ROOT, fixture_path
 HEAVY = ("tensorflow", "keras", "tf_keras", "keras_multi_head", "keras_self_attention")
 
 
-def test_reading_models_imports_no_tensorflow_or_keras():
+def test_reading_and_converting_import_no_tensorflow_or_keras():
     fixtures = [fixture_path("keras3", "masked_encoder"), fixture_path("keras2", "kmh_attention"),
                 fixture_path("keras2", "ops_nodes")]
+    converted = [fixture_path("keras3", "three_attention"), fixture_path("keras2", "mha_4d")]
     code = (
         "import sys, converter, cli\n"
         f"for path in {[str(p) for p in fixtures]!r}:\n"
         "    converter.inspect(path)\n"
+        f"for path in {[str(p) for p in converted]!r}:\n"
+        "    converter.convert(path, opset=23)\n"
+        "    converter.convert(path, opset=17)\n"
         f"heavy = sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})\n"
         "assert not heavy, heavy\n"
     )

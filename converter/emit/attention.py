@@ -351,9 +351,8 @@ def attention(node: Node, b: Builder) -> list:
     key = node.input("key") or value
     want_scores = bool(node.arguments.get("return_attention_scores"))
     if node.config.get("score_mode", "dot") == "concat":
-        summed = b.op("ReduceSum", [_pairwise_tanh(node, b, scale),
-                                    b.ints(f"{node.name}/last_axis", [-1])],
-                      f"{node.name}/tanh_sum", keepdims=0)
+        summed = b.reduce("ReduceSum", _pairwise_tanh(node, b, scale), [-1],
+                          f"{node.name}/tanh_sum", keepdims=0)
         logits = b.op("Mul", [summed, b.constant(f"{node.name}/concat_score_weight",
                                                  weights["concat_score_weight"])],
                       f"{node.name}/logits")
@@ -363,6 +362,9 @@ def attention(node: Node, b: Builder) -> list:
         output, scores = fused_attention(
             b, b.value(query), b.value(key), b.value(value), 1, mask3, "add", False,
             want_scores, scale_value, f"{node.name}/core")
+        if scores is not None:  # (B, 1, T, S) from the one-head operator
+            scores = b.op("Squeeze", [scores, b.ints(f"{node.name}/head_axis", [1])],
+                          f"{node.name}/scores")
         return _finish_attention(node, b, output, scores)
     key_t = b.op("Transpose", [b.value(key)], f"{node.name}/key_t", perm=[0, 2, 1])
     logits = b.op("MatMul", [b.value(query), key_t], f"{node.name}/logits")
@@ -385,6 +387,5 @@ def additive_attention(node: Node, b: Builder) -> list:
         logits = b.op("Squeeze", [summed, b.ints(f"{node.name}/last_axis", [-1])],
                       f"{node.name}/logits")
     else:
-        logits = b.op("ReduceSum", [tanh, b.ints(f"{node.name}/last_axis", [-1])],
-                      f"{node.name}/logits", keepdims=0)
+        logits = b.reduce("ReduceSum", tanh, [-1], f"{node.name}/logits", keepdims=0)
     return _finish_attention(node, b, *_softmax_attend(node, b, logits, _score_mask(node, b)))

@@ -76,6 +76,13 @@ class Builder:
             **{k: v for k, v in attributes.items() if v is not None}))
         return names[0] if outputs == 1 else names
 
+    def reduce(self, op_type: str, x: str, axes: list, base: str, keepdims: int = 1) -> str:
+        """ReduceSum/Max/Mean/...: ``axes`` is an input from opset 18 (ReduceSum: 13)."""
+        if self.opset >= (13 if op_type == "ReduceSum" else 18):
+            return self.op(op_type, [x, self.ints(f"{base}/axes", axes)], base,
+                           keepdims=keepdims)
+        return self.op(op_type, [x], base, axes=axes, keepdims=keepdims)
+
     # ------------------------------------------------------------------ finishing
 
     def finish(self, graph: Graph, model_name: str) -> onnx.ModelProto:

@@ -38,8 +38,7 @@ def masking(node: Node, b: Builder) -> list:
     differs = b.op("Not", [b.op("Equal", [x, value], f"{node.name}/equal")],
                    f"{node.name}/differs")
     as_float = b.op("Cast", [differs], f"{node.name}/differs_float", to=TensorProto.FLOAT)
-    any_step = b.op("ReduceMax", [as_float, b.ints(f"{node.name}/last_axis", [-1])],
-                    f"{node.name}/any", keepdims=1)
+    any_step = b.reduce("ReduceMax", as_float, [-1], f"{node.name}/any")
     keep = b.op("Cast", [any_step], f"{node.name}/keep", to=TensorProto.BOOL)
     output = b.op("Where", [keep, x, b.constant(f"{node.name}/zero", np.float32(0))],
                   node.name)
