@@ -8,27 +8,17 @@ import json
 
 import h5py
 import numpy as np
-import onnxruntime as ort
 import pytest
 
 from attention_cases import CASES
 from conftest import requires_keras
 from converter.convert import convert
+from keras_check import (assert_same, check_conversion, keras_module, keras_outputs,
+                         make_inputs, randomize, run_onnx, save)
 
 pytestmark = requires_keras
 
-ATOL = 1e-5
-BATCHES = (1, 3)
-LENGTHS = (4, 7)
 OPSETS = (23, 17, 24)
-
-
-def keras_module(dialect: str):
-    if dialect == "keras3":
-        import keras
-        return keras
-    import tf_keras
-    return tf_keras
 
 
 @pytest.fixture(scope="module")
@@ -42,69 +32,11 @@ def saved_models(tmp_path_factory):
             k = keras_module(dialect)
             k.utils.set_random_seed(7)
             model = CASES[name].build(k)
-            rng = np.random.default_rng(11)
-            model.set_weights([rng.normal(0, 0.5, w.shape).astype(w.dtype)
-                               for w in model.get_weights()])
-            path = folder / f"{name}_{dialect}.{'keras' if dialect == 'keras3' else 'h5'}"
-            model.save(path)
-            cache[(name, dialect)] = (model, path)
+            randomize(model)
+            cache[(name, dialect)] = (model, save(model, dialect, folder, name))
         return cache[(name, dialect)]
 
     return get
-
-
-def make_inputs(model, case, batch: int, length: int, rng) -> list:
-    """Inputs for every model input: None dims set to ``length``; token ids with padding
-    tails (row 1 padded at the end, row 2 entirely), masks with a fully masked row."""
-    arrays = []
-    for tensor in model.inputs:
-        name = tensor.name.split(":")[0]
-        shape = [batch] + [length if d is None else d for d in tensor.shape[1:]]
-        dtype = str(tensor.dtype.name if hasattr(tensor.dtype, "name") else tensor.dtype)
-        if name in case.tokens:
-            array = rng.integers(1, case.tokens[name], size=shape).astype(dtype)
-            _pad_rows(array)
-        elif dtype in ("bool", "int32", "int64") or name == "attention_mask":
-            attend = rng.random(shape) < 0.7
-            if batch > 1:
-                attend[1, 0, :] = False  # a query that may attend nothing
-            array = attend.astype(dtype)
-        else:
-            array = rng.normal(size=shape).astype(dtype)
-            if name in case.padded:
-                _pad_rows(array)
-        arrays.append(array)
-    return arrays
-
-
-def _pad_rows(array) -> None:
-    if len(array) > 1:
-        array[1, -2:] = 0
-    if len(array) > 2:
-        array[2] = 0
-
-
-def keras_outputs(model, arrays) -> list:
-    outputs = model(arrays, training=False)
-    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-    return [np.asarray(o) for o in outputs]
-
-
-def run_onnx(onnx_model, arrays) -> list:
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(onnx_model.SerializeToString(), options,
-                                   providers=["CPUExecutionProvider"])
-    feeds = {i.name: a for i, a in zip(session.get_inputs(), arrays)}
-    return session.run(None, feeds)
-
-
-def assert_same(expected: list, actual: list, where: str) -> None:
-    assert len(expected) == len(actual), where
-    for i, (e, a) in enumerate(zip(expected, actual)):
-        assert e.shape == a.shape, f"{where} output {i}: {e.shape} vs {a.shape}"
-        error = float(np.max(np.abs(e - a))) if e.size else 0.0
-        assert error <= ATOL, f"{where} output {i}: max abs error {error:.3g}"
 
 
 @pytest.mark.parametrize("opset", OPSETS)
@@ -112,14 +44,8 @@ def assert_same(expected: list, actual: list, where: str) -> None:
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_attention_matches_keras(saved_models, name, dialect, opset):
     model, path = saved_models(name, dialect)
-    converted = convert(path, opset=opset).model
-    assert "Einsum" not in {n.op_type for n in converted.graph.node}
-    rng = np.random.default_rng(3)
-    for batch in BATCHES:
-        for length in LENGTHS:
-            arrays = make_inputs(model, CASES[name], batch, length, rng)
-            assert_same(keras_outputs(model, arrays), run_onnx(converted, arrays),
-                        f"{name} {dialect} opset {opset} batch {batch} length {length}")
+    case = CASES[name]
+    check_conversion(model, path, opsets=(opset,), tokens=case.tokens, padded=case.padded)
 
 
 @pytest.mark.parametrize("name, dialect, fused", [
@@ -150,8 +76,7 @@ def test_keras2_causal_config_flag(saved_models, tmp_path):
         layer["config"]["causal"] = True
         del layer["inbound_nodes"][0][0][3]["use_causal_mask"]
         f.attrs["model_config"] = json.dumps(config)
-    arrays = make_inputs(model, CASES["attention_causal_scores"], 3, 6,
-                         np.random.default_rng(5))
+    arrays = make_inputs(model, 3, 6, np.random.default_rng(5))
     for opset in OPSETS:
         assert_same(keras_outputs(model, arrays), run_onnx(convert(legacy, opset=opset).model,
                                                            arrays), f"opset {opset}")

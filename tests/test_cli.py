@@ -96,3 +96,20 @@ def test_convert_lists_every_unsupported_layer_and_writes_nothing(tmp_path):
            "Multi-LSTMs (MultiHead)" in result.stderr
     assert output.read_bytes() == b"previous"
     assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
+
+
+def test_convert_json_with_weights(tmp_path):
+    import numpy as np
+    import onnxruntime as ort
+
+    output = tmp_path / "model.onnx"
+    result = run("convert", FIXTURES / "keras3" / "three_attention.json", "--weights",
+                 FIXTURES / "keras3" / "three_attention.weights.h5", "-o", output, "--opset", "17")
+    assert result.exit_code == 0, result.output
+    reference = np.load(FIXTURES / "keras3" / "three_attention.npz")
+    session = ort.InferenceSession(str(output), providers=["CPUExecutionProvider"])
+    outputs = session.run(None, {"input_1": reference["input/input_1"],
+                                 "input_2": reference["input/input_2"]})
+    for output_array, name in zip(outputs, ("attention", "additive_attention",
+                                            "multi_head_attention")):
+        assert np.abs(output_array - reference[f"output/{name}"]).max() <= 1e-5

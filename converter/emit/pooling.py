@@ -1,0 +1,2 @@
+"""Emitters for the pooling family (see converter/layers/pooling.py)."""
+from __future__ import annotations

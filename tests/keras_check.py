@@ -1,0 +1,115 @@
+"""Numeric checks against real Keras, shared by the emitter tests: build a model with
+Keras 3 (``keras``) or Keras 2 (``tf_keras``), randomize its weights, save it, convert it,
+run onnxruntime and compare every output element with what Keras computes."""
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+
+from converter.convert import convert
+
+ATOL = 1e-5
+BATCHES = (1, 3)
+LENGTHS = (4, 7)
+OPSETS = (23, 17)
+
+
+def keras_module(dialect: str):
+    """``keras`` (Keras 3) or ``tf_keras`` (Keras 2); both live in one process."""
+    if dialect == "keras3":
+        import keras
+        return keras
+    import tf_keras
+    return tf_keras
+
+
+def randomize(model, seed: int = 11, scale: float = 0.5) -> None:
+    """Every weight seeded normal * scale; variances (BatchNorm) kept positive."""
+    rng = np.random.default_rng(seed)
+    values = []
+    for weight in model.weights:
+        value = rng.normal(0, scale, weight.shape)
+        if "variance" in weight.name:
+            value = np.abs(value) + 0.5
+        values.append(value.astype(weight.dtype if isinstance(weight.dtype, str)
+                                   else weight.dtype.name))
+    model.set_weights(values)
+
+
+def save(model, dialect: str, folder, name: str):
+    """Keras 3 as ``.keras``, Keras 2 as legacy ``.h5``; returns the path."""
+    path = folder / f"{name}_{dialect}.{'keras' if dialect == 'keras3' else 'h5'}"
+    model.save(path)
+    return path
+
+
+def make_inputs(model, batch: int, length: int, rng, tokens: dict = None,
+                padded: tuple = ()) -> list:
+    """Inputs for every model input: None dims set to ``length``. ``tokens`` maps integer
+    inputs to their vocabulary size (ids get padding zeros: row 1 at its tail, row 2
+    entirely); ``padded`` float inputs are zeroed the same way (for Masking). Other int or
+    bool inputs are attention masks, with a query that attends nothing in row 1."""
+    tokens = tokens or {}
+    arrays = []
+    for tensor in model.inputs:
+        name = tensor.name.split(":")[0]
+        shape = [batch] + [length if d is None else d for d in tensor.shape[1:]]
+        dtype = tensor.dtype if isinstance(tensor.dtype, str) else tensor.dtype.name
+        if name in tokens:
+            array = rng.integers(1, tokens[name], size=shape).astype(dtype)
+            pad_rows(array)
+        elif dtype in ("bool", "int32", "int64") or name == "attention_mask":
+            attend = rng.random(shape) < 0.7
+            if batch > 1:
+                attend[1, 0, :] = False
+            array = attend.astype(dtype)
+        else:
+            array = rng.normal(size=shape).astype(dtype)
+            if name in padded:
+                pad_rows(array)
+        arrays.append(array)
+    return arrays
+
+
+def pad_rows(array) -> None:
+    if len(array) > 1:
+        array[1, -2:] = 0
+    if len(array) > 2:
+        array[2] = 0
+
+
+def keras_outputs(model, arrays) -> list:
+    outputs = model(arrays if len(arrays) > 1 else arrays[0], training=False)
+    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+    return [np.asarray(o) for o in outputs]
+
+
+def run_onnx(onnx_model, arrays) -> list:
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(onnx_model.SerializeToString(), options,
+                                   providers=["CPUExecutionProvider"])
+    return session.run(None, {i.name: a for i, a in zip(session.get_inputs(), arrays)})
+
+
+def assert_same(expected: list, actual: list, where: str, atol: float = ATOL) -> None:
+    assert len(expected) == len(actual), where
+    for i, (e, a) in enumerate(zip(expected, actual)):
+        assert e.shape == a.shape, f"{where} output {i}: {e.shape} vs {a.shape}"
+        assert e.dtype == a.dtype, f"{where} output {i}: {e.dtype} vs {a.dtype}"
+        error = float(np.max(np.abs(e.astype(np.float64) - a))) if e.size else 0.0
+        assert error <= atol, f"{where} output {i}: max abs error {error:.3g}"
+
+
+def check_conversion(model, path, *, opsets=OPSETS, batches=BATCHES, lengths=LENGTHS,
+                     tokens=None, padded=(), atol: float = ATOL, seed: int = 3) -> None:
+    """Convert ``path`` at every opset and compare with ``model`` on every input size."""
+    for opset in opsets:
+        converted = convert(path, opset=opset).model
+        assert "Einsum" not in {n.op_type for n in converted.graph.node}
+        rng = np.random.default_rng(seed)
+        for batch in batches:
+            for length in lengths:
+                arrays = make_inputs(model, batch, length, rng, tokens, padded)
+                assert_same(keras_outputs(model, arrays), run_onnx(converted, arrays),
+                            f"{path.name} opset {opset} batch {batch} length {length}", atol)
