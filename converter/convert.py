@@ -2,6 +2,7 @@
 emitter add its ONNX nodes."""
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from .errors import ConversionError, UnsupportedLayerError
 from .ir import Graph
 from .model import load
 
+TENSOR_MAP_KEY = "kerasonnx.keras_tensors"
 MIN_OPSET = 17
 DEFAULT_OPSET = 23
 MAX_OPSET = 24
@@ -76,4 +78,14 @@ def to_onnx(graph: Graph, opset: int) -> onnx.ModelProto:
         names = emitter_for(node.layer)(node, builder)
         for tensor, name in zip(node.outputs + node.mask_outputs, names):
             builder.bind(tensor, name)
-    return builder.finish(graph, graph.name)
+    model = builder.finish(graph, graph.name)
+    _record_layer_outputs(model, graph, builder)
+    return model
+
+
+def _record_layer_outputs(model: onnx.ModelProto, graph: Graph, builder: Builder) -> None:
+    """Store which ONNX value holds each Keras layer output (``verify`` compares them)."""
+    produced = {o for node in model.graph.node for o in node.output}
+    tensors = {t.name: builder.value(t) for node in graph.nodes for t in node.outputs
+               if builder.has_value(t) and builder.value(t) in produced}
+    onnx.helper.set_model_props(model, {TENSOR_MAP_KEY: json.dumps(tensors, sort_keys=True)})

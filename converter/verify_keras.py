@@ -1,0 +1,120 @@
+"""The Keras side of ``verify``: run a saved model in the real Keras that wrote it.
+
+Runs as its own process (``python -m converter.verify_keras REQUEST.json``), started by
+``converter.verify``, so the caller's process never imports TensorFlow and Keras 2 models
+(tf_keras, keras-multi-head) load with ``TF_USE_LEGACY_KERAS=1`` whatever the caller
+already imported. Models load in safe mode: a Lambda layer's code is never run.
+
+The request names the model file (and weights), the input files to run, and the top-level
+layers whose outputs are wanted too; every result is written to an ``.npz`` per input file:
+``output/<i>`` for the model outputs, ``layer/<name>/<i>`` for layer outputs.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+# Keras' loading messages and TensorFlow's start-up chatter are not ours to print.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _keras(dialect: str):
+    if dialect == "keras2":
+        import tf_keras
+        return tf_keras
+    import keras
+    return keras
+
+
+def _custom_objects(dialect: str) -> dict:
+    if dialect != "keras2":
+        return {}
+    try:
+        import keras_multi_head
+    except ImportError:
+        return {}
+    objects = {"MultiHead": keras_multi_head.MultiHead,
+               "MultiHeadAttention": keras_multi_head.MultiHeadAttention}
+    try:
+        import keras_self_attention
+        objects["ScaledDotProductAttention"] = keras_self_attention.ScaledDotProductAttention
+    except ImportError:
+        pass
+    return objects
+
+
+def load_model(request: dict):
+    k = _keras(request["dialect"])
+    path, weights = request["model"], request.get("weights")
+    objects = _custom_objects(request["dialect"]) if request.get("third_party") else {}
+    if request["format"] == "json":
+        with open(path) as f:
+            model = k.models.model_from_json(f.read(), custom_objects=objects)
+        model.load_weights(weights)
+        return model
+    options = {"compile": False, "custom_objects": objects}
+    if request["format"] == "keras" or request["dialect"] == "keras2":
+        options["safe_mode"] = True
+    model = k.models.load_model(path, **options)
+    if weights:
+        model.load_weights(weights)
+    return model
+
+
+def layer_outputs(model, names: list) -> tuple:
+    """A model that also returns the outputs of the named top-level layers (those Keras
+    can reach with ``layer.output``: called once, in this model's graph)."""
+    reachable, tensors = [], []
+    for name in names:
+        try:
+            output = model.get_layer(name).output
+        except (AttributeError, ValueError, RuntimeError):
+            continue
+        outputs = list(output) if isinstance(output, (list, tuple)) else [output]
+        reachable.append((name, len(outputs)))
+        tensors.extend(outputs)
+    if not tensors:
+        return model, []
+    from_inputs = model.inputs if len(model.inputs) > 1 else model.inputs[0]
+    probe_class = _functional_class(model)
+    probe = probe_class(from_inputs, list(_as_list(model.outputs)) + tensors)
+    return probe, reachable
+
+
+def _functional_class(model):
+    module = type(model).__module__
+    if module.startswith("tf_keras"):
+        import tf_keras
+        return tf_keras.Model
+    import keras
+    return keras.Model
+
+
+def _as_list(value):
+    return value if isinstance(value, (list, tuple)) else [value]
+
+
+def main(request_path: str) -> None:
+    import numpy as np
+
+    with open(request_path) as f:
+        request = json.load(f)
+    model = load_model(request)
+    probe, reachable = layer_outputs(model, request.get("layers", []))
+    model_outputs = len(_as_list(model.outputs))
+    for inputs_path, results_path in request["runs"]:
+        with np.load(inputs_path) as data:
+            arrays = [data[f"input/{i}"] for i in range(len(data.files))]
+        results = _as_list(probe(arrays if len(arrays) > 1 else arrays[0], training=False))
+        payload = {f"output/{i}": np.asarray(r) for i, r in enumerate(results[:model_outputs])}
+        position = model_outputs
+        for name, count in reachable:
+            for i in range(count):
+                payload[f"layer/{name}/{i}"] = np.asarray(results[position])
+                position += 1
+        np.savez(results_path, **payload)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
