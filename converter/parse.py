@@ -98,6 +98,7 @@ class _Parser:
         self.source = saved.source
         self.dialect = detect_dialect(saved.config, saved.keras_version)
         self.layer_objects = {}  # (model path names, layer name) -> Layer
+        self.nested_specs = {}  # (model path names, nested model name) -> _ModelSpec
         self.graph = Graph(name=saved.config["config"].get("name", "model"),
                            dialect=self.dialect, keras_version=saved.keras_version)
 
@@ -362,7 +363,10 @@ class _Parser:
 
     def _inline(self, config: dict, scope: _Scope, node_prefix: str, args: list) -> list:
         name = config["name"]
-        spec = self._model_spec(config, f"nested model {name!r}")
+        key = (scope.names, name)
+        if key not in self.nested_specs:  # decoded once, however often it is called
+            self.nested_specs[key] = self._model_spec(config, f"nested model {name!r}")
+        spec = self.nested_specs[key]
         first = args[0] if args else []
         tensors = first if isinstance(first, list) else [first]
         if not all(isinstance(t, Tensor) for t in tensors):
