@@ -358,6 +358,9 @@ class _Parser:
         if kind is not None:
             _add_implicit_masks(node, kind.mask_roles)
         self._add_outputs(node, spec, name, index)
+        if kind is not None:
+            for role in kind.clears_masks_of(node):
+                node.inputs[role].mask = None
         self.graph.nodes.append(node)
         return node.outputs
 

@@ -64,15 +64,20 @@ def test_embedding_mask_reaches_attention_and_pooling(dialect):
         embedding = graph.node("embedding")
         (mask,) = embedding.mask_outputs
         assert mask.is_mask and mask.shape == (None, None) and mask.dtype == "bool"
-        assert embedding.outputs[0].mask is mask
         mha = graph.node("mha")
         assert {r: mha.inputs[r] for r in ("query_mask", "value_mask", "key_mask")} == {
             "query_mask": mask, "value_mask": mask, "key_mask": mask}
-        assert graph.node("norm").outputs[0].mask is mask
         pool_mask = graph.node("pool").inputs["mask"]
         if dialect == "keras2":
+            assert embedding.outputs[0].mask is mask
+            assert graph.node("norm").outputs[0].mask is mask
             assert pool_mask is mask
-        else:  # Keras 3 writes the mask it computed as ops nodes and passes it explicitly
+        else:
+            # Keras 3's MultiHeadAttention deletes its inputs' masks, so the residual Add
+            # meets an unmasked input and drops the mask ...
+            assert embedding.outputs[0].mask is None and mha.outputs[0].mask is mask
+            assert graph.node("norm").outputs[0].mask is None
+            # ... but Keras 3 wrote the pooling mask it computed as ops nodes, explicitly
             assert pool_mask.producer.class_name == "LogicalOr"
             not_equal = graph.node("not_equal")
             assert operation(not_equal) == ("NotEqual", {})

@@ -60,8 +60,15 @@ def bind_mha_roles(arguments: dict) -> tuple:
     return roles, arguments
 
 
+def _keras3_deletes_input_masks(node) -> tuple:
+    """Keras 3's call does ``set_keras_mask(query/value/key, None)``: a residual
+    ``Add([query, attention])`` built after it sees an unmasked query."""
+    return ("query", "value", "key") if node.layer.dialect == "keras3" else ()
+
+
 @layer_kind("MultiHeadAttention", signature=MHA_SIGNATURE, mask_roles=QKV_MASK_ROLES,
-            bind_roles=bind_mha_roles, weights=_mha_weights, matches=_is_keras_mha)
+            bind_roles=bind_mha_roles, weights=_mha_weights, matches=_is_keras_mha,
+            clears_masks_of=_keras3_deletes_input_masks)
 def multi_head_attention(node):
     """softmax(q kᵀ / sqrt(key_dim) + mask) v per head, projected back; q, k, v are
     einsum projections of query, key (default: value), value. Scores: (B, N, T, S)."""

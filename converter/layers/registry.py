@@ -43,6 +43,9 @@ class LayerKind:
     weights: Optional[Callable[[Node], list]] = None
     # For classes that share a name (Keras' and keras-multi-head's MultiHeadAttention).
     matches: Optional[Callable[[str, dict], bool]] = None
+    # Roles whose tensors lose their mask once the call is made (Keras 3's
+    # MultiHeadAttention deletes its inputs' masks): later calls see them unmasked.
+    clears_masks_of: Callable[[Node], tuple] = lambda node: ()
 
     def __post_init__(self):
         if self.output_mask is None:
