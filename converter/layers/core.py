@@ -1,6 +1,11 @@
 """Core layers: Dense, EinsumDense, Embedding, Masking, activations, inference identities."""
 from __future__ import annotations
 
+import re
+import string
+from dataclasses import dataclass
+from typing import Optional
+
 from .registry import (NEW_MASK, WeightSpec, compute_dtype, first_input, layer_kind, no_mask,
                        same_as_input, with_last_dim)
 
@@ -20,27 +25,67 @@ def dense(node):
     return [(with_last_dim(first_input(node).shape, node.config["units"]), compute_dtype(node))]
 
 
-@layer_kind("EinsumDense")
-def einsum_dense(node):
-    """y = einsum(equation, x, kernel) + bias; output dims come from the input where the
-    equation shares a letter with it, else from ``output_shape`` (aligned at the end)."""
+@dataclass(frozen=True)
+class EinsumLayout:
+    """An EinsumDense equation with its ellipsis spelled out as letters of its own, and the
+    shapes Keras derives from it (``_analyze_einsum_string``): the output (batch included,
+    None where unknown), the kernel, and the bias (None without ``bias_axes``), which spans
+    the output from its first bias letter to the end (1 on the other letters)."""
+
+    input: str
+    kernel: str
+    output: str
+    output_shape: tuple
+    kernel_shape: tuple
+    bias_shape: Optional[tuple]
+
+
+def einsum_layout(node) -> EinsumLayout:
     equation = node.config["equation"].replace(" ", "")
-    inputs_spec, output_spec = equation.split("->")
-    input_spec = inputs_spec.split(",")[0]
-    in_shape = first_input(node).shape
+    match = re.fullmatch(r"([a-zA-Z.]+),([a-zA-Z]+)->([a-zA-Z.]+)", equation)
+    if match is None:
+        raise ValueError(f"unsupported EinsumDense equation {equation!r}")
+    input_spec, kernel, output_spec = match.groups()
+    in_shape = tuple(first_input(node).shape)
+    spare = [c for c in string.ascii_letters if c not in equation]
+    elided = "".join(spare[:len(in_shape) - len(input_spec.replace("...", ""))])
+    input_letters = input_spec.replace("...", elided)
+    output = output_spec.replace("...", elided)
+    # ``output_shape`` covers the output's own letters but the first (the batch) unless
+    # the output starts with the ellipsis.
+    named = output_spec.replace("...", "")
     declared = node.config.get("output_shape")
     declared = [declared] if isinstance(declared, int) else list(declared or [])
-    if in_shape is None:
+    if not output_spec.startswith("..."):
+        named = named[1:]
+    sizes = dict(zip(named, declared))
+    sizes.update({letter: in_shape[i] for i, letter in enumerate(input_letters)})
+    output_shape = tuple(sizes.get(letter) for letter in output)
+    kernel_shape = tuple(sizes.get(letter) for letter in kernel)
+    bias_axes = node.config.get("bias_axes")
+    bias_shape = None
+    if bias_axes:
+        first = min(output.index(letter) for letter in bias_axes)
+        bias_shape = tuple(sizes[letter] if letter in bias_axes else 1
+                           for letter in output[first:])
+    return EinsumLayout(input_letters, kernel, output, output_shape, kernel_shape, bias_shape)
+
+
+def _einsum_dense_weights(node):
+    layout = einsum_layout(node)
+    specs = [WeightSpec("kernel", "vars/0", layout.kernel_shape)]
+    if layout.bias_shape is not None:
+        specs.append(WeightSpec("bias", "vars/1", layout.bias_shape))
+    return specs
+
+
+@layer_kind("EinsumDense", weights=_einsum_dense_weights)
+def einsum_dense(node):
+    """y = activation(einsum(equation, x, kernel) + bias); output dims come from the input
+    where the equation shares a letter with it, else from ``output_shape``."""
+    if first_input(node).shape is None:
         return [(None, compute_dtype(node))]
-    ellipsis = len(in_shape) - len(input_spec.replace("...", ""))
-    leading = tuple(in_shape[:ellipsis]) if output_spec.startswith("...") else ()
-    letters = output_spec.replace("...", "")
-    dims = [None] * (len(letters) - len(declared)) + declared
-    for i, letter in enumerate(letters):
-        at = input_spec.replace("...", "").find(letter)
-        if at >= 0:
-            dims[i] = in_shape[ellipsis + at] if input_spec.startswith("...") else in_shape[at]
-    return [(leading + tuple(dims), compute_dtype(node))]
+    return [(einsum_layout(node).output_shape, compute_dtype(node))]
 
 
 def _embedding_mask(node):

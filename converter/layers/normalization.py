@@ -1,36 +1,52 @@
 """Normalization layers: LayerNormalization, BatchNormalization, UnitNormalization."""
 from __future__ import annotations
 
-from .registry import (WeightSpec, first_input, layer_kind, normalize_axis, same_as_input)
+from .registry import WeightSpec, first_input, layer_kind, normalize_axis, same_as_input
 
 
-def _axes(node) -> list:
+def normalized_axes(node) -> list:
+    """The layer's ``axis`` (an int or a list) as sorted non-negative axes. A Keras 2
+    BatchNormalization with ``virtual_batch_size`` saves its axes shifted by one (they
+    index its ghost-batch reshape; tf_keras cannot reload that file itself)."""
     axis = node.config.get("axis", -1)
     rank = len(first_input(node).shape)
-    return [normalize_axis(a, rank) for a in (axis if isinstance(axis, list) else [axis])]
+    shift = 1 if node.config.get("virtual_batch_size") else 0
+    return sorted(normalize_axis(a, rank) - shift
+                  for a in (axis if isinstance(axis, list) else [axis]))
 
 
 def _layer_norm_weights(node):
+    """gamma with ``scale`` (Keras 3: or ``rms_scaling``), beta with ``center`` (Keras 3:
+    and not ``rms_scaling``), each of the input's sizes on the normalized axes."""
     shape = first_input(node).shape
-    axes = _axes(node)
-    param_shape = tuple(shape[a] for a in axes)
-    names = [name for name, on in (("gamma", node.config.get("scale", True)),
-                                   ("beta", node.config.get("center", True)
-                                    and not node.config.get("rms_scaling"))) if on]
+    param_shape = tuple(shape[a] for a in normalized_axes(node))
+    rms = node.layer.dialect == "keras3" and node.config.get("rms_scaling")
+    names = [name for name, on in (("gamma", node.config.get("scale", True) or rms),
+                                   ("beta", node.config.get("center", True) and not rms))
+             if on]
     return [WeightSpec(name, f"vars/{i}", param_shape) for i, name in enumerate(names)]
 
 
 # LayerNormalization: (x - mean) / sqrt(var + epsilon) * gamma + beta over ``axis``
-# (x / sqrt(mean(x²) + epsilon) * gamma with Keras 3's rms_scaling).
+# (x / sqrt(var + epsilon) * gamma with Keras 3's rms_scaling).
 layer_kind("LayerNormalization", weights=_layer_norm_weights)(same_as_input)
 
 
 def _batch_norm_weights(node):
-    dim = (first_input(node).shape[_axes(node)[0]],)
+    """gamma, beta (with ``scale`` / ``center``), moving_mean, moving_variance: (size,) on
+    one axis; Keras 2 with several axes or a virtual batch keeps them at the input's rank
+    (1 off the axes, one more leading 1 with ``virtual_batch_size``)."""
+    shape, axes = first_input(node).shape, normalized_axes(node)
+    if len(axes) == 1 and not node.config.get("virtual_batch_size"):
+        param_shape = (shape[axes[0]],)
+    else:
+        param_shape = tuple(shape[a] if a in axes else 1 for a in range(len(shape)))
+        if node.config.get("virtual_batch_size"):
+            param_shape = param_shape[:1] + (1,) + param_shape[1:]
     names = [n for n, on in (("gamma", node.config.get("scale", True)),
                              ("beta", node.config.get("center", True))) if on]
     names += ["moving_mean", "moving_variance"]
-    return [WeightSpec(name, f"vars/{i}", dim) for i, name in enumerate(names)]
+    return [WeightSpec(name, f"vars/{i}", param_shape) for i, name in enumerate(names)]
 
 
 # BatchNormalization at inference: (x - moving_mean) / sqrt(moving_variance + epsilon)
