@@ -12,6 +12,8 @@ ATOL = 1e-5
 BATCHES = (1, 3)
 LENGTHS = (4, 7)
 OPSETS = (23, 17)
+DIALECTS = ("keras3", "keras2")
+VOCAB = 20
 
 
 def keras_module(dialect: str):
@@ -21,6 +23,31 @@ def keras_module(dialect: str):
         return keras
     import tf_keras
     return tf_keras
+
+
+def is_keras2(k) -> bool:
+    return k.__name__ == "tf_keras"
+
+
+def float_inputs(k, *shapes):
+    return [k.Input(shape, name=f"in_{i}") for i, shape in enumerate(shapes)]
+
+
+def model_cache(folder, cases: dict):
+    """``get(name, dialect) -> (Keras model, saved path)``; ``cases[name](k)`` builds a
+    model with the Keras module ``k``, once per dialect, weights randomized."""
+    cache = {}
+
+    def get(name: str, dialect: str):
+        if (name, dialect) not in cache:
+            k = keras_module(dialect)
+            k.utils.set_random_seed(7)
+            model = cases[name](k)
+            randomize(model)
+            cache[(name, dialect)] = (model, save(model, dialect, folder, name))
+        return cache[(name, dialect)]
+
+    return get
 
 
 def randomize(model, seed: int = 11, scale: float = 0.5) -> None:
@@ -93,23 +120,51 @@ def run_onnx(onnx_model, arrays) -> list:
 
 
 def assert_same(expected: list, actual: list, where: str, atol: float = ATOL) -> None:
+    """Same shapes, dtypes, NaN positions (a fully masked average is 0 / 0 in Keras too),
+    and every other element within ``atol``."""
     assert len(expected) == len(actual), where
     for i, (e, a) in enumerate(zip(expected, actual)):
         assert e.shape == a.shape, f"{where} output {i}: {e.shape} vs {a.shape}"
         assert e.dtype == a.dtype, f"{where} output {i}: {e.dtype} vs {a.dtype}"
-        error = float(np.max(np.abs(e.astype(np.float64) - a))) if e.size else 0.0
+        nan = np.isnan(e) if e.dtype.kind == "f" else np.zeros(e.shape, bool)
+        assert np.array_equal(nan, np.isnan(a) if a.dtype.kind == "f" else nan), (
+            f"{where} output {i}: NaN where Keras has none, or the reverse")
+        difference = np.abs(e.astype(np.float64) - a)[~nan]
+        error = float(difference.max()) if difference.size else 0.0
         assert error <= atol, f"{where} output {i}: max abs error {error:.3g}"
 
 
+def masked_inputs(model, batch: int, length: int, rng) -> list:
+    """int inputs: token ids < VOCAB, about a third of them padding zeros; bool inputs:
+    masks keeping about two thirds; floats: normal. Row 2 is padded / masked entirely."""
+    arrays = []
+    for tensor in model.inputs:
+        shape = [batch] + [length if d is None else d for d in tensor.shape[1:]]
+        dtype = tensor.dtype if isinstance(tensor.dtype, str) else tensor.dtype.name
+        if dtype == "float32":
+            arrays.append(rng.normal(size=shape).astype(dtype))
+            continue
+        keep = rng.random(shape) < 0.65
+        keep[2:3] = False
+        if dtype == "bool":
+            arrays.append(keep)
+        else:
+            arrays.append(np.where(keep, rng.integers(1, VOCAB, size=shape), 0).astype(dtype))
+    return arrays
+
+
 def check_conversion(model, path, *, opsets=OPSETS, batches=BATCHES, lengths=LENGTHS,
-                     tokens=None, padded=(), atol: float = ATOL, seed: int = 3) -> None:
-    """Convert ``path`` at every opset and compare with ``model`` on every input size."""
+                     tokens=None, padded=(), inputs=None, atol: float = ATOL,
+                     seed: int = 3) -> None:
+    """Convert ``path`` at every opset and compare with ``model`` on every input size.
+    ``inputs(model, batch, length, rng)`` makes the inputs (default: ``make_inputs``)."""
     for opset in opsets:
         converted = convert(path, opset=opset).model
         assert "Einsum" not in {n.op_type for n in converted.graph.node}
         rng = np.random.default_rng(seed)
         for batch in batches:
             for length in lengths:
-                arrays = make_inputs(model, batch, length, rng, tokens, padded)
+                arrays = (inputs(model, batch, length, rng) if inputs is not None
+                          else make_inputs(model, batch, length, rng, tokens, padded))
                 assert_same(keras_outputs(model, arrays), run_onnx(converted, arrays),
                             f"{path.name} opset {opset} batch {batch} length {length}", atol)

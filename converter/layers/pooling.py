@@ -1,12 +1,11 @@
-"""Pooling layers (channels_last): global and windowed average / max pooling."""
+"""Pooling layers: global and windowed average / max pooling (channels_last, or
+channels_first as configured)."""
 from __future__ import annotations
 
+from .convolution import join_channels, split_channels, window_output_size
 from .registry import compute_dtype, first_input, layer_kind, no_mask
-from .convolution import window_output_size
 
 
-@layer_kind("GlobalAveragePooling1D", "GlobalMaxPooling1D", "GlobalAveragePooling2D",
-            "GlobalMaxPooling2D", output_mask=no_mask, mask_roles={"inputs": "mask"})
 def global_pooling(node):
     """Mean / max over every axis between batch and channels (a masked mean ignores
     padded steps); ``keepdims`` keeps those axes as 1."""
@@ -21,17 +20,24 @@ def global_pooling(node):
     return [(out, compute_dtype(node))]
 
 
+# Only GlobalAveragePooling1D uses a mask (both dialects); the others ignore it.
+layer_kind("GlobalAveragePooling1D", output_mask=no_mask,
+           mask_roles={"inputs": "mask"})(global_pooling)
+layer_kind("GlobalMaxPooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling2D",
+           output_mask=no_mask)(global_pooling)
+
+
 @layer_kind("MaxPooling1D", "AveragePooling1D", "MaxPooling2D", "AveragePooling2D",
             output_mask=no_mask)
 def window_pooling(node):
     """Max / mean over ``pool_size`` windows moved by ``strides``."""
     shape = first_input(node).shape
-    spatial = len(shape) - 2
-    pool = _tuple(node.config["pool_size"], spatial)
-    strides = _tuple(node.config.get("strides") or node.config["pool_size"], spatial)
+    sizes, channels = split_channels(node, shape)
+    pool = _tuple(node.config["pool_size"], len(sizes))
+    strides = _tuple(node.config.get("strides") or node.config["pool_size"], len(sizes))
     dims = tuple(window_output_size(size, window, stride, node.config.get("padding", "valid"))
-                 for size, window, stride in zip(shape[1:-1], pool, strides))
-    return [((shape[0],) + dims + shape[-1:], compute_dtype(node))]
+                 for size, window, stride in zip(sizes, pool, strides))
+    return [(join_channels(node, shape[0], dims, channels), compute_dtype(node))]
 
 
 def _tuple(value, length):

@@ -7,7 +7,7 @@ import math
 from .registry import compute_dtype, first_input, layer_kind, no_mask
 
 
-def _pair(value):
+def pair(value) -> tuple:
     return (value, value) if isinstance(value, int) else tuple(value)
 
 
@@ -45,22 +45,30 @@ def repeat_vector(node):
     return [((batch, node.config["n"], features), compute_dtype(node))]
 
 
+def steps_axis(node) -> int:
+    """The time axis of a 1D reshaping layer: 2 with ``channels_first`` (Keras 3's
+    ZeroPadding1D), else 1."""
+    return 2 if node.config.get("data_format") == "channels_first" else 1
+
+
 def _resize_steps(node, change):
-    batch, steps, features = first_input(node).shape
-    return [((batch, None if steps is None else change(steps), features), compute_dtype(node))]
+    shape = list(first_input(node).shape)
+    axis = steps_axis(node)
+    shape[axis] = None if shape[axis] is None else change(shape[axis])
+    return [(tuple(shape), compute_dtype(node))]
 
 
 @layer_kind("Cropping1D", output_mask=no_mask)
 def cropping_1d(node):
     """Drop ``cropping`` steps at the start and end of the time axis."""
-    start, end = _pair(node.config["cropping"])
+    start, end = pair(node.config["cropping"])
     return _resize_steps(node, lambda steps: steps - start - end)
 
 
 @layer_kind("ZeroPadding1D", output_mask=no_mask)
 def zero_padding_1d(node):
     """Add ``padding`` zero steps at the start and end of the time axis."""
-    start, end = _pair(node.config["padding"])
+    start, end = pair(node.config["padding"])
     return _resize_steps(node, lambda steps: steps + start + end)
 
 

@@ -1,0 +1,93 @@
+"""Conv1D and Conv2D, channels_last and channels_first: each case built with real Keras 3
+and tf_keras (Keras 2), weights randomized, saved, converted at opset 23 and 17 and
+compared with Keras over None axes at two lengths (dynamic "same" pads) and fixed ones
+(pads written out)."""
+from __future__ import annotations
+
+import pytest
+
+from conftest import requires_keras
+from converter.convert import convert
+from keras_check import DIALECTS, check_conversion, float_inputs, model_cache
+
+pytestmark = requires_keras
+
+CASES = {}
+
+
+def case(build):
+    CASES[build.__name__] = build
+    return build
+
+
+def conv1d_variants(k, x, size: str) -> list:
+    conv = k.layers.Conv1D
+    return [conv(3, 3)(x), conv(3, 3, padding="same")(x), conv(3, 3, strides=2)(x),
+            conv(4, 3, strides=2, padding="same", name=f"same_s2_{size}")(x),
+            conv(2, 4, strides=3, padding="same", name=f"same_s3_{size}")(x),
+            conv(2, 3, padding="causal", dilation_rate=2, name=f"causal_{size}")(x),
+            conv(2, 2, padding="same", dilation_rate=3)(x),
+            conv(2, 3, padding="causal", strides=2)(x),
+            conv(6, 2, groups=2, activation="relu")(x),
+            conv(3, 1, use_bias=False, activation="tanh")(x)]
+
+
+@case
+def conv1d(k):
+    dynamic, fixed = float_inputs(k, (None, 4), (9, 4))
+    return k.Model([dynamic, fixed],
+                   conv1d_variants(k, dynamic, "dynamic") + conv1d_variants(k, fixed, "fixed"))
+
+
+@case
+def conv2d(k):
+    dynamic, fixed = float_inputs(k, (None, None, 3), (7, 6, 3))
+    conv = k.layers.Conv2D
+    outputs = []
+    for x in (dynamic, fixed):
+        outputs += [conv(4, 3)(x), conv(4, (3, 2), strides=(2, 1), padding="same")(x),
+                    conv(2, 3, dilation_rate=2, padding="same")(x),
+                    conv(2, (2, 2), dilation_rate=(1, 2))(x),
+                    conv(3, 2, strides=2, padding="same", activation="sigmoid")(x),
+                    conv(6, (1, 2), groups=3, use_bias=False)(x)]
+    return k.Model([dynamic, fixed], outputs)
+
+
+@case
+def channels_first(k):
+    """(batch, channels, steps...): no transposes around the ONNX Conv. No filter count
+    equals an output length: Keras 3's TF add then adds the bias over the wrong axis."""
+    sequence, image = float_inputs(k, (4, None), (3, 7, 6))
+    conv1d, conv2d = k.layers.Conv1D, k.layers.Conv2D
+    return k.Model([sequence, image], [
+        conv1d(3, 3, data_format="channels_first")(sequence),
+        conv1d(2, 3, padding="causal", dilation_rate=2, data_format="channels_first")(sequence),
+        conv1d(3, 3, strides=2, padding="same", activation="relu",
+               data_format="channels_first")(sequence),
+        conv2d(2, (3, 2), strides=(2, 1), padding="same", data_format="channels_first")(image)])
+
+
+@pytest.fixture(scope="module")
+def saved_models(tmp_path_factory):
+    return model_cache(tmp_path_factory.mktemp("convolution_models"), CASES)
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_convolution_matches_keras(saved_models, name, dialect):
+    model, path = saved_models(name, dialect)
+    check_conversion(model, path)
+
+
+def test_pads(saved_models):
+    """Causal: (k - 1) * d steps before; "same" with stride 2 over None steps: SAME_UPPER;
+    over 9 steps: written out, the extra one at the end."""
+    _, path = saved_models("conv1d", "keras2")
+    convs = {n.name.split("/")[0]: {a.name: (a.s.decode() if a.s else list(a.ints))
+                                    for a in n.attribute if a.name in ("pads", "auto_pad")}
+             for n in convert(path).model.graph.node if n.op_type == "Conv"}
+    assert convs["causal_dynamic"] == convs["causal_fixed"] == {"pads": [4, 0]}
+    assert convs["same_s2_dynamic"] == {"auto_pad": "SAME_UPPER"}
+    assert convs["same_s2_fixed"] == {"pads": [1, 1]}  # 9 steps, window 3 -> 5 outputs
+    assert convs["same_s3_fixed"] == {"pads": [0, 1]}  # 9 steps, window 4 -> 3 outputs
+

@@ -1,0 +1,77 @@
+"""Reshape, Flatten, Permute, RepeatVector, Cropping1D, ZeroPadding1D and UpSampling1D:
+each case built with real Keras 3 and tf_keras (Keras 2), saved, converted at opset 23 and
+17 and compared with Keras at two batch sizes and, over None axes, two lengths."""
+from __future__ import annotations
+
+import pytest
+
+from conftest import requires_keras
+from converter.convert import convert
+from keras_check import DIALECTS, check_conversion, float_inputs, is_keras2, model_cache
+
+pytestmark = requires_keras
+
+CASES = {}
+
+
+def case(build):
+    CASES[build.__name__] = build
+    return build
+
+
+@case
+def reshape_flatten_permute(k):
+    matrix, cube, sequence = float_inputs(k, (3, 4), (2, 3, 5), (None, 6))
+    layers = k.layers
+    return k.Model([matrix, cube, sequence], [
+        layers.Reshape((2, 6))(matrix), layers.Reshape((-1, 3))(matrix),
+        layers.Reshape((4, -1, 1))(matrix), layers.Reshape((-1,))(cube),
+        layers.Reshape((-1, 2))(sequence), layers.Reshape((-1, 3, 2))(sequence),
+        layers.Flatten()(matrix), layers.Flatten()(cube), layers.Flatten()(sequence),
+        layers.Flatten(data_format="channels_first")(cube),
+        layers.Permute((2, 1))(matrix), layers.Permute((3, 1, 2))(cube),
+        layers.Permute((2, 1))(sequence)])
+
+
+@case
+def repeat_vector(k):
+    (vector,) = float_inputs(k, (5,))
+    return k.Model([vector], [k.layers.RepeatVector(3)(vector), k.layers.RepeatVector(1)(vector)])
+
+
+@case
+def time_axis(k):
+    sequence, unsized = float_inputs(k, (None, 3), (None, None))
+    layers = k.layers
+    outputs = [layers.Cropping1D(1)(sequence), layers.Cropping1D((0, 2))(sequence),
+               layers.Cropping1D((2, 0))(sequence), layers.ZeroPadding1D(2)(sequence),
+               layers.ZeroPadding1D((1, 3))(sequence), layers.UpSampling1D(2)(sequence),
+               layers.UpSampling1D(3)(sequence), layers.UpSampling1D(2)(unsized)]
+    if not is_keras2(k):  # Keras 2's ZeroPadding1D has no data_format
+        outputs.append(layers.ZeroPadding1D((2, 1), data_format="channels_first")(sequence))
+    return k.Model([sequence, unsized], outputs)
+
+
+@pytest.fixture(scope="module")
+def saved_models(tmp_path_factory):
+    return model_cache(tmp_path_factory.mktemp("reshaping_models"), CASES)
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_reshaping_matches_keras(saved_models, name, dialect):
+    model, path = saved_models(name, dialect)
+    check_conversion(model, path)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_batch_stays_dynamic(saved_models, name):
+    """Reshapes copy the batch (0) and infer one axis (-1), so the symbolic batch survives
+    shape inference; only UpSampling1D over unsized features reads a shape at run time."""
+    _, path = saved_models(name, "keras2")
+    graph = convert(path).model.graph
+    run_time_shaped = "up_sampling1d_2"
+    assert all(o.type.tensor_type.shape.dim[0].dim_param == "batch"
+               for o in graph.output if o.name != run_time_shaped)
+    assert [n.name for n in graph.node if n.op_type == "Shape"] == (
+        [f"{run_time_shaped}/features/Shape"] if name == "time_axis" else [])
