@@ -64,6 +64,14 @@ class LayerWeights:
     def param_count(self) -> int:
         return int(sum(int(np.prod(ds.shape)) for ds in self._datasets.values()))
 
+    def view(self, prefixes: tuple) -> "LayerWeights":
+        """The weights of a layer a wrapper holds, named as that layer's own:
+        ``prefixes`` is (legacy prefix, saving_lib prefix), e.g. ("sub_0/", "layers/lstm/")."""
+        prefix = prefixes[1] if self.layout == "saving_lib" else prefixes[0]
+        return LayerWeights(self._source, f"{self._layer_name}/{prefix.rstrip('/')}",
+                            {name.removeprefix(prefix): ds for name, ds in self._datasets.items()
+                             if name.startswith(prefix)}, self.layout)
+
     def _dataset(self, name: str):
         try:
             return self._datasets[name]
