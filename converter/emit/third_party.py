@@ -1,2 +1,148 @@
-"""Emitters for the third party family (see converter/layers/third_party.py)."""
+"""Emitters for keras-multi-head (``keras_multi_head``, tf_keras only): its
+MultiHeadAttention and the MultiHead wrapper (see converter/layers/third_party.py)."""
 from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ConversionError
+from ..ir import Node
+from ..layers.registry import NEW_MASK
+from ..layers.third_party import copy_nodes
+from ..model import named_weights
+from .activations import apply_activation
+from .attention import FUSED_ATTENTION_OPSET, causal_mask, fused_attention, unsqueeze
+from .builder import Builder
+from .registry import emits, emitter_for
+
+# keras_self_attention's ScaledDotProductAttention subtracts this from masked logits.
+MASK_PENALTY = 10000.0
+
+
+@emits("MultiHeadAttention")
+def keras_multi_head_attention(node: Node, b: Builder) -> list:
+    """q = act(query Wq + bq), k and v alike; per head h (F / heads features each)
+    e = q_h k_hᵀ / sqrt(F / heads), minus 10000 where the key is later than the query
+    (``history_only``), minus 10000 where the key mask is False; y = act(concat_h
+    softmax(e) v_h Wo + bo). Only the key mask masks (keras_self_attention reads mask[1]).
+
+    Without a key mask the ONNX Attention operator computes the same at opset 23+ (a causal
+    penalty of 10000 and is_causal both zero those probabilities); with one, the two
+    subtractions are reproduced in Keras' order, which decides fully masked rows."""
+    config, base = node.config, node.name
+    heads = config["head_num"]
+    weights = named_weights(node)
+    name = config["name"]
+
+    def project(role: str, letter: str) -> str:
+        x = b.op("MatMul", [b.value(node.input(role)),
+                            b.constant(f"{base}/W{letter}", weights[f"{name}_W{letter}"])],
+                 f"{base}/{role}_matmul")
+        return _bias_and_activation(node, b, x, weights.get(f"{name}_b{letter}"), role)
+
+    q, k, v = project("query", "q"), project("key", "k"), project("value", "v")
+    features = node.input("value").shape[-1]
+    head_dim = features // heads
+    history_only = bool(config.get("history_only"))
+    key_mask = node.input("key_mask")
+
+    if b.opset >= FUSED_ATTENTION_OPSET and key_mask is None:
+        context, _ = fused_attention(b, q, k, v, heads, None, "add", history_only, False,
+                                     1.0 / float(np.sqrt(np.float32(head_dim))),
+                                     f"{base}/attention")
+    else:
+        context = _matmul_attention(node, b, q, k, v, heads, head_dim, history_only,
+                                    None if key_mask is None else b.value(key_mask))
+    y = b.op("MatMul", [context, b.constant(f"{base}/Wo", weights[f"{name}_Wo"])],
+             f"{base}/output_matmul")
+    return [_bias_and_activation(node, b, y, weights.get(f"{name}_bo"), "output")]
+
+
+def _bias_and_activation(node: Node, b: Builder, x: str, bias, role: str) -> str:
+    base = f"{node.name}/{role}"
+    if bias is not None:
+        x = b.op("Add", [x, b.constant(f"{base}_bias", bias)], f"{base}_biased")
+    return apply_activation(b, x, node.config.get("activation"), base, node.layer.dialect)
+
+
+def _matmul_attention(node: Node, b: Builder, q: str, k: str, v: str, heads: int,
+                      head_dim: int, history_only: bool, key_mask) -> str:
+    """The attention core as MatMul / Softmax in keras_self_attention's order of
+    operations; returns the heads' contexts concatenated, (B, T, F)."""
+    base = f"{node.name}/attention"
+
+    def split(x: str, perm: list, role: str) -> str:
+        x = b.op("Reshape", [x, b.ints(f"{base}/{role}_shape", [0, 0, heads, head_dim])],
+                 f"{base}/{role}_heads")
+        return b.op("Transpose", [x], f"{base}/{role}_t", perm=perm)
+
+    logits = b.op("MatMul", [split(q, [0, 2, 1, 3], "query"), split(k, [0, 2, 3, 1], "key")],
+                  f"{base}/dot")
+    logits = b.op("Div", [logits, b.constant(f"{base}/sqrt_dim",
+                                             np.sqrt(np.float32(head_dim)))],
+                  f"{base}/logits")
+    if history_only:
+        query, key = node.input("query"), node.input("key")
+        allowed = causal_mask(b, b.value(query), b.value(key), query.shape, key.shape, base)
+        logits = _penalize(b, logits, unsqueeze(b, allowed, [1], f"{base}/causal4"),
+                           f"{base}/causal")
+    if key_mask is not None:
+        logits = _penalize(b, logits, unsqueeze(b, key_mask, [1, 2], f"{base}/key_mask4"),
+                           f"{base}/key_masked")
+    probabilities = b.op("Softmax", [logits], f"{base}/probabilities", axis=-1)
+    context = b.op("MatMul", [probabilities, split(v, [0, 2, 1, 3], "value")],
+                   f"{base}/context_heads")
+    context = b.op("Transpose", [context], f"{base}/context_t", perm=[0, 2, 1, 3])
+    return b.op("Reshape", [context, b.ints(f"{base}/merge_heads", [0, 0, -1])],
+                f"{base}/context")
+
+
+def _penalize(b: Builder, logits: str, allowed: str, base: str) -> str:
+    """logits - 10000 where ``allowed`` (bool, broadcast) is False."""
+    penalty = b.op("Where", [allowed, b.constant(f"{base}/zero", np.float32(0)),
+                             b.constant(f"{base}/penalty", np.float32(MASK_PENALTY))],
+                   f"{base}/penalty")
+    return b.op("Sub", [logits, penalty], base)
+
+
+@emits("MultiHead")
+def multi_head(node: Node, b: Builder) -> list:
+    """y[..., i] = layer_i(x), or layer_i(x W[:, i*hidden:(i+1)*hidden] + b[i*hidden:...])
+    with ``hidden_dim``: each copy is emitted by its own class's emitter on a call that
+    reads its weights under ``sub_<i>/``, and the outputs are stacked on a new last axis."""
+    copies = copy_nodes(node)
+    base = node.name
+    unconvertible = sorted({c.class_name for c in copies or [] if emitter_for(c.layer) is None})
+    if copies is None or unconvertible:
+        what = ", ".join(unconvertible) or "an unknown layer"
+        raise ConversionError(f"layer {base!r}: MultiHead around {what} cannot be converted "
+                              f"yet")
+    if copies[0].layer.kind.output_mask(copies[0]) == NEW_MASK:
+        raise ConversionError(f"layer {base!r}: MultiHead around a layer that computes a "
+                              f"mask ({copies[0].class_name}) is not supported yet")
+    projected = _hidden_projection(node, b, len(copies))
+    stacked = []
+    for i, call in enumerate(copies):
+        source = call.data_inputs()[0]
+        if projected is not None:
+            b.bind(source, projected[i])
+        output = emitter_for(call.layer)(call, b)[0]
+        stacked.append(unsqueeze(b, output, [-1], f"{call.name}/stacked"))
+    return [b.op("Concat", stacked, base, axis=-1)]
+
+
+def _hidden_projection(node: Node, b: Builder, count: int):
+    """The input projected once to hidden_dim * copies features and split per copy, or
+    None without ``hidden_dim``."""
+    hidden = node.config.get("hidden_dim")
+    if hidden is None:
+        return None
+    weights = named_weights(node)
+    name, base = node.config["name"], f"{node.name}/hidden"
+    x = b.op("MatMul", [b.value(node.data_inputs()[0]),
+                        b.constant(f"{base}/W", weights[f"{name}_W"])], f"{base}/matmul")
+    if f"{name}_b" in weights:
+        x = b.op("Add", [x, b.constant(f"{base}/b", weights[f"{name}_b"])], f"{base}/biased")
+    if count == 1:
+        return [x]
+    return b.op("Split", [x, b.ints(f"{base}/sizes", [hidden] * count)], base,
+                outputs=count, axis=-1)
