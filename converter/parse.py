@@ -15,7 +15,7 @@ from typing import Optional
 
 from .errors import ModelConfigError
 from .ir import Graph, Layer, Node, Tensor
-from .layers import NEW_MASK, kind_for, split_tensors
+from .layers import NEW_MASK, contains_tensor, kind_for, split_tensors
 from .load import SavedModel
 
 MODEL_CLASSES = ("Functional", "Model", "Sequential")
@@ -349,6 +349,7 @@ class _Parser:
         layer = self._layer(config, scope)
         kind = layer.kind
         arguments = _bind(kind.signature if kind else ("inputs",), args, kwargs)
+        tensor_arguments = [k for k, v in arguments.items() if contains_tensor(v)]
         if kind is not None and kind.bind_roles is not None:
             roles, arguments = kind.bind_roles(arguments)
         else:
@@ -356,7 +357,7 @@ class _Parser:
         arguments = {k: v for k, v in arguments.items() if v is not None}
         node = Node(node_prefix, layer, index, roles, arguments)
         if kind is not None:
-            _add_implicit_masks(node, kind.mask_roles)
+            _add_implicit_masks(node, kind.mask_roles, tensor_arguments)
         self._add_outputs(node, spec, name, index)
         if kind is not None:
             for role in kind.clears_masks_of(node):
@@ -492,10 +493,16 @@ def _bind(signature: tuple, args: list, kwargs: dict) -> dict:
     return bound
 
 
-def _add_implicit_masks(node: Node, mask_roles: dict) -> None:
-    """Hand the call the masks its tensors carry, as Keras does, unless passed explicitly."""
+def _add_implicit_masks(node: Node, mask_roles: dict, tensor_arguments: list) -> None:
+    """Hand the call the masks its tensors carry, as Keras does, unless passed explicitly.
+    Keras 3 fills ``mask`` only when the call has one tensor argument, and ``<arg>_mask``
+    for each tensor argument of a call with several (an RNN given initial states gets no
+    mask; ``mha(x, x)`` gets no key_mask)."""
+    several = len(tensor_arguments) > 1 and node.layer.dialect == "keras3"
     for data_role, mask_role in mask_roles.items():
         if node.inputs.get(mask_role) is not None:
+            continue
+        if several and mask_role not in {f"{a}_mask" for a in tensor_arguments}:
             continue
         value = node.inputs.get(data_role)
         if isinstance(value, Tensor) and value.mask is not None:

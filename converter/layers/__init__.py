@@ -2,9 +2,9 @@
 every class."""
 from . import (attention, convolution, core, merge, normalization, operations, pooling,
                recurrent, reshaping, third_party)
-from .registry import (NEW_MASK, LayerKind, WeightSpec, known_kinds, kind_for,
-                       split_tensors)
+from .registry import (NEW_MASK, LayerKind, WeightSpec, contains_tensor, known_kinds,
+                       kind_for, split_tensors)
 
-__all__ = ["NEW_MASK", "LayerKind", "WeightSpec", "kind_for", "known_kinds",
+__all__ = ["NEW_MASK", "LayerKind", "WeightSpec", "contains_tensor", "kind_for", "known_kinds",
            "split_tensors", "attention", "convolution", "core", "merge", "normalization",
            "operations", "pooling", "recurrent", "reshaping", "third_party"]
