@@ -68,9 +68,13 @@ def to_onnx(graph: Graph, opset: int) -> onnx.ModelProto:
     unsupported = sorted({f"{n.layer.name} ({n.class_name})" for n in graph.nodes
                           if emitter_for(n.layer) is None})
     if unsupported:
+        lambdas = sorted({n.layer.name for n in graph.nodes if n.class_name == "Lambda"})
+        hint = (f"; {', '.join(lambdas)}: Lambda layers hold Python code, which kerasonnx "
+                f"never runs from a model file (rebuild that part with built-in layers)"
+                if lambdas else "")
         raise UnsupportedLayerError(
             f"{graph.source.source}: {len(unsupported)} layer(s) cannot be converted yet: "
-            f"{', '.join(unsupported)}; see `kerasonnx layers` for what is supported")
+            f"{', '.join(unsupported)}{hint}; see `kerasonnx layers` for what is supported")
     builder = Builder(opset)
     for tensor in graph.inputs:
         builder.bind(tensor, tensor.name)

@@ -34,7 +34,7 @@ def markdown_table() -> str:
     def cell(names):
         return ", ".join(f"`{n}`" for n in names) or "-"
 
-    lines = ["| Family | Converted to ONNX | Read by `inspect` only (for now) |", "|---|---|---|"]
+    lines = ["| Family | Converted to ONNX | Read by `inspect`, not converted |", "|---|---|---|"]
     lines += [f"| {family} | {cell(done)} | {cell(read_only)} |"
               for family, done, read_only in layer_rows()]
     return "\n".join(lines)

@@ -13,8 +13,8 @@ import pytest
 from attention_cases import CASES
 from conftest import requires_keras
 from converter.convert import convert
-from keras_check import (assert_same, check_conversion, keras_module, keras_outputs,
-                         make_inputs, randomize, run_onnx, save)
+from keras_check import (assert_same, check_conversion, keras_outputs, make_inputs,
+                         model_cache, run_onnx)
 
 pytestmark = requires_keras
 
@@ -24,19 +24,8 @@ OPSETS = (23, 17, 24)
 @pytest.fixture(scope="module")
 def saved_models(tmp_path_factory):
     """Build each (case, dialect) model once: (Keras model, saved file)."""
-    folder = tmp_path_factory.mktemp("attention_models")
-    cache = {}
-
-    def get(name: str, dialect: str):
-        if (name, dialect) not in cache:
-            k = keras_module(dialect)
-            k.utils.set_random_seed(7)
-            model = CASES[name].build(k)
-            randomize(model)
-            cache[(name, dialect)] = (model, save(model, dialect, folder, name))
-        return cache[(name, dialect)]
-
-    return get
+    return model_cache(tmp_path_factory.mktemp("attention_models"),
+                       {name: case.build for name, case in CASES.items()})
 
 
 @pytest.mark.parametrize("opset", OPSETS)

@@ -90,8 +90,10 @@ class Builder:
         inputs = [helper.make_tensor_value_info(t.name, onnx_dtype(t.dtype), _symbolic_shape(t))
                   for t in graph.inputs]
         outputs = []
+        named = {t.name for t in graph.inputs}  # values that must keep their names
         for name, tensor in zip(graph.output_names, graph.outputs):
-            self._name_output(self.value(tensor), name, graph)
+            self._name_output(self.value(tensor), name, named)
+            named.add(name)
             outputs.append(helper.make_tensor_value_info(
                 name, onnx_dtype(tensor.dtype),
                 None if tensor.shape is None else [None] * len(tensor.shape)))
@@ -108,12 +110,13 @@ class Builder:
             raise ConversionError(f"the ONNX graph kerasonnx built for {model_name!r} is "
                                   f"invalid ({exc}); please report this with the model") from None
 
-    def _name_output(self, current: str, wanted: str, graph: Graph) -> None:
+    def _name_output(self, current: str, wanted: str, named: set) -> None:
         """Give a graph output its Keras name: rename the producing node's output when we
-        can, else add an Identity (graph inputs, tensors that are outputs twice)."""
+        can, else add an Identity (graph inputs, values already named as an output)."""
+        if current == wanted:
+            return
         producer = next((n for n in self.nodes if current in n.output), None)
-        taken = wanted != current and wanted in self._used
-        if producer is None or taken or current in [t.name for t in graph.inputs]:
+        if producer is None or wanted in self._used or current in named:
             self.nodes.append(helper.make_node("Identity", [current], [wanted],
                                                name=self.fresh(f"{wanted}/Identity")))
         else:
