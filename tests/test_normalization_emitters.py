@@ -10,8 +10,8 @@ import pytest
 
 from conftest import requires_keras
 from converter.convert import convert
-from keras_check import (assert_same, check_conversion, keras_module, keras_outputs,
-                         randomize, run_onnx, save)
+from keras_check import (assert_same, check_conversion, keras_outputs, model_cache,
+                         run_onnx)
 
 pytestmark = requires_keras
 
@@ -29,19 +29,7 @@ def case(*dialects):
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
     """Build each (case, dialect) model once: (Keras model, saved file)."""
-    folder = tmp_path_factory.mktemp("normalization_models")
-    cache = {}
-
-    def get(name: str, dialect: str):
-        if (name, dialect) not in cache:
-            k = keras_module(dialect)
-            k.utils.set_random_seed(7)
-            model = CASES[name][0](k)
-            randomize(model)
-            cache[(name, dialect)] = (model, save(model, dialect, folder, name))
-        return cache[(name, dialect)]
-
-    return get
+    return model_cache(tmp_path_factory.mktemp("normalization_models"), {name: c[0] for name, c in CASES.items()})
 
 
 def _apply(k, shape, *layers):

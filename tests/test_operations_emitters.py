@@ -11,7 +11,7 @@ import pytest
 from conftest import requires_keras
 from converter.convert import convert
 from converter.errors import ConversionError, UnsupportedLayerError
-from keras_check import check_conversion, keras_module, save
+from keras_check import check_conversion, is_keras2, keras_module, model_cache, save
 
 pytestmark = requires_keras
 
@@ -160,18 +160,13 @@ def integers_and_masks(k, o):
 @pytest.fixture(scope="module")
 def saved_models(tmp_path_factory):
     """Build each (case, dialect) model once: (Keras model, saved file)."""
-    folder = tmp_path_factory.mktemp("operation_models")
-    cache = {}
+    def builder(case):
+        def build(k):
+            return k.Model(*case.build(k, ops_for("keras2" if is_keras2(k) else "keras3")))
+        return build
 
-    def get(name: str, dialect: str):
-        if (name, dialect) not in cache:
-            k = keras_module(dialect)
-            inputs, outputs = CASES[name].build(k, ops_for(dialect))
-            model = k.Model(inputs, outputs)
-            cache[(name, dialect)] = (model, save(model, dialect, folder, name))
-        return cache[(name, dialect)]
-
-    return get
+    return model_cache(tmp_path_factory.mktemp("operation_models"),
+                       {name: builder(case) for name, case in CASES.items()})
 
 
 @pytest.mark.parametrize("dialect", ("keras3", "keras2"))

@@ -19,7 +19,7 @@ from conftest import requires_keras
 from converter.convert import convert
 from converter.errors import ConversionError
 from keras_check import (BATCHES, LENGTHS, OPSETS, assert_same, keras_module,
-                         keras_outputs, make_inputs, randomize, run_onnx, save)
+                         keras_outputs, make_inputs, model_cache, run_onnx, save)
 
 pytestmark = requires_keras
 
@@ -258,19 +258,7 @@ def time_distributed(k):
 @pytest.fixture(scope="module")
 def saved_models(tmp_path_factory):
     """Build each (case, dialect) model once: (Keras model, saved file)."""
-    folder = tmp_path_factory.mktemp("recurrent_models")
-    cache = {}
-
-    def get(name: str, dialect: str):
-        if (name, dialect) not in cache:
-            k = keras_module(dialect)
-            k.utils.set_random_seed(7)
-            model = CASES[name].build(k)
-            randomize(model)
-            cache[(name, dialect)] = (model, save(model, dialect, folder, name))
-        return cache[(name, dialect)]
-
-    return get
+    return model_cache(tmp_path_factory.mktemp("recurrent_models"), {name: c.build for name, c in CASES.items()})
 
 
 def check_against_keras(model, path, case, batches=BATCHES, lengths=LENGTHS) -> None:
