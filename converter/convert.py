@@ -78,10 +78,19 @@ def to_onnx(graph: Graph, opset: int) -> onnx.ModelProto:
     builder = Builder(opset)
     for tensor in graph.inputs:
         builder.bind(tensor, tensor.name)
+    problems = []
     for node in graph.nodes:
-        names = emitter_for(node.layer)(node, builder)
+        try:
+            names = emitter_for(node.layer)(node, builder)
+        except ConversionError as exc:
+            # Carry on with placeholder values, so one run reports every problem.
+            problems.append(str(exc))
+            names = [builder.fresh(f"{t.name}/unconverted")
+                     for t in node.outputs + node.mask_outputs]
         for tensor, name in zip(node.outputs + node.mask_outputs, names):
             builder.bind(tensor, name)
+    if problems:
+        raise ConversionError(f"{graph.source.source}: " + "; ".join(problems))
     model = builder.finish(graph, graph.name)
     _record_layer_outputs(model, graph, builder)
     return model

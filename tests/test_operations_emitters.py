@@ -232,3 +232,14 @@ def test_keras3_operations_in_a_legacy_h5(saved_models, tmp_path, name):
     path = tmp_path / f"{name}.h5"
     model.save(path)
     check_conversion(model, path, tokens=CASES[name].tokens, lengths=CASES[name].lengths)
+
+
+def test_every_problem_is_reported_in_one_run(tmp_path):
+    import keras
+    x = keras.Input((1, 4), name="x")
+    model = keras.Model(x, [keras.ops.max(x, axis=1, initial=0.5), keras.ops.squeeze(x)])
+    with pytest.raises(ConversionError) as info:
+        convert(save(model, "keras3", tmp_path, "two_problems"))
+    message = str(info.value)
+    assert "with initial=0.5 is not supported" in message and "without an axis" in message
+    assert "\n" not in message

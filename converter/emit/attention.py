@@ -170,7 +170,8 @@ class _AxesLayout:
         if self.trivial:
             return name
         if any(shape[a] is None for a in range(1, self.rank)):
-            raise ConversionError(f"layer {base!r}: attention over axes {self.axes} needs "
+            layer = base.rsplit("/", 1)[0]
+            raise ConversionError(f"layer {layer!r}: attention over axes {self.axes} needs "
                                   f"fixed sizes on every non-batch axis, got {shape}")
         if self.perm != list(range(self.rank)):
             name = b.op("Transpose", [name], f"{base}/to_sequence", perm=self.perm)
