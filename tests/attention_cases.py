@@ -7,27 +7,10 @@ for a Masking layer. Every other int or bool input is an attention mask.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable
+from keras_check import Cases
 
-
-@dataclass
-class Case:
-    name: str
-    build: Callable
-    tokens: dict = field(default_factory=dict)
-    padded: tuple = ()
-
-
-CASES = {}
-
-
-def case(**options):
-    def register(build):
-        CASES[build.__name__] = Case(build.__name__, build, **options)
-        return build
-
-    return register
+CASES = Cases()
+case = CASES.register
 
 
 def inputs(k, *shapes, dtype="float32"):

@@ -3,6 +3,9 @@ Keras 3 (``keras``) or Keras 2 (``tf_keras``), randomize its weights, save it, c
 run onnxruntime and compare every output element with what Keras computes."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Callable
+
 import numpy as np
 import onnxruntime as ort
 
@@ -156,15 +159,52 @@ def masked_inputs(model, batch: int, length: int, rng) -> list:
 def check_conversion(model, path, *, opsets=OPSETS, batches=BATCHES, lengths=LENGTHS,
                      tokens=None, padded=(), inputs=None, atol: float = ATOL,
                      seed: int = 3) -> None:
-    """Convert ``path`` at every opset and compare with ``model`` on every input size.
+    """Convert ``path`` at every opset and compare with ``model`` on every input size;
+    Keras runs once per input size (its eager recurrent loops are slow).
     ``inputs(model, batch, length, rng)`` makes the inputs (default: ``make_inputs``)."""
-    for opset in opsets:
-        converted = convert(path, opset=opset).model
-        assert "Einsum" not in {n.op_type for n in converted.graph.node}
-        rng = np.random.default_rng(seed)
-        for batch in batches:
-            for length in lengths:
-                arrays = (inputs(model, batch, length, rng) if inputs is not None
-                          else make_inputs(model, batch, length, rng, tokens, padded))
-                assert_same(keras_outputs(model, arrays), run_onnx(converted, arrays),
+    converted = [(opset, convert(path, opset=opset).model) for opset in opsets]
+    for _, onnx_model in converted:
+        assert "Einsum" not in {n.op_type for n in onnx_model.graph.node}
+    rng = np.random.default_rng(seed)
+    for batch in batches:
+        for length in lengths:
+            arrays = (inputs(model, batch, length, rng) if inputs is not None
+                      else make_inputs(model, batch, length, rng, tokens, padded))
+            expected = keras_outputs(model, arrays)
+            for opset, onnx_model in converted:
+                assert_same(expected, run_onnx(onnx_model, arrays),
                             f"{path.name} opset {opset} batch {batch} length {length}", atol)
+
+
+# check_conversion options for models fed padded tokens / masks from ``masked_inputs``
+MASKED = {"inputs": masked_inputs, "batches": (1, 3), "seed": 5}
+
+
+@dataclass
+class Case:
+    """A test model: ``build(k)`` builds it with the Keras module ``k`` for each of
+    ``dialects``; ``check`` holds the check_conversion options that feed it."""
+
+    name: str
+    build: Callable
+    dialects: tuple = DIALECTS
+    check: dict = field(default_factory=dict)
+
+
+class Cases(dict):
+    """A test module's models by name, registered with ``@cases.register(...)``."""
+
+    def register(self, *dialects: str, **check):
+        def add(build):
+            self[build.__name__] = Case(build.__name__, build, dialects or DIALECTS, check)
+            return build
+
+        return add
+
+    def params(self) -> list:
+        """``(name, dialect)`` for every case and every dialect that builds it."""
+        return [(name, d) for name, case in sorted(self.items()) for d in case.dialects]
+
+    def cache(self, folder):
+        """``model_cache`` over these cases."""
+        return model_cache(folder, {name: case.build for name, case in self.items()})

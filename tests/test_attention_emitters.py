@@ -14,7 +14,7 @@ from attention_cases import CASES
 from conftest import requires_keras
 from converter.convert import convert
 from keras_check import (assert_same, check_conversion, keras_outputs, make_inputs,
-                         model_cache, run_onnx)
+                         run_onnx)
 
 pytestmark = requires_keras
 
@@ -24,8 +24,7 @@ OPSETS = (23, 17, 24)
 @pytest.fixture(scope="module")
 def saved_models(tmp_path_factory):
     """Build each (case, dialect) model once: (Keras model, saved file)."""
-    return model_cache(tmp_path_factory.mktemp("attention_models"),
-                       {name: case.build for name, case in CASES.items()})
+    return CASES.cache(tmp_path_factory.mktemp("attention_models"))
 
 
 @pytest.mark.parametrize("opset", OPSETS)
@@ -33,8 +32,7 @@ def saved_models(tmp_path_factory):
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_attention_matches_keras(saved_models, name, dialect, opset):
     model, path = saved_models(name, dialect)
-    case = CASES[name]
-    check_conversion(model, path, opsets=(opset,), tokens=case.tokens, padded=case.padded)
+    check_conversion(model, path, opsets=(opset,), **CASES[name].check)
 
 
 @pytest.mark.parametrize("name, dialect, fused", [

@@ -8,16 +8,12 @@ import pytest
 
 from conftest import requires_keras
 from converter.convert import convert
-from keras_check import DIALECTS, check_conversion, float_inputs, model_cache
+from keras_check import DIALECTS, Cases, check_conversion, float_inputs
 
 pytestmark = requires_keras
 
-CASES = {}
-
-
-def case(build):
-    CASES[build.__name__] = build
-    return build
+CASES = Cases()
+case = CASES.register
 
 
 def conv1d_variants(k, x, size: str) -> list:
@@ -32,14 +28,14 @@ def conv1d_variants(k, x, size: str) -> list:
             conv(3, 1, use_bias=False, activation="tanh")(x)]
 
 
-@case
+@case()
 def conv1d(k):
     dynamic, fixed = float_inputs(k, (None, 4), (9, 4))
     return k.Model([dynamic, fixed],
                    conv1d_variants(k, dynamic, "dynamic") + conv1d_variants(k, fixed, "fixed"))
 
 
-@case
+@case()
 def conv2d(k):
     dynamic, fixed = float_inputs(k, (None, None, 3), (7, 6, 3))
     conv = k.layers.Conv2D
@@ -53,7 +49,7 @@ def conv2d(k):
     return k.Model([dynamic, fixed], outputs)
 
 
-@case
+@case()
 def channels_first(k):
     """(batch, channels, steps...): no transposes around the ONNX Conv. No filter count
     equals an output length: Keras 3's TF add then adds the bias over the wrong axis."""
@@ -69,7 +65,7 @@ def channels_first(k):
 
 @pytest.fixture(scope="module")
 def saved_models(tmp_path_factory):
-    return model_cache(tmp_path_factory.mktemp("convolution_models"), CASES)
+    return CASES.cache(tmp_path_factory.mktemp("convolution_models"))
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)

@@ -11,27 +11,20 @@ import pytest
 from conftest import requires_keras
 from converter.convert import convert
 from converter.errors import ConversionError
-from keras_check import (assert_same, check_conversion, keras_module, keras_outputs,
-                         model_cache, randomize, run_onnx, save)
+from keras_check import (Cases, assert_same, check_conversion, keras_module, keras_outputs,
+                         randomize, run_onnx, save)
 
 pytestmark = requires_keras
 
 OPSETS = (23, 17)
-CASES = {}
-
-
-def case(*dialects, **inputs):
-    """Register ``build(k)``; ``inputs`` go to check_conversion (tokens, padded)."""
-    def register(build):
-        CASES[build.__name__] = (build, dialects or ("keras3", "keras2"), inputs)
-        return build
-    return register
+CASES = Cases()
+case = CASES.register
 
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
     """Build each (case, dialect) model once: (Keras model, saved file)."""
-    return model_cache(tmp_path_factory.mktemp("core_models"), {name: c[0] for name, c in CASES.items()})
+    return CASES.cache(tmp_path_factory.mktemp("core_models"))
 
 
 # ---------------------------------------------------------------------- Dense
@@ -173,11 +166,10 @@ def inference_identities(k):
 
 
 @pytest.mark.parametrize("opset", OPSETS)
-@pytest.mark.parametrize("name, dialect", [(n, d) for n, (_, dialects, _) in
-                                           sorted(CASES.items()) for d in dialects])
+@pytest.mark.parametrize("name, dialect", CASES.params())
 def test_core_matches_keras(saved, name, dialect, opset):
     model, path = saved(name, dialect)
-    check_conversion(model, path, opsets=(opset,), **CASES[name][2])
+    check_conversion(model, path, opsets=(opset,), **CASES[name].check)
 
 
 def test_embedding_float_ids_truncate_and_mask_on_the_given_value(saved, tmp_path):

@@ -15,22 +15,18 @@ import pytest
 from conftest import requires_keras
 from converter.convert import convert
 from converter.errors import ConversionError
-from keras_check import (DIALECTS, VOCAB, check_conversion, float_inputs, is_keras2,
-                         keras_module, masked_inputs, model_cache, save)
+from keras_check import (DIALECTS, MASKED, VOCAB, Cases, check_conversion, float_inputs,
+                         is_keras2, keras_module, save)
 
 pytestmark = requires_keras
 
 # ---------------------------------------------------------------------- cases
 
-CASES = {}
+CASES = Cases()
+case = CASES.register
 
 
-def case(build):
-    CASES[build.__name__] = build
-    return build
-
-
-@case
+@case()
 def elementwise(k):
     # 3 features, not a test length: Keras 3's TF add takes a (1, T, 1) operand for a bias
     # over the features when T equals their number (a Keras bug, not reproduced).
@@ -42,7 +38,7 @@ def elementwise(k):
         layers.Maximum()([a, b, c]), layers.Minimum()([a, c]), layers.Minimum()([a, b, c])])
 
 
-@case
+@case()
 def elementwise_lower_rank(k):
     """A (B, 4) input meets a (B, T, 4) one: Keras gives it an axis after the batch."""
     sequence, vector = float_inputs(k, (None, 4), (4,))
@@ -52,7 +48,7 @@ def elementwise_lower_rank(k):
                                         layers.Maximum()([vector, sequence])])
 
 
-@case
+@case()
 def concatenate_axes(k):
     a, b, c, d, e = float_inputs(k, (None, 4), (None, 3), (None, 4), (2, 3, 4), (2, 1, 4))
     cat = k.layers.Concatenate
@@ -61,7 +57,7 @@ def concatenate_axes(k):
         cat(axis=1)([d, d]), cat(axis=2)([d, e]), cat(axis=-1)([d, d])])
 
 
-@case
+@case()
 def dot_products(k):
     seq_a, seq_b, seq_c, vec_a, vec_b = float_inputs(k, (None, 4), (5, 4), (5, 3), (4,), (4,))
     dot = k.layers.Dot
@@ -89,7 +85,7 @@ def read_masks(k, merged: list, pool: bool = True) -> list:
     return outputs
 
 
-@case
+@case(**MASKED)
 def masked_merges(k):
     tokens, (a, b) = embedded_tokens(k)
     layers = k.layers
@@ -99,7 +95,7 @@ def masked_merges(k):
     return k.Model(tokens, read_masks(k, merged))
 
 
-@case
+@case(**MASKED)
 def masked_merges_three_inputs(k):
     tokens, (a, b, c) = embedded_tokens(k, 3)
     layers = k.layers
@@ -108,7 +104,7 @@ def masked_merges_three_inputs(k):
     return k.Model(tokens, read_masks(k, merged))
 
 
-@case
+@case(**MASKED)
 def partly_masked_merges(k):
     """An unmasked input: Keras 2 keeps the other inputs' mask, Keras 3 drops it (yet its
     Multiply, Maximum and Minimum still use the masks they get)."""
@@ -120,7 +116,7 @@ def partly_masked_merges(k):
     return k.Model(tokens + [x], read_masks(k, merged))
 
 
-@case
+@case(**MASKED)
 def masked_concatenate(k):
     tokens, (a, b) = embedded_tokens(k)
     (x,) = float_inputs(k, (None, 4))
@@ -132,23 +128,16 @@ def masked_concatenate(k):
     return k.Model(tokens + [x], read_masks(k, merged, pool=is_keras2(k)))
 
 
-MASKED = {"masked_merges", "masked_merges_three_inputs", "partly_masked_merges",
-          "masked_concatenate"}
-
-
 @pytest.fixture(scope="module")
 def saved_models(tmp_path_factory):
-    return model_cache(tmp_path_factory.mktemp("merge_models"), CASES)
+    return CASES.cache(tmp_path_factory.mktemp("merge_models"))
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_merge_matches_keras(saved_models, name, dialect):
     model, path = saved_models(name, dialect)
-    if name in MASKED:
-        check_conversion(model, path, batches=(1, 3), inputs=masked_inputs, seed=5)
-    else:
-        check_conversion(model, path)
+    check_conversion(model, path, **CASES[name].check)
 
 
 

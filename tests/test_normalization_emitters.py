@@ -10,26 +10,19 @@ import pytest
 
 from conftest import requires_keras
 from converter.convert import convert
-from keras_check import (assert_same, check_conversion, keras_outputs, model_cache,
-                         run_onnx)
+from keras_check import Cases, assert_same, check_conversion, keras_outputs, run_onnx
 
 pytestmark = requires_keras
 
 OPSETS = (23, 17)
-CASES = {}
-
-
-def case(*dialects):
-    def register(build):
-        CASES[build.__name__] = (build, dialects or ("keras3", "keras2"))
-        return build
-    return register
+CASES = Cases()
+case = CASES.register
 
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
     """Build each (case, dialect) model once: (Keras model, saved file)."""
-    return model_cache(tmp_path_factory.mktemp("normalization_models"), {name: c[0] for name, c in CASES.items()})
+    return CASES.cache(tmp_path_factory.mktemp("normalization_models"))
 
 
 def _apply(k, shape, *layers):
@@ -127,8 +120,7 @@ def unit_norm_2d(k):
 
 
 @pytest.mark.parametrize("opset", OPSETS)
-@pytest.mark.parametrize("name, dialect", [(n, d) for n, (_, dialects) in sorted(CASES.items())
-                                           for d in dialects])
+@pytest.mark.parametrize("name, dialect", CASES.params())
 def test_normalization_matches_keras(saved, name, dialect, opset):
     model, path = saved(name, dialect)
     check_conversion(model, path, opsets=(opset,))

@@ -11,7 +11,7 @@ import pytest
 from conftest import requires_keras
 from converter.convert import convert
 from converter.errors import ConversionError, UnsupportedLayerError
-from keras_check import check_conversion, is_keras2, keras_module, model_cache, save
+from keras_check import Cases, check_conversion, is_keras2, keras_module, model_cache, save
 
 pytestmark = requires_keras
 
@@ -67,16 +67,8 @@ def ops_for(dialect: str) -> SimpleNamespace:
 # ---------------------------------------------------------------------- cases
 # Each builds (inputs, outputs) from the Keras module ``k`` and the ops ``o``.
 
-CASES = {}
-
-
-def case(tokens=None, lengths=(4, 7)):
-    def register(build):
-        CASES[build.__name__] = SimpleNamespace(build=build, tokens=tokens or {},
-                                                lengths=lengths)
-        return build
-
-    return register
+CASES = Cases()
+case = CASES.register
 
 
 @case()
@@ -173,7 +165,7 @@ def saved_models(tmp_path_factory):
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_operations_match_keras(saved_models, name, dialect):
     model, path = saved_models(name, dialect)
-    check_conversion(model, path, tokens=CASES[name].tokens, lengths=CASES[name].lengths)
+    check_conversion(model, path, **CASES[name].check)
 
 
 def test_keras2_true_division_of_integers_gives_float64(saved_models):
@@ -231,7 +223,7 @@ def test_keras3_operations_in_a_legacy_h5(saved_models, tmp_path, name):
     model, _ = saved_models(name, "keras3")
     path = tmp_path / f"{name}.h5"
     model.save(path)
-    check_conversion(model, path, tokens=CASES[name].tokens, lengths=CASES[name].lengths)
+    check_conversion(model, path, **CASES[name].check)
 
 
 def test_every_problem_is_reported_in_one_run(tmp_path):

@@ -13,26 +13,15 @@ import pytest
 
 from conftest import requires_keras
 from converter.convert import convert
-from keras_check import (DIALECTS, VOCAB, check_conversion, float_inputs, masked_inputs,
-                         model_cache)
+from keras_check import DIALECTS, MASKED, VOCAB, Cases, check_conversion, float_inputs
 
 pytestmark = requires_keras
 
-CASES = {}
-MASKED = set()
+CASES = Cases()
+case = CASES.register
 
 
-def case(build=None, *, masked=False):
-    def register(build):
-        CASES[build.__name__] = build
-        if masked:
-            MASKED.add(build.__name__)
-        return build
-
-    return register(build) if build else register
-
-
-@case
+@case()
 def global_pooling(k):
     sequence, image, channels_first = float_inputs(k, (None, 3), (5, 4, 3), (3, None))
     layers = k.layers
@@ -49,7 +38,7 @@ def global_pooling(k):
     return k.Model([sequence, image, channels_first], outputs)
 
 
-@case
+@case()
 def window_pooling_1d(k):
     """Over a None axis "same" with stride 2 pads at run time (auto_pad); over 9 steps
     the pads are written out, asymmetric where Keras pads more at the end."""
@@ -67,7 +56,7 @@ def window_pooling_1d(k):
     return k.Model([dynamic, fixed], outputs)
 
 
-@case
+@case()
 def window_pooling_2d(k):
     dynamic, fixed = float_inputs(k, (None, None, 3), (7, 6, 3))
     layers = k.layers
@@ -82,7 +71,7 @@ def window_pooling_2d(k):
     return k.Model([dynamic, fixed], outputs)
 
 
-@case
+@case()
 def window_pooling_channels_first(k):
     sequence, image = float_inputs(k, (3, None), (3, 7, 6))
     layers = k.layers
@@ -94,7 +83,7 @@ def window_pooling_channels_first(k):
         layers.AveragePooling2D((2, 2), strides=1, data_format="channels_first")(image)])
 
 
-@case(masked=True)
+@case(**MASKED)
 def masked_average_explicit_mask(k):
     (x, channels_first) = float_inputs(k, (None, 3), (3, None))
     bool_mask = k.Input((None,), dtype="bool", name="bool_mask")
@@ -107,7 +96,7 @@ def masked_average_explicit_mask(k):
         pool(data_format="channels_first", keepdims=True)(channels_first, mask=int_mask)])
 
 
-@case(masked=True)
+@case(**MASKED)
 def masked_average_from_embedding(k):
     """The mask of Embedding(mask_zero): Keras 2 hands it to pooling, Keras 3 recomputes
     it with ops nodes (converted by the operations emitters). Max pooling ignores it."""
@@ -120,17 +109,14 @@ def masked_average_from_embedding(k):
 
 @pytest.fixture(scope="module")
 def saved_models(tmp_path_factory):
-    return model_cache(tmp_path_factory.mktemp("pooling_models"), CASES)
+    return CASES.cache(tmp_path_factory.mktemp("pooling_models"))
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_pooling_matches_keras(saved_models, name, dialect):
     model, path = saved_models(name, dialect)
-    if name in MASKED:
-        check_conversion(model, path, batches=(1, 3), inputs=masked_inputs, seed=5)
-    else:
-        check_conversion(model, path)
+    check_conversion(model, path, **CASES[name].check)
 
 
 def test_fixed_same_pads_written_out(saved_models):

@@ -9,17 +9,12 @@ Keras carries over are all compared.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable
-
-import numpy as np
 import pytest
 
 from conftest import requires_keras
 from converter.convert import convert
 from converter.errors import ConversionError
-from keras_check import (BATCHES, LENGTHS, OPSETS, assert_same, keras_module,
-                         keras_outputs, make_inputs, model_cache, run_onnx, save)
+from keras_check import Cases, check_conversion, keras_module, save
 
 pytestmark = requires_keras
 
@@ -27,22 +22,8 @@ FEATURES = 5
 VOCABULARY = 20
 
 
-@dataclass
-class Case:
-    build: Callable
-    tokens: dict = field(default_factory=dict)
-    padded: tuple = ()
-
-
-CASES = {}
-
-
-def case(**options):
-    def register(build):
-        CASES[build.__name__] = Case(build, **options)
-        return build
-
-    return register
+CASES = Cases()
+case = CASES.register
 
 
 def flat(outputs) -> list:
@@ -258,28 +239,14 @@ def time_distributed(k):
 @pytest.fixture(scope="module")
 def saved_models(tmp_path_factory):
     """Build each (case, dialect) model once: (Keras model, saved file)."""
-    return model_cache(tmp_path_factory.mktemp("recurrent_models"), {name: c.build for name, c in CASES.items()})
-
-
-def check_against_keras(model, path, case, batches=BATCHES, lengths=LENGTHS) -> None:
-    """``keras_check.check_conversion``, calling Keras once per input size for both opsets
-    (Keras 2's recurrent loops run slowly in eager mode)."""
-    converted = [(opset, convert(path, opset=opset).model) for opset in OPSETS]
-    rng = np.random.default_rng(3)
-    for batch in batches:
-        for length in lengths:
-            arrays = make_inputs(model, batch, length, rng, case.tokens, case.padded)
-            expected = keras_outputs(model, arrays)
-            for opset, onnx_model in converted:
-                assert_same(expected, run_onnx(onnx_model, arrays),
-                            f"{path.name} opset {opset} batch {batch} length {length}")
+    return CASES.cache(tmp_path_factory.mktemp("recurrent_models"))
 
 
 @pytest.mark.parametrize("dialect", ("keras3", "keras2"))
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_recurrent_matches_keras(saved_models, name, dialect):
     model, path = saved_models(name, dialect)
-    check_against_keras(model, path, CASES[name])
+    check_conversion(model, path, **CASES[name].check)
 
 
 @pytest.mark.parametrize("name, dialect", [("bidirectional_backward_layer", "keras3"),
@@ -292,7 +259,7 @@ def test_other_file_layout(saved_models, tmp_path, name, dialect):
     model, _ = saved_models(name, dialect)
     path = tmp_path / f"{name}.{'h5' if dialect == 'keras3' else 'keras'}"
     model.save(path)
-    check_against_keras(model, path, CASES[name], batches=(3,), lengths=(5,))
+    check_conversion(model, path, **CASES[name].check, batches=(3,), lengths=(5,))
 
 
 def test_recurrences_are_onnx_operators(saved_models):

@@ -7,19 +7,15 @@ import pytest
 
 from conftest import requires_keras
 from converter.convert import convert
-from keras_check import DIALECTS, check_conversion, float_inputs, is_keras2, model_cache
+from keras_check import DIALECTS, Cases, check_conversion, float_inputs, is_keras2
 
 pytestmark = requires_keras
 
-CASES = {}
+CASES = Cases()
+case = CASES.register
 
 
-def case(build):
-    CASES[build.__name__] = build
-    return build
-
-
-@case
+@case()
 def reshape_flatten_permute(k):
     matrix, cube, sequence = float_inputs(k, (3, 4), (2, 3, 5), (None, 6))
     layers = k.layers
@@ -33,13 +29,13 @@ def reshape_flatten_permute(k):
         layers.Permute((2, 1))(sequence)])
 
 
-@case
+@case()
 def repeat_vector(k):
     (vector,) = float_inputs(k, (5,))
     return k.Model([vector], [k.layers.RepeatVector(3)(vector), k.layers.RepeatVector(1)(vector)])
 
 
-@case
+@case()
 def time_axis(k):
     sequence, unsized = float_inputs(k, (None, 3), (None, None))
     layers = k.layers
@@ -54,7 +50,7 @@ def time_axis(k):
 
 @pytest.fixture(scope="module")
 def saved_models(tmp_path_factory):
-    return model_cache(tmp_path_factory.mktemp("reshaping_models"), CASES)
+    return CASES.cache(tmp_path_factory.mktemp("reshaping_models"))
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
