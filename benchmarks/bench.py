@@ -23,8 +23,8 @@ import onnxruntime as ort
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import converter  # noqa: E402
-from converter.errors import ConversionError  # noqa: E402
+import kerasonnx  # noqa: E402
+from kerasonnx.errors import ConversionError  # noqa: E402
 
 
 def conversion_times(repeats: int = 3) -> None:
@@ -33,7 +33,7 @@ def conversion_times(repeats: int = 3) -> None:
         if path.suffix not in (".keras", ".h5") or path.name.endswith("weights.h5"):
             continue
         try:
-            best = min(_timed(lambda: converter.convert(path)) for _ in range(repeats))
+            best = min(_timed(lambda: kerasonnx.convert(path)) for _ in range(repeats))
         except ConversionError as exc:
             print(f"  {path.relative_to(ROOT)}: not convertible ({str(exc)[:60]}...)")
             continue
@@ -68,7 +68,7 @@ def session(model) -> ort.InferenceSession:
 def latency(runs: int) -> None:
     with tempfile.TemporaryDirectory() as folder:
         path = encoder_block_model(Path(folder))
-        sessions = {opset: session(converter.convert(path, opset=opset).model)
+        sessions = {opset: session(kerasonnx.convert(path, opset=opset).model)
                     for opset in (23, 17)}
     x = np.random.default_rng(0).normal(size=(8, 128, 256)).astype(np.float32)
     times = {opset: [] for opset in sessions}

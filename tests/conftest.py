@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import converter
+import kerasonnx
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
@@ -64,7 +64,7 @@ KERAS_STATIC_SHAPE_BUGS = {("keras3", "mha_keywords", "mha")}
 
 def assert_inspect_matches_keras(entry: dict, path, weights, folder: Path = FIXTURES):
     """inspect's view of a saved model equals what live Keras recorded in the manifest."""
-    report = converter.inspect(path, weights)
+    report = kerasonnx.inspect(path, weights)
     reference = np.load(folder / entry["npz"])
 
     assert report["dialect"] == entry["dialect"]

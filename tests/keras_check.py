@@ -9,7 +9,7 @@ from typing import Callable
 import numpy as np
 import onnxruntime as ort
 
-from converter.convert import convert
+from kerasonnx.convert import convert
 
 ATOL = 1e-5
 BATCHES = (1, 3)

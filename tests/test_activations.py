@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 
 from conftest import requires_keras
-from converter.emit.activations import ACTIVATIONS, apply_activation
-from converter.emit.builder import Builder
-from converter.ir import Graph, Tensor
+from kerasonnx.emit.activations import ACTIVATIONS, apply_activation
+from kerasonnx.emit.builder import Builder
+from kerasonnx.ir import Graph, Tensor
 from keras_check import (check_conversion, keras_module, keras_outputs, make_inputs,
                          randomize, run_onnx, save)
-from converter.convert import convert
+from kerasonnx.convert import convert
 
 pytestmark = requires_keras
 

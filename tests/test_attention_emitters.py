@@ -12,7 +12,7 @@ import pytest
 
 from attention_cases import CASES
 from conftest import requires_keras
-from converter.convert import convert
+from kerasonnx.convert import convert
 from keras_check import (assert_same, check_conversion, keras_outputs, make_inputs,
                          run_onnx)
 

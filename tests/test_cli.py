@@ -7,7 +7,7 @@ import sys
 
 from click.testing import CliRunner
 
-from cli import main
+from kerasonnx.cli import main
 from conftest import FIXTURES, ROOT, fixture_path
 
 
@@ -41,7 +41,7 @@ def test_json_model_with_weights_option():
 def test_user_error_is_one_line_exit_2_without_traceback(tmp_path):
     broken = tmp_path / "broken.h5"
     broken.write_bytes(fixture_path("keras2", "three_attention").read_bytes()[:5000])
-    process = subprocess.run([sys.executable, str(ROOT / "cli.py"), "inspect", str(broken)],
+    process = subprocess.run([sys.executable, "-m", "kerasonnx", "inspect", str(broken)],
                              capture_output=True, text=True)
     assert process.returncode == 2
     assert process.stdout == ""

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import requires_keras
-from converter.convert import convert
-from converter.errors import ConversionError
+from kerasonnx.convert import convert
+from kerasonnx.errors import ConversionError
 from keras_check import (Cases, assert_same, check_conversion, keras_module, keras_outputs,
                          randomize, run_onnx, save)
 

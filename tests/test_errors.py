@@ -8,8 +8,8 @@ import h5py
 import numpy as np
 import pytest
 
-import converter
-from converter import ModelConfigError, ModelFileError, WeightError
+import kerasonnx
+from kerasonnx import ModelConfigError, ModelFileError, WeightError
 from conftest import FIXTURES, fixture_path
 
 K2_H5 = fixture_path("keras2", "three_attention")
@@ -19,7 +19,7 @@ K3_WEIGHTS = FIXTURES / "keras3" / "three_attention.weights.h5"
 
 def raises(error, match, path, weights=None):
     with pytest.raises(error, match=match) as info:
-        converter.inspect(path, weights)
+        kerasonnx.inspect(path, weights)
     message = str(info.value)
     assert "\n" not in message
     return message
@@ -137,5 +137,5 @@ def test_weights_of_another_model(tmp_path):
 
 
 def test_json_without_weights_still_inspects():
-    report = converter.inspect(K3_JSON)
+    report = kerasonnx.inspect(K3_JSON)
     assert {n["params"] for n in report["nodes"]} == {None}

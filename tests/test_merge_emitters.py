@@ -13,8 +13,8 @@ from __future__ import annotations
 import pytest
 
 from conftest import requires_keras
-from converter.convert import convert
-from converter.errors import ConversionError
+from kerasonnx.convert import convert
+from kerasonnx.errors import ConversionError
 from keras_check import (DIALECTS, MASKED, VOCAB, Cases, check_conversion, float_inputs,
                          is_keras2, keras_module, save)
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import requires_keras
-from converter.convert import convert
+from kerasonnx.convert import convert
 from keras_check import Cases, assert_same, check_conversion, keras_outputs, run_onnx
 
 pytestmark = requires_keras

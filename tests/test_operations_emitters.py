@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import requires_keras
-from converter.convert import convert
-from converter.errors import ConversionError, UnsupportedLayerError
+from kerasonnx.convert import convert
+from kerasonnx.errors import ConversionError, UnsupportedLayerError
 from keras_check import Cases, check_conversion, is_keras2, keras_module, model_cache, save
 
 pytestmark = requires_keras

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import requires_keras
-from converter.convert import convert
+from kerasonnx.convert import convert
 from keras_check import DIALECTS, MASKED, VOCAB, Cases, check_conversion, float_inputs
 
 pytestmark = requires_keras

@@ -5,7 +5,7 @@ import re
 import subprocess
 import sys
 
-from converter.layer_table import markdown_table
+from kerasonnx.layer_table import markdown_table
 from conftest import ROOT, fixture_path
 
 HEAVY = ("tensorflow", "keras", "tf_keras", "keras_multi_head", "keras_self_attention")
@@ -16,12 +16,12 @@ def test_reading_and_converting_import_no_tensorflow_or_keras():
                 fixture_path("keras2", "ops_nodes")]
     converted = [fixture_path("keras3", "three_attention"), fixture_path("keras2", "mha_4d")]
     code = (
-        "import sys, converter, cli\n"
+        "import sys, kerasonnx, kerasonnx.cli\n"
         f"for path in {[str(p) for p in fixtures]!r}:\n"
-        "    converter.inspect(path)\n"
+        "    kerasonnx.inspect(path)\n"
         f"for path in {[str(p) for p in converted]!r}:\n"
-        "    converter.convert(path, opset=23)\n"
-        "    converter.convert(path, opset=17)\n"
+        "    kerasonnx.convert(path, opset=23)\n"
+        "    kerasonnx.convert(path, opset=17)\n"
         f"heavy = sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})\n"
         "assert not heavy, heavy\n"
     )

@@ -12,8 +12,8 @@ from __future__ import annotations
 import pytest
 
 from conftest import requires_keras
-from converter.convert import convert
-from converter.errors import ConversionError
+from kerasonnx.convert import convert
+from kerasonnx.errors import ConversionError
 from keras_check import Cases, check_conversion, keras_module, save
 
 pytestmark = requires_keras

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import requires_keras
-from converter.convert import convert
+from kerasonnx.convert import convert
 from keras_check import DIALECTS, Cases, check_conversion, float_inputs, is_keras2
 
 pytestmark = requires_keras

@@ -3,15 +3,15 @@ from __future__ import annotations
 
 import pytest
 
-import converter
-from converter.layers.operations import operands, operation
+import kerasonnx
+from kerasonnx.layers.operations import operands, operation
 from conftest import FIXTURES, fixture_path
 
 DIALECTS = ("keras3", "keras2")
 
 
 def load(dialect, name, fmt=None, weights=None):
-    return converter.load(fixture_path(dialect, name, fmt), weights)
+    return kerasonnx.load(fixture_path(dialect, name, fmt), weights)
 
 
 def names(value):
@@ -202,7 +202,7 @@ def test_old_keras2_sequential_without_input_layer(tmp_path):
         assert layers[0]["class_name"] == "InputLayer"
         del layers[0]
         f.attrs["model_config"] = json.dumps(config)
-    with converter.load(path) as graph:
+    with kerasonnx.load(path) as graph:
         assert [(t.name, t.shape) for t in graph.inputs] == [("dense_in_input", (None, 6, 8))]
         assert graph.outputs[0].shape == (None, 6, 4)
         assert graph.nodes[0].layer.param_count() == 72

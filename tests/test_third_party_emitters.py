@@ -187,7 +187,7 @@ def reference(folder: Path, name: str) -> list:
 @pytest.mark.parametrize("suffix", FORMATS)
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_keras_multi_head_matches_keras(built, name, suffix, opset):
-    from converter.convert import convert
+    from kerasonnx.convert import convert
     converted = convert(built / f"{name}.{suffix}", opset=opset).model
     assert "Einsum" not in {n.op_type for n in converted.graph.node}
     for cell, inputs, expected in reference(built, name):
@@ -201,7 +201,7 @@ def test_keras_multi_head_matches_keras(built, name, suffix, opset):
 def test_attention_operator_without_key_mask(built, name, fused):
     """Opset 23 uses ONNX's Attention operator unless a key mask is present (its
     subtractions are then reproduced in Keras' order with MatMul / Softmax)."""
-    from converter.convert import convert
+    from kerasonnx.convert import convert
     ops = {n.op_type for n in convert(built / f"{name}.h5", opset=23).model.graph.node}
     assert ("Attention" in ops) == fused
     assert "Attention" not in {n.op_type for n in
@@ -210,8 +210,8 @@ def test_attention_operator_without_key_mask(built, name, fused):
 
 def test_multi_head_around_an_unknown_layer_is_refused(built, tmp_path):
     import h5py
-    from converter.convert import convert
-    from converter.errors import ConversionError
+    from kerasonnx.convert import convert
+    from kerasonnx.errors import ConversionError
     path = tmp_path / "mystery.h5"
     path.write_bytes((built / "multi_head_dense.h5").read_bytes())
     with h5py.File(path, "r+") as f:

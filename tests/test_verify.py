@@ -13,10 +13,10 @@ import pytest
 from click.testing import CliRunner
 from onnx import numpy_helper
 
-import converter
-from cli import main
+import kerasonnx
+from kerasonnx.cli import main
 from conftest import FIXTURES, ROOT, fixture_path, requires_keras
-from converter.verify import _generated_inputs
+from kerasonnx.verify import _generated_inputs
 
 pytestmark = requires_keras
 
@@ -32,7 +32,7 @@ def cli(*args):
 def test_verify_passes_on_converted_fixtures(dialect, name, fmt):
     path = fixture_path(dialect, name, fmt)
     for opset in (23, 17):
-        report = converter.verify(path, converter.convert(path, opset=opset).model, batches=(2,))
+        report = kerasonnx.verify(path, kerasonnx.convert(path, opset=opset).model, batches=(2,))
         assert report.passed, report.summary()
         assert report.runs[0].outputs[0].max_abs_error <= 1e-5
 
@@ -40,8 +40,8 @@ def test_verify_passes_on_converted_fixtures(dialect, name, fmt):
 def test_verify_json_model_with_weights():
     model = FIXTURES / "keras3" / "three_attention.json"
     weights = FIXTURES / "keras3" / "three_attention.weights.h5"
-    result = converter.convert(model, weights)
-    report = converter.verify(model, result.model, weights=weights, batches=(1,))
+    result = kerasonnx.convert(model, weights)
+    report = kerasonnx.verify(model, result.model, weights=weights, batches=(1,))
     assert report.passed, report.summary()
 
 
@@ -57,7 +57,7 @@ def perturbed(model: onnx.ModelProto, initializer_prefix: str) -> onnx.ModelProt
 
 def test_perturbed_weight_fails_with_exit_1_and_names_the_layer(tmp_path):
     path = fixture_path("keras2", "three_attention")
-    tampered = perturbed(converter.convert(path).model, "multi_head_attention/value/kernel")
+    tampered = perturbed(kerasonnx.convert(path).model, "multi_head_attention/value/kernel")
     onnx.save(tampered, tmp_path / "tampered.onnx")
     result = cli("verify", path, tmp_path / "tampered.onnx", "--json", tmp_path / "r.json")
     assert result.exit_code == 1, result.output
@@ -71,10 +71,10 @@ def test_perturbed_weight_fails_with_exit_1_and_names_the_layer(tmp_path):
 
 def test_changed_attribute_is_caught_at_its_layer():
     path = fixture_path("keras3", "mha_4d")
-    model = converter.convert(path, opset=17).model
+    model = kerasonnx.convert(path, opset=17).model
     (softmax,) = [n for n in model.graph.node if n.name.startswith("mha_axis_2/core/scores")]
     softmax.attribute[0].i = 2  # softmax over the queries instead of the keys
-    report = converter.verify(path, model, batches=(1,))
+    report = kerasonnx.verify(path, model, batches=(1,))
     assert not report.passed
     assert report.runs[0].first_divergence.name == "mha_axis_2"
     assert [o.passed for o in report.runs[0].outputs] == [True, False, True]
@@ -82,7 +82,7 @@ def test_changed_attribute_is_caught_at_its_layer():
 
 def test_per_layer_on_request_when_passing():
     path = fixture_path("keras3", "three_attention")
-    report = converter.verify(path, converter.convert(path).model, batches=(1,), per_layer=True)
+    report = kerasonnx.verify(path, kerasonnx.convert(path).model, batches=(1,), per_layer=True)
     assert report.passed
     assert [c.name for c in report.runs[0].layers] == [
         "attention", "additive_attention", "multi_head_attention"]
@@ -90,7 +90,7 @@ def test_per_layer_on_request_when_passing():
 
 
 def test_generated_inputs_respect_vocabulary_padding_and_masks():
-    with converter.load(fixture_path("keras2", "masked_encoder")) as graph:
+    with kerasonnx.load(fixture_path("keras2", "masked_encoder")) as graph:
         ((batch, length, origin, (tokens,)),) = _generated_inputs(graph, (4,), (9,), seed=1)
     assert (batch, length, origin) == (4, 9, "generated") and tokens.shape == (4, 9)
     assert tokens.dtype == np.int32 and tokens.min() >= 0 and tokens.max() < 30
@@ -98,7 +98,7 @@ def test_generated_inputs_respect_vocabulary_padding_and_masks():
         real = np.count_nonzero(row)
         assert real >= 1 and (row[:real] > 0).all() and (row[real:] == 0).all()
     assert len({np.count_nonzero(row) for row in tokens}) > 1
-    with converter.load(fixture_path("keras3", "mha_keywords")) as graph:
+    with kerasonnx.load(fixture_path("keras3", "mha_keywords")) as graph:
         sets = _generated_inputs(graph, (1, 3), (7,), seed=2)
     for _, _, _, (q, v, k, mask) in sets:
         assert mask.dtype == bool and mask.shape == (len(q), 5, 6) and mask.any(-1).all()
@@ -110,18 +110,18 @@ def test_user_inputs_used_as_given(tmp_path):
     inputs = tmp_path / "batch.npz"
     np.savez(inputs, **{k.removeprefix("input/"): v for k, v in reference.items()
                         if k.startswith("input/")})
-    report = converter.verify(path, converter.convert(path).model, inputs=inputs)
+    report = kerasonnx.verify(path, kerasonnx.convert(path).model, inputs=inputs)
     assert report.passed
     (run,) = report.runs
     assert (run.batch, run.inputs) == (2, str(inputs))
     np.savez(inputs, q=reference["input/q"])
-    with pytest.raises(converter.ConversionError, match="no array for input"):
-        converter.verify(path, converter.convert(path).model, inputs=inputs)
+    with pytest.raises(kerasonnx.ConversionError, match="no array for input"):
+        kerasonnx.verify(path, kerasonnx.convert(path).model, inputs=inputs)
 
 
 def test_json_report_schema(tmp_path):
     path = fixture_path("keras3", "three_attention")
-    converter.convert(path).save(tmp_path / "m.onnx")
+    kerasonnx.convert(path).save(tmp_path / "m.onnx")
     result = cli("verify", path, tmp_path / "m.onnx", "--batch", "1,2", "--json",
                  tmp_path / "r.json", "--quiet")
     assert result.exit_code == 0, result.output
@@ -151,9 +151,9 @@ def test_convert_then_verify_and_errors(tmp_path):
 
 
 def test_verify_keeps_tensorflow_out_of_the_calling_process(tmp_path):
-    code = ("import sys, converter\n"
+    code = ("import sys, kerasonnx\n"
             f"path = {str(fixture_path('keras2', 'three_attention'))!r}\n"
-            "report = converter.verify(path, converter.convert(path).model, batches=(1,))\n"
+            "report = kerasonnx.verify(path, kerasonnx.convert(path).model, batches=(1,))\n"
             "assert report.passed\n"
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
@@ -165,7 +165,7 @@ def test_unsafe_model_is_never_deserialized(tmp_path):
     inputs = keras.Input((3,), name="x")
     keras.Model(inputs, keras.layers.Lambda(lambda t: t * 2.0)(inputs)).save(
         tmp_path / "lambda.keras")
-    onnx.save(converter.convert(fixture_path("keras3", "three_attention")).model,
+    onnx.save(kerasonnx.convert(fixture_path("keras3", "three_attention")).model,
               tmp_path / "other.onnx")
     result = cli("verify", tmp_path / "lambda.keras", tmp_path / "other.onnx")
     assert result.exit_code == 2

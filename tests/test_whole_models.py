@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import converter
+import kerasonnx
 from conftest import FIXTURES, load_manifest, requires_keras
 from keras_check import assert_same, run_onnx
 
@@ -22,7 +22,7 @@ def primary_file(entry):
 @pytest.mark.parametrize("opset", (23, 17))
 @pytest.mark.parametrize("entry", ENTRIES)
 def test_fixture_matches_stored_keras_outputs(entry, opset):
-    result = converter.convert(primary_file(entry), opset=opset)
+    result = kerasonnx.convert(primary_file(entry), opset=opset)
     reference = np.load(FIXTURES / entry["npz"])
     arrays = [reference[i["key"]] for i in entry["inputs"]]
     expected = [reference[o["key"]] for o in entry["outputs"]]
@@ -35,6 +35,6 @@ def test_fixture_matches_stored_keras_outputs(entry, opset):
 @pytest.mark.parametrize("entry", ENTRIES)
 def test_fixture_matches_live_keras_at_two_sizes(entry):
     path = primary_file(entry)
-    report = converter.verify(path, converter.convert(path).model, batches=(1, 3),
+    report = kerasonnx.verify(path, kerasonnx.convert(path).model, batches=(1, 3),
                               lengths=(5, 9))
     assert report.passed, report.summary()

@@ -1,0 +1,167 @@
+"""kerasonnx command line: ``convert``, ``verify``, ``inspect``, ``layers``.
+
+Every error a user can cause is printed as one line on stderr, without a traceback, and the
+command exits with status 2; ``verify`` exits 1 when the models compute different numbers.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+
+import click
+
+from . import ConversionError, inspect as inspect_model
+from .convert import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, convert as convert_model
+from .verify import verify as verify_models
+from .layer_table import layer_rows, markdown_table
+from .report import render_text
+
+
+def user_errors(command):
+    """Print ``ConversionError`` as ``error: ...`` and exit 2."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except ConversionError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+
+    return run
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="kerasonnx", prog_name="kerasonnx")
+def main():
+    """Convert saved Keras attention models to ONNX, without TensorFlow.
+
+    MODEL is a .keras file, a legacy .h5 file, or model.to_json() text (then pass its
+    weights with --weights).
+    """
+
+
+WEIGHTS_HELP = ("Weights file for a JSON model (.weights.h5 or legacy .h5); replaces the "
+                "stored weights of a .keras/.h5 model.")
+
+
+@main.command()
+@click.argument("model", type=click.Path(dir_okay=True))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Where to write the ONNX model [default: MODEL with the suffix .onnx].")
+@click.option("--weights", type=click.Path(), default=None, help=WEIGHTS_HELP)
+@click.option("--opset", type=int, default=DEFAULT_OPSET, show_default=True,
+              help=f"ONNX opset, {MIN_OPSET} to {MAX_OPSET}. 23 and up run attention on ONNX's "
+                   f"Attention operator (onnxruntime 1.23 or newer) wherever it matches Keras "
+                   f"exactly; {MIN_OPSET}-22 use MatMul/Softmax, for older runtimes.")
+@click.option("--verify", "then_verify", is_flag=True,
+              help="Then run `kerasonnx verify` on the result (needs TensorFlow); exit 1 if "
+                   "the numbers differ (the ONNX file is kept).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress messages on stderr.")
+@user_errors
+def convert(model, output, weights, opset, then_verify, quiet):
+    """Convert MODEL to ONNX. Input and output names stay Keras' names; None dims stay
+    dynamic (batch, sequence length). Nothing is written if conversion fails."""
+    result = convert_model(model, weights, opset)
+    output = output or os.path.splitext(model)[0] + ".onnx"
+    result.save(output)
+    graph = result.model.graph
+    click.echo(f"wrote {output}: opset {opset}, {len(graph.input)} input(s), "
+               f"{len(graph.output)} output(s), {len(graph.node)} ONNX nodes")
+    if then_verify:
+        report = verify_models(model, output, weights=weights, progress=_progress(quiet))
+        click.echo(report.summary())
+        sys.exit(0 if report.passed else 1)
+
+
+def _integers(text: str) -> tuple:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a comma-separated list of integers") from None
+    if not values or min(values) < 1:
+        raise click.BadParameter(f"{text!r}: give positive integers, like 1,4")
+    return values
+
+
+def _progress(quiet: bool):
+    return None if quiet else (lambda message: click.echo(message, err=True))
+
+
+@main.command()
+@click.argument("keras_model", type=click.Path(dir_okay=True))
+@click.argument("onnx_model", type=click.Path(dir_okay=False))
+@click.option("--weights", type=click.Path(), default=None, help=WEIGHTS_HELP)
+@click.option("--inputs", type=click.Path(dir_okay=False), default=None,
+              help="An .npz with one array per model input, named after it, used as given "
+                   "[default: inputs generated from the model's signature].")
+@click.option("--batch", "batches", default="1,4", show_default=True,
+              help="Batch sizes to generate inputs for.")
+@click.option("--length", "lengths", default="7,32", show_default=True,
+              help="Lengths for the None dims (sequence lengths) of generated inputs.")
+@click.option("--atol", type=float, default=1e-5, show_default=True,
+              help="Absolute tolerance: an element passes if |onnx - keras| <= atol + "
+                   "rtol * |keras|.")
+@click.option("--rtol", type=float, default=1e-4, show_default=True, help="Relative tolerance.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write the report as JSON (schema kerasonnx.verify/1) to this file.")
+@click.option("--per-layer", is_flag=True,
+              help="Compare every layer output even when the outputs agree.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of generated inputs.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress messages on stderr.")
+@user_errors
+def verify(keras_model, onnx_model, weights, inputs, batches, lengths, atol, rtol, json_path,
+           per_layer, seed, quiet):
+    """Check that ONNX_MODEL computes what KERAS_MODEL computes, element by element.
+
+    Runs the Keras model in the Keras that wrote it (Keras 3, or tf_keras for Keras 2
+    files; needs TensorFlow) and the ONNX model in onnxruntime, on the same inputs. When
+    outputs differ, names the first layer whose output diverges. Exit status: 0 equal,
+    1 different, 2 error.
+    """
+    report = verify_models(keras_model, onnx_model, weights=weights, inputs=inputs,
+                           batches=_integers(batches), lengths=_integers(lengths), atol=atol,
+                           rtol=rtol, per_layer=per_layer, seed=seed, progress=_progress(quiet))
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(report.to_json(), f, indent=2)
+    click.echo(report.summary())
+    sys.exit(0 if report.passed else 1)
+
+
+@main.command()
+@click.argument("model", type=click.Path(dir_okay=True))
+@click.option("--weights", "weights", type=click.Path(), default=None, help=WEIGHTS_HELP)
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]),
+              default="text", show_default=True, help="text for people, json for tools.")
+@user_errors
+def inspect(model, weights, output_format):
+    """Show every layer call of MODEL: class, inputs by role (query=, value=, key=, ...),
+    output shapes and dtypes, parameter count and the masks that flow in and out."""
+    report = inspect_model(model, weights)
+    if output_format == "json":
+        click.echo(json.dumps(report, indent=2))
+    else:
+        click.echo(render_text(report))
+
+
+@main.command()
+@click.option("--format", "output_format", type=click.Choice(["text", "markdown"]),
+              default="text", show_default=True)
+def layers(output_format):
+    """List the Keras layer classes kerasonnx converts, and those it only reads."""
+    if output_format == "markdown":
+        click.echo(markdown_table())
+        return
+    for family, converted, read_only in layer_rows():
+        click.echo(f"{family}:")
+        if converted:
+            click.echo(f"  converted: {', '.join(converted)}")
+        if read_only:
+            click.echo(f"  inspect only: {', '.join(read_only)}")
+
+
+if __name__ == "__main__":
+    main()
