@@ -437,7 +437,8 @@ def _saving_paths(spec: _ModelSpec, prefix: str) -> dict:
             continue
         if spec.class_name == "Sequential" and class_name == INPUT_LAYER:
             continue
-        base = snake_case(class_name)
+        kind = kind_for(class_name, layer.get("module"), layer.get("config", {}))
+        base = snake_case(kind.python_name if kind and kind.python_name else class_name)
         count = used.get(base)
         used[base] = 0 if count is None else count + 1
         paths[name] = f"{prefix}layers/{base}" + ("" if count is None else f"_{count + 1}")

@@ -158,6 +158,147 @@ def three_attention_layers(k):
                              k.layers.MultiHeadAttention(num_heads=2, key_dim=2)(a, b)])
 
 
+@case("keras3")
+def mha_gate_value_dim_scores(k):
+    q, v = inputs(k, (None, 8), (5, 8))
+    layer = k.layers.MultiHeadAttention(num_heads=2, key_dim=3, value_dim=5, use_gate=True)
+    return model(k, [q, v], [*layer(q, v, return_attention_scores=True), layer(q, v)])
+
+
+@case("keras3", tokens={"tokens": 20})
+def mha_sliding_window_masks_causal(k):
+    """One Embedding per call: Keras 3's MultiHeadAttention deletes its inputs' masks."""
+    tokens = k.Input((None,), name="tokens", dtype="int32")
+    x1, x2, x3 = (k.layers.Embedding(20, 8, mask_zero=True)(tokens) for _ in range(3))
+    layer = k.layers.MultiHeadAttention(2, 4, sliding_window=2, use_gate=True)
+    return model(k, [tokens], [*layer(x1, x1, return_attention_scores=True), layer(x2, x2),
+                               layer(x3, x3, use_causal_mask=True)])
+
+
+@case("keras3")
+def mha_sliding_window_cross_fully_masked_rows(k):
+    """Queries past the last key + window attend nothing: fused path averages, the
+    scores path gives zeros."""
+    q, v = inputs(k, (None, 8), (3, 8))
+    layer = k.layers.MultiHeadAttention(2, 4, sliding_window=2)
+    return model(k, [q, v], [*layer(q, v, return_attention_scores=True), layer(q, v)])
+
+
+@case(tokens={"tokens": 20})
+def mha_4d_embedding_masks_one_axis(k):
+    """Masks (B, 4, 4) over a (B, 4, 4, 8) input, attention over axis 2 (and, with
+    scores, axis 1); Keras 2 and 3 expand the masks differently."""
+    tokens = k.Input((4, 4), name="tokens", dtype="int32")
+    outs = []
+    for axes, scores in (((2,), False), ((2,), True), ((1,), True)):
+        x = k.layers.Embedding(20, 8, mask_zero=True)(tokens)  # one per call, see above
+        outs.append(k.layers.MultiHeadAttention(2, 3, attention_axes=axes)(
+            x, x, return_attention_scores=scores))
+    return model(k, [tokens], [t for out in outs for t in (out if isinstance(out, tuple)
+                                                          else [out])])
+
+
+@case()
+def mha_4d_attention_mask_two_axes(k):
+    (x,) = inputs(k, (3, 4, 8))
+    mask = k.Input((3, 4, 3, 4), name="attention_mask", dtype="bool")
+    layer = k.layers.MultiHeadAttention(2, 3, attention_axes=(1, 2))
+    return model(k, [x, mask], [*layer(x, x, attention_mask=mask, return_attention_scores=True),
+                                layer(x, x, attention_mask=mask)])
+
+
+@case()
+def mha_4d_causal_one_axis(k):
+    """The causal mask is (1, T, S) over input axis 1, broadcast against axis 2."""
+    (x,) = inputs(k, (4, 4, 8))
+    layer = k.layers.MultiHeadAttention(2, 3, attention_axes=(2,))
+    return model(k, [x], layer(x, x, use_causal_mask=True))
+
+
+# ---------------------------------------------------------------------- GroupQueryAttention
+
+
+def _gqa(k, **options):
+    return k.layers.GroupQueryAttention(**{"head_dim": 4, "num_query_heads": 4,
+                                           "num_key_value_heads": 2, **options})
+
+
+@case("keras3")
+def gqa_self(k):
+    (x,) = inputs(k, (None, 8))
+    return model(k, [x], _gqa(k)(x, x))
+
+
+@case("keras3")
+def gqa_multi_query_no_bias_key_dim_scores(k):
+    q, v, key = inputs(k, (None, 8), (5, 8), (5, 6))
+    layer = _gqa(k, head_dim=3, num_query_heads=3, num_key_value_heads=1, use_bias=False)
+    return model(k, [q, v, key], [*layer(q, v, key=key, return_attention_scores=True),
+                                  layer(q, v, key=key)])
+
+
+@case("keras3")
+def gqa_equal_heads_dropout_gate(k):
+    (x,) = inputs(k, (None, 8))
+    return model(k, [x], _gqa(k, num_key_value_heads=4, dropout=0.3, use_gate=True)(x, x))
+
+
+@case("keras3", tokens={"tokens": 20})
+def gqa_embedding_masks(k):
+    tokens, x = _embedded(k)
+    layer = _gqa(k)
+    return model(k, [tokens], [*layer(x, x, return_attention_scores=True), layer(x, x)])
+
+
+@case("keras3", tokens={"tokens": 20})
+def gqa_masks_dropout_causal(k):
+    tokens, x = _embedded(k)
+    return model(k, [tokens], _gqa(k, dropout=0.2)(x, x, use_causal_mask=True))
+
+
+@case("keras3")
+def gqa_causal_self_and_cross(k):
+    q, v = inputs(k, (None, 8), (5, 8))
+    layer = _gqa(k)
+    return model(k, [q, v], [*layer(q, v, use_causal_mask=True, return_attention_scores=True),
+                             layer(q, q, use_causal_mask=True),
+                             layer(q, v, use_causal_mask=True)])
+
+
+@case("keras3")
+def gqa_attention_mask_int_causal(k):
+    q, v = inputs(k, (None, 8), (None, 8))
+    mask = k.Input((None, None), name="attention_mask", dtype="int32")
+    layer = _gqa(k)
+    return model(k, [q, v, mask], [
+        *layer(q, v, attention_mask=mask, return_attention_scores=True),
+        layer(q, v, attention_mask=mask),
+        layer(q, v, attention_mask=mask, use_causal_mask=True)])
+
+
+@case("keras3", tokens={"tokens": 20})
+def gqa_sliding_window_gate_masks(k):
+    tokens, x = _embedded(k)
+    layer = _gqa(k, sliding_window=3, use_gate=True)
+    return model(k, [tokens], [*layer(x, x, return_attention_scores=True), layer(x, x),
+                               layer(x, x, use_causal_mask=True)])
+
+
+@case("keras3")
+def gqa_sliding_window_cross_fully_masked_rows(k):
+    q, v = inputs(k, (None, 8), (3, 8))
+    layer = _gqa(k, sliding_window=2)
+    return model(k, [q, v], [*layer(q, v, return_attention_scores=True), layer(q, v)])
+
+
+@case("keras3", padded=("in_1", "in_2"))
+def gqa_value_and_key_masks_from_masking(k):
+    q, v, key = inputs(k, (None, 8), (None, 8), (None, 6))
+    layer = _gqa(k, num_key_value_heads=1)
+    return model(k, [q, v, key], layer(q, k.layers.Masking()(v),
+                                       key=k.layers.Masking()(key)))
+
+
 # ---------------------------------------------------------------------- Attention
 
 

@@ -28,8 +28,7 @@ def saved_models(tmp_path_factory):
 
 
 @pytest.mark.parametrize("opset", OPSETS)
-@pytest.mark.parametrize("dialect", ("keras3", "keras2"))
-@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("name, dialect", CASES.params())
 def test_attention_matches_keras(saved_models, name, dialect, opset):
     model, path = saved_models(name, dialect)
     check_conversion(model, path, opsets=(opset,), **CASES[name].check)

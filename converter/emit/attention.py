@@ -17,6 +17,7 @@ exactly (-0.7 * 3.38953e38 absorbs any logit); "zero" with a mask falls back to 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 from onnx import TensorProto
@@ -41,16 +42,23 @@ def as_bool(b: Builder, name: str, dtype: str, base: str) -> str:
     return name if dtype == "bool" else b.op("Cast", [name], f"{base}/bool", to=TensorProto.BOOL)
 
 
-def causal_mask(b: Builder, query: str, key: str, shape_q, shape_k, base: str) -> str:
-    """(1, T, S) bool, True where row >= column (Keras' lower-triangular causal mask)."""
+def causal_mask(b: Builder, query: str, key: str, shape_q, shape_k, base: str,
+                window: int = None) -> str:
+    """(1, T, S) bool, True where row >= column (Keras' lower-triangular causal mask), or
+    with ``window`` where |row - column| < window (Keras' sliding-window band)."""
     if shape_q[1] is not None and shape_k[1] is not None:
-        return b.constant(f"{base}/causal_mask",
-                          np.tril(np.ones((1, shape_q[1], shape_k[1]), dtype=bool)))
+        rows = np.arange(shape_q[1]).reshape(1, -1, 1)
+        cols = np.arange(shape_k[1]).reshape(1, 1, -1)
+        mask = rows >= cols if window is None else np.abs(rows - cols) < window
+        return b.constant(base, mask)
     rows = _positions(b, query, f"{base}/query_positions")
     cols = _positions(b, key, f"{base}/key_positions")
     rows = unsqueeze(b, rows, [0, 2], f"{base}/rows")
     cols = unsqueeze(b, cols, [0, 1], f"{base}/columns")
-    return b.op("GreaterOrEqual", [rows, cols], f"{base}/causal_mask")
+    if window is None:
+        return b.op("GreaterOrEqual", [rows, cols], base)
+    distance = b.op("Abs", [b.op("Sub", [rows, cols], f"{base}/offset")], f"{base}/distance")
+    return b.op("Less", [distance, b.constant(f"{base}/window", np.int64(window))], base)
 
 
 def _positions(b: Builder, value: str, base: str) -> str:
@@ -82,7 +90,7 @@ def additive_mask(b: Builder, mask: str, negative: float, base: str) -> str:
 
 
 def expand_to_queries(b: Builder, mask4: str, query: str, base: str) -> str:
-    """(B|1, 1, T|1, S) -> (B|1, 1, T, S): the operator wants mask.shape[-2] == q_len."""
+    """(B|1, N|1, T|1, S) -> (B|1, N|1, T, S): the operator wants mask.shape[-2] == q_len."""
     length = b.op("Shape", [query], f"{base}/query_length", start=1, end=2)
     one = b.ints(f"{base}/ones", [1, 1])
     target = b.op("Concat", [one, length, b.ints(f"{base}/one", [1])], f"{base}/target",
@@ -93,18 +101,46 @@ def expand_to_queries(b: Builder, mask4: str, query: str, base: str) -> str:
 # ---------------------------------------------------------------------- cores
 
 
-def matmul_attention(b: Builder, q: str, k: str, v: str, heads: int, key_dim: int,
-                     value_dim: int, mask3, masking: str, base: str) -> tuple:
-    """softmax(q kᵀ (masked)) v per head on (B, T, heads*dim) tensors (q pre-scaled);
-    returns the context (B, T, heads*value_dim) and the probabilities (B, heads, T, S)."""
-    def split(x, dim, perm, name):
-        x = b.op("Reshape", [x, b.ints(f"{base}/{name}_shape", [0, 0, heads, dim])],
+class Heads(NamedTuple):
+    """Query heads, key/value heads (fewer in grouped-query attention: each serves
+    query // key_value consecutive query heads), and the per-head sizes."""
+
+    query: int
+    key_value: int
+    key_dim: int
+    value_dim: int
+
+
+def matmul_attention(b: Builder, q: str, k: str, v: str, heads: Heads, mask4, masking: str,
+                     base: str, logsumexp: bool = False) -> tuple:
+    """softmax(q kᵀ (masked)) v per head on (B, T, heads*dim) tensors (q pre-scaled), key
+    and value heads repeated to the query heads; ``mask4`` broadcasts to the logits
+    (B, heads, T, S). Returns the context (B, T, heads*value_dim) and the probabilities.
+
+    ``logsumexp``: Keras' softmax over several axes, exp(x - logsumexp(x)); after adding
+    -1e9 to a whole row it gives 1, not 1 / S, at every position (float32 rounding)."""
+    def split(x, count, dim, perm, name):
+        x = b.op("Reshape", [x, b.ints(f"{base}/{name}_shape", [0, 0, count, dim])],
                  f"{base}/{name}_heads")
         return b.op("Transpose", [x], f"{base}/{name}_t", perm=perm)
 
-    logits = b.op("MatMul", [split(q, key_dim, [0, 2, 1, 3], "query"),
-                             split(k, key_dim, [0, 2, 3, 1], "key")], f"{base}/logits")
-    mask4 = None if mask3 is None else unsqueeze(b, mask3, [1], f"{base}/mask4")
+    def repeat(x, target, name):
+        """(B, kv, a, b) -> (B, heads, a, b), each key/value head ``repeats`` times."""
+        repeats = heads.query // heads.key_value
+        if repeats == 1:
+            return x
+        x = b.op("Expand", [unsqueeze(b, x, [2], f"{base}/{name}_group"),
+                            b.ints(f"{base}/{name}_repeats", [1, 1, repeats, 1, 1])],
+                 f"{base}/{name}_repeated")
+        return b.op("Reshape", [x, b.ints(f"{base}/{name}_query_heads", target)],
+                    f"{base}/{name}_shared")
+
+    key = repeat(split(k, heads.key_value, heads.key_dim, [0, 2, 3, 1], "key"),
+                 [0, heads.query, heads.key_dim, -1], "key")
+    value = repeat(split(v, heads.key_value, heads.value_dim, [0, 2, 1, 3], "value"),
+                   [0, heads.query, -1, heads.value_dim], "value")
+    logits = b.op("MatMul", [split(q, heads.query, heads.key_dim, [0, 2, 1, 3], "query"), key],
+                  f"{base}/logits")
     if mask4 is not None and masking == "add":
         logits = b.op("Add", [logits, additive_mask(b, mask4, KERAS_MASK_NEGATIVE,
                                                     f"{base}/adder")], f"{base}/masked")
@@ -113,32 +149,42 @@ def matmul_attention(b: Builder, q: str, k: str, v: str, heads: int, key_dim: in
         logits = b.op("Where", [mask4, logits, b.constant(f"{base}/negative",
                                                           np.float32(negative))],
                       f"{base}/masked")
-    probabilities = b.op("Softmax", [logits], f"{base}/scores", axis=-1)
+    if logsumexp:
+        peak = b.reduce("ReduceMax", logits, [-1], f"{base}/peak")
+        shifted = b.op("Exp", [b.op("Sub", [logits, peak], f"{base}/shifted")], f"{base}/exp")
+        total = b.op("Log", [b.reduce("ReduceSum", shifted, [-1], f"{base}/sum")],
+                     f"{base}/log_sum")
+        normalizer = b.op("Add", [total, peak], f"{base}/logsumexp")
+        probabilities = b.op("Exp", [b.op("Sub", [logits, normalizer], f"{base}/log_scores")],
+                             f"{base}/scores")
+    else:
+        probabilities = b.op("Softmax", [logits], f"{base}/scores", axis=-1)
     if mask4 is not None and masking == "zero":
         probabilities = b.op("Where", [mask4, probabilities,
                                        b.constant(f"{base}/zero", np.float32(0))],
                              f"{base}/scores_masked")
-    context = b.op("MatMul", [probabilities, split(v, value_dim, [0, 2, 1, 3], "value")],
-                   f"{base}/context_heads")
+    context = b.op("MatMul", [probabilities, value], f"{base}/context_heads")
     context = b.op("Transpose", [context], f"{base}/context_t", perm=[0, 2, 1, 3])
     context = b.op("Reshape", [context, b.ints(f"{base}/merge_heads", [0, 0, -1])],
                    f"{base}/context")
     return context, probabilities
 
 
-def fused_attention(b: Builder, q: str, k: str, v: str, heads: int, mask3, masking: str,
-                    causal_only: bool, want_scores: bool, scale: float, base: str) -> tuple:
-    """The ONNX Attention operator on (B, T, heads*dim) tensors; scores are its
+def fused_attention(b: Builder, q: str, k: str, v: str, heads: int, mask4, masking: str,
+                    causal_only: bool, want_scores: bool, scale: float, base: str,
+                    kv_heads: int = None) -> tuple:
+    """The ONNX Attention operator on (B, T, heads*dim) tensors (``kv_heads`` key/value
+    heads, default ``heads``); ``mask4`` broadcasts to (B, heads, T, S); scores are its
     softmax output (qk_matmul_output_mode 3)."""
     mask = None
-    if mask3 is not None:
+    if mask4 is not None:
         negative = KERAS3_FUSED_NEGATIVE if masking == "replace" else KERAS_MASK_NEGATIVE
-        mask4 = expand_to_queries(b, unsqueeze(b, mask3, [1], f"{base}/mask4"), q,
-                                  f"{base}/mask_full")
-        mask = additive_mask(b, mask4, negative, f"{base}/adder")
+        mask = additive_mask(b, expand_to_queries(b, mask4, q, f"{base}/mask_full"),
+                             negative, f"{base}/adder")
     outputs = b.op("Attention", [q, k, v, mask], f"{base}/attention",
-                   outputs=4 if want_scores else 1, q_num_heads=heads, kv_num_heads=heads,
-                   scale=scale, is_causal=1 if causal_only else None,
+                   outputs=4 if want_scores else 1, q_num_heads=heads,
+                   kv_num_heads=kv_heads or heads, scale=scale,
+                   is_causal=1 if causal_only else None,
                    qk_matmul_output_mode=3 if want_scores else None)
     if want_scores:
         return outputs[0], outputs[3]
@@ -206,88 +252,170 @@ class _AxesLayout:
         return b.op("Reshape", [name, b.ints(f"{base}/scores_shape", [-1] + dims)],
                     f"{base}/scores_dims")
 
+    def scores_rank(self) -> int:
+        """Rank of Keras' scores: batch and other axes, heads, query axes, key axes."""
+        return self.rank + len(self.axes)
+
+    def mask_to_3d(self, b: Builder, mask: str, query: str, heads: int, query_shape: tuple,
+                   key_shape: tuple, base: str) -> str:
+        """A mask broadcastable to Keras' scores -> (B', N, T, S) like the folded logits."""
+        if self.trivial:
+            return mask
+        dims = ([query_shape[a] for a in self.others] + [heads]
+                + [query_shape[a] for a in self.axes] + [key_shape[a] for a in self.axes])
+        batch = b.op("Shape", [query], f"{base}/batch", start=0, end=1)
+        full = b.op("Concat", [batch, b.ints(f"{base}/dims", dims)], f"{base}/scores_shape",
+                    axis=0)
+        mask = b.op("Expand", [mask, full], f"{base}/scores_like")
+        length = math.prod(query_shape[a] for a in self.axes)
+        source = math.prod(key_shape[a] for a in self.axes)
+        return b.op("Reshape", [mask, b.ints(f"{base}/folded_shape",
+                                             [-1, heads, length, source])], f"{base}/folded")
+
 
 @emits("MultiHeadAttention")
 def multi_head_attention(node: Node, b: Builder) -> list:
-    """Keras MultiHeadAttention: project query/key/value, attend per head, project back."""
+    """Keras MultiHeadAttention: project query/key/value, attend per head (over
+    attention_axes, folded into 3-D), optionally gate by sigmoid(query projection),
+    project back."""
+    config = node.config
+    key_dim = config["key_dim"]
+    heads = Heads(config["num_heads"], config["num_heads"], key_dim,
+                  config.get("value_dim") or key_dim)
+    layout = _AxesLayout(len(node.input("query").shape), attention_axes(node))
+    return _project_and_attend(node, b, heads, layout, mha_output_dims(node))
+
+
+@emits("GroupQueryAttention")
+def grouped_query_attention(node: Node, b: Builder) -> list:
+    """Keras 3 GroupQueryAttention: MultiHeadAttention whose key and value heads are each
+    shared by num_query_heads / num_key_value_heads consecutive query heads."""
+    config = node.config
+    heads = Heads(config["num_query_heads"], config["num_key_value_heads"],
+                  config["head_dim"], config["head_dim"])
+    query = node.input("query")
+    return _project_and_attend(node, b, heads, _AxesLayout(3, (1,)), (query.shape[-1],))
+
+
+def _project_and_attend(node: Node, b: Builder, heads: Heads, layout: _AxesLayout,
+                        out_dims: tuple) -> list:
+    """The body MultiHeadAttention and GroupQueryAttention share: query/key/value
+    projections (1/sqrt(key_dim) folded into the query's), the attention core in the
+    lowering that reproduces Keras' code path, the gate, the output projection."""
     config, base = node.config, node.name
-    for option in ("use_gate", "sliding_window"):
-        if config.get(option):
-            raise ConversionError(f"layer {base!r}: MultiHeadAttention with {option}="
-                                  f"{config[option]!r} is not supported yet")
-    heads, key_dim = config["num_heads"], config["key_dim"]
-    value_dim = config.get("value_dim") or key_dim
     query, key, value = (node.input(r) for r in ("query", "key", "value"))
-    layout = _AxesLayout(len(query.shape), attention_axes(node))
     want_scores = bool(node.arguments.get("return_attention_scores"))
     causal = bool(node.arguments.get("use_causal_mask"))
+    window = config.get("sliding_window")
 
-    mask3 = _mha_mask(node, b, layout, causal)
-    dialect = node.layer.dialect
+    mask4 = _mha_mask(node, b, layout, heads.query, causal, window)
     explicit_path = want_scores or config.get("dropout", 0) > 0 or not layout.trivial
-    masking = "add" if dialect == "keras2" else ("zero" if explicit_path else "replace")
-    causal_only = causal and mask3 is not None and not any(
+    masking = ("add" if node.layer.dialect == "keras2"
+               else ("zero" if explicit_path else "replace"))
+    causal_only = causal and window is None and layout.trivial and not any(
         node.input(r) is not None for r in ("query_mask", "value_mask", "key_mask",
                                              "attention_mask"))
 
     weights = named_weights(node)
-    scale = 1.0 / math.sqrt(key_dim)
-    out_dims = mha_output_dims(node)
 
     def weight(name, shape, factor=1.0):
         array = weights.get(name)
         return None if array is None else (array.reshape(shape) * factor).astype(np.float32)
 
-    q = project(b, layout.to_3d(b, b.value(query), query.shape, f"{base}/query_in"),
-                weight("query/kernel", (-1, heads * key_dim), scale),
-                weight("query/bias", (-1,), scale), f"{base}/query")
-    k = project(b, layout.to_3d(b, b.value(key), key.shape, f"{base}/key_in"),
-                weight("key/kernel", (-1, heads * key_dim)), weight("key/bias", (-1,)),
-                f"{base}/key")
-    v = project(b, layout.to_3d(b, b.value(value), value.shape, f"{base}/value_in"),
-                weight("value/kernel", (-1, heads * value_dim)), weight("value/bias", (-1,)),
-                f"{base}/value")
+    def projection(name, x, count, dim, factor=1.0):
+        return project(b, x, weight(f"{name}/kernel", (-1, count * dim), factor),
+                       weight(f"{name}/bias", (-1,), factor), f"{base}/{name}")
+
+    query_3d = layout.to_3d(b, b.value(query), query.shape, f"{base}/query_in")
+    scale = 1.0 / math.sqrt(heads.key_dim)
+    q = projection("query", query_3d, heads.query, heads.key_dim, scale)
+    k = projection("key", layout.to_3d(b, b.value(key), key.shape, f"{base}/key_in"),
+                   heads.key_value, heads.key_dim)
+    v = projection("value", layout.to_3d(b, b.value(value), value.shape, f"{base}/value_in"),
+                   heads.key_value, heads.value_dim)
 
     # "zero" masking cannot be expressed by the operator, unless only the causal mask
-    # masks (then no row is fully masked and every masking gives the same numbers).
-    fused = b.opset >= FUSED_ATTENTION_OPSET and (
-        mask3 is None or masking != "zero" or causal_only)
+    # masks (then no row is fully masked and every masking gives the same numbers); nor
+    # can Keras 2's added mask under its softmax over several axes.
+    logsumexp = mask4 is not None and masking == "add" and len(layout.axes) > 1
+    fused = b.opset >= FUSED_ATTENTION_OPSET and not logsumexp and (
+        mask4 is None or masking != "zero" or causal_only)
     if fused:
-        use_mask = None if causal_only else mask3
-        context, scores = fused_attention(b, q, k, v, heads, use_mask, masking, causal_only,
-                                          want_scores, 1.0, f"{base}/core")
+        context, scores = fused_attention(
+            b, q, k, v, heads.query, None if causal_only else mask4, masking, causal_only,
+            want_scores, 1.0, f"{base}/core", kv_heads=heads.key_value)
     else:
-        context, scores = matmul_attention(b, q, k, v, heads, key_dim, value_dim, mask3,
-                                           masking, f"{base}/core")
-    output = project(b, context, weight("attention_output/kernel", (heads * value_dim, -1)),
+        context, scores = matmul_attention(b, q, k, v, heads, mask4, masking, f"{base}/core",
+                                           logsumexp)
+    if config.get("use_gate"):
+        gate = b.op("Sigmoid", [projection("gate", query_3d, heads.query, heads.value_dim)],
+                    f"{base}/gate_sigmoid")
+        context = b.op("Mul", [context, gate], f"{base}/gated")
+    output = project(b, context, weight("attention_output/kernel",
+                                        (heads.query * heads.value_dim, -1)),
                      weight("attention_output/bias", (-1,)), f"{base}/output")
     outputs = [layout.from_3d(b, output, query.shape, out_dims, base)]
     if want_scores:
-        outputs.append(layout.scores_from_3d(b, scores, heads, query.shape, key.shape, base))
+        outputs.append(layout.scores_from_3d(b, scores, heads.query, query.shape, key.shape,
+                                             base))
     return outputs
 
 
-def _mha_mask(node: Node, b: Builder, layout: _AxesLayout, causal: bool):
-    """The (B|1, T|1, S) bool mask Keras builds from the inputs' masks, the
-    attention_mask and the causal flag; None when nothing masks."""
+def _mha_mask(node: Node, b: Builder, layout: _AxesLayout, heads: int, causal: bool,
+              window):
+    """Keras' bool mask from the inputs' masks, the attention_mask, the causal flag and
+    the sliding window, expanded as Keras expands it against the scores, then folded
+    like the logits: (B'|1, N|1, T|1, S). None when nothing masks.
+
+    Keras 3 makes the query mask (B, ..., T, 1) and value/key masks (B, ..., 1, S)
+    (``expand_dims`` at -1 / -2); Keras 2 inserts the axis at 2 / 1 (``mask[:, :,
+    newaxis]``), the same for 3-D inputs. The causal and window masks are (1, T, S) over
+    the inputs' axis 1. Missing axes are inserted before the attention axes of the
+    scores, one at a time, as ``_masked_softmax`` does."""
     base = f"{node.name}/mask"
-    parts = []
-    for role, axis in (("query_mask", -1), ("value_mask", -2), ("key_mask", -2)):
+    keras2 = node.layer.dialect == "keras2"
+    parts, ranks = [], []
+    for role, axis in (("query_mask", 2 if keras2 else -1), ("value_mask", 1 if keras2 else -2),
+                       ("key_mask", 1 if keras2 else -2)):
         tensor = node.input(role)
         if tensor is not None:
             parts.append(unsqueeze(b, as_bool(b, b.value(tensor), tensor.dtype,
                                               f"{base}/{role}"), [axis], f"{base}/{role}_3d"))
+            ranks.append(len(tensor.shape) + 1)
     explicit = node.input("attention_mask")
     if explicit is not None:
         parts.append(as_bool(b, b.value(explicit), explicit.dtype, f"{base}/attention_mask"))
-    if parts and not layout.trivial:
-        raise ConversionError(f"layer {node.name!r}: masks with attention over axes "
-                              f"{layout.axes} are not supported yet")
-    if causal:
-        query, key = node.input("query"), node.input("key")
-        parts.append(causal_mask(b, b.value(query), b.value(key), query.shape, key.shape,
-                                 f"{base}/causal"))
-    return combine_masks(b, parts, base)
+        ranks.append(len(explicit.shape))
+    query, key = node.input("query"), node.input("key")
+    for name, flag, size in (("causal", causal, None), ("window", window, window)):
+        if flag:
+            parts.append(causal_mask(b, b.value(query), b.value(key), query.shape, key.shape,
+                                     f"{base}/{name}", window=size))
+            ranks.append(3)
+    mask = combine_masks(b, parts, base)
+    if mask is None:
+        return None
+    axes = _expanded_axes(max(ranks), layout.scores_rank(), -2 * len(layout.axes) - 1)
+    if axes is None:
+        raise ConversionError(f"layer {node.name!r}: its masks (rank {max(ranks)}) cannot be "
+                              f"expanded against attention scores of rank "
+                              f"{layout.scores_rank()}; Keras cannot run this call either")
+    if axes:
+        mask = unsqueeze(b, mask, axes, f"{base}/expanded")
+    return layout.mask_to_3d(b, mask, b.value(query), heads, query.shape, key.shape,
+                             f"{base}/scores")
+
+
+def _expanded_axes(rank: int, target: int, axis: int):
+    """Where repeated ``expand_dims(mask, axis)`` from ``rank`` up to ``target`` puts the
+    new axes (final positions); None when an expansion is out of range."""
+    dims = [False] * rank
+    for _ in range(target - rank):
+        position = axis + len(dims) + 1
+        if position < 0:
+            return None
+        dims.insert(position, True)
+    return [i for i, new in enumerate(dims) if new]
 
 
 # ---------------------------------------------------------------------- Attention layers
@@ -358,11 +486,16 @@ def attention(node: Node, b: Builder) -> list:
                                                  weights["concat_score_weight"])],
                       f"{node.name}/logits")
         return _finish_attention(node, b, *_softmax_attend(node, b, logits, mask3))
-    scale_value = 1.0 if scale is None else float(scale)
     if b.opset >= FUSED_ATTENTION_OPSET:
-        output, scores = fused_attention(
-            b, b.value(query), b.value(key), b.value(value), 1, mask3, "add", False,
-            want_scores, scale_value, f"{node.name}/core")
+        # The operator's scale must be positive: any other learned scale multiplies q.
+        q, scale_value = b.value(query), 1.0 if scale is None else float(scale)
+        if scale_value <= 0:
+            q = b.op("Mul", [q, b.constant(f"{node.name}/scale", scale)],
+                     f"{node.name}/scaled_query")
+            scale_value = 1.0
+        mask4 = None if mask3 is None else unsqueeze(b, mask3, [1], f"{node.name}/mask4")
+        output, scores = fused_attention(b, q, b.value(key), b.value(value), 1, mask4, "add",
+                                         False, want_scores, scale_value, f"{node.name}/core")
         if scores is not None:  # (B, 1, T, S) from the one-head operator
             scores = b.op("Squeeze", [scores, b.ints(f"{node.name}/head_axis", [1])],
                           f"{node.name}/scores")

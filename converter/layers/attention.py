@@ -1,4 +1,5 @@
-"""Keras' attention layers: MultiHeadAttention, Attention, AdditiveAttention."""
+"""Keras' attention layers: MultiHeadAttention, GroupQueryAttention, Attention,
+AdditiveAttention."""
 from __future__ import annotations
 
 from .registry import WeightSpec, compute_dtype, layer_kind, split_tensors
@@ -30,26 +31,36 @@ def mha_output_dims(node) -> tuple:
     return (declared,) if isinstance(declared, int) else tuple(declared)
 
 
-def _mha_weights(node):
-    """query/key kernels (D, N, key_dim), value (Dv, N, value_dim), output (N, value_dim,
-    *out); biases drop the input dim."""
-    heads, key_dim = node.config["num_heads"], node.config["key_dim"]
-    value_dim = node.config.get("value_dim") or key_dim
+# Each projection's sub-layer as saving_lib stores it (``_gate_dense`` loses its "_").
+PROJECTION_PATHS = {"query": "query_dense", "key": "key_dense", "value": "value_dense",
+                    "gate": "gate_dense", "attention_output": "output_dense"}
+
+
+def _projection_weights(node, heads: int, kv_heads: int, key_dim: int, value_dim: int,
+                        out: tuple) -> list:
+    """query/key kernels (D, heads|kv_heads, key_dim), gate (D, heads, value_dim), value
+    (Dv, kv_heads, value_dim), output (heads, value_dim, *out); biases drop the input dim."""
     value, key = node.input("value"), node.input("key")
-    projections = [("query", "query_dense", node.input("query").shape[-1], key_dim),
-                   ("key", "key_dense", key.shape[-1], key_dim),
-                   ("value", "value_dense", value.shape[-1], value_dim)]
-    kernels = [(name, path, (dim, heads, size), (heads, size))
-               for name, path, dim, size in projections]
-    out = mha_output_dims(node)
-    kernels.append(("attention_output", "output_dense", (heads, value_dim) + out, out))
+    projections = [("query", node.input("query").shape[-1], heads, key_dim),
+                   ("key", key.shape[-1], kv_heads, key_dim),
+                   ("value", value.shape[-1], kv_heads, value_dim)]
+    if node.config.get("use_gate"):
+        projections.append(("gate", node.input("query").shape[-1], heads, value_dim))
+    kernels = [(name, (dim, n, size), (n, size)) for name, dim, n, size in projections]
+    kernels.append(("attention_output", (heads, value_dim) + out, out))
     use_bias = node.config.get("use_bias", True)
     specs = []
-    for name, path, kernel_shape, bias_shape in kernels:
-        specs.append(WeightSpec(f"{name}/kernel", f"{path}/vars/0", kernel_shape))
+    for name, kernel_shape, bias_shape in kernels:
+        specs.append(WeightSpec(f"{name}/kernel", f"{PROJECTION_PATHS[name]}/vars/0", kernel_shape))
         if use_bias:
-            specs.append(WeightSpec(f"{name}/bias", f"{path}/vars/1", bias_shape))
+            specs.append(WeightSpec(f"{name}/bias", f"{PROJECTION_PATHS[name]}/vars/1", bias_shape))
     return specs
+
+
+def _mha_weights(node):
+    heads, key_dim = node.config["num_heads"], node.config["key_dim"]
+    return _projection_weights(node, heads, heads, key_dim,
+                               node.config.get("value_dim") or key_dim, mha_output_dims(node))
 
 
 def bind_mha_roles(arguments: dict) -> tuple:
@@ -82,6 +93,29 @@ def multi_head_attention(node):
         scores = (batch_dims + (node.config["num_heads"],) + tuple(query[a] for a in axes)
                   + tuple(key[a] for a in axes))
         outputs.append((scores, dtype))
+    return outputs
+
+
+def _gqa_weights(node):
+    config = node.config
+    return _projection_weights(node, config["num_query_heads"],
+                               config["num_key_value_heads"], config["head_dim"],
+                               config["head_dim"], (node.input("query").shape[-1],))
+
+
+@layer_kind("GroupQueryAttention", signature=MHA_SIGNATURE, mask_roles=QKV_MASK_ROLES,
+            bind_roles=bind_mha_roles, weights=_gqa_weights,
+            python_name="GroupedQueryAttention")
+def grouped_query_attention(node):
+    """Keras 3 grouped-query attention: MultiHeadAttention whose num_key_value_heads key
+    and value heads are each shared by num_query_heads / num_key_value_heads query heads
+    (Keras repeats them); head_dim for every head; the output has the query's features.
+    Scores: (B, num_query_heads, T, S)."""
+    query, key = node.input("query").shape, node.input("key").shape
+    dtype = compute_dtype(node)
+    outputs = [(query, dtype)]
+    if node.arguments.get("return_attention_scores"):
+        outputs.append(((query[0], node.config["num_query_heads"], query[1], key[1]), dtype))
     return outputs
 
 

@@ -46,6 +46,9 @@ class LayerKind:
     # Roles whose tensors lose their mask once the call is made (Keras 3's
     # MultiHeadAttention deletes its inputs' masks): later calls see them unmasked.
     clears_masks_of: Callable[[Node], tuple] = lambda node: ()
+    # The Python class's name when Keras registers the class under another one
+    # (GroupedQueryAttention is saved as "GroupQueryAttention"); weight paths use it.
+    python_name: Optional[str] = None
 
     def __post_init__(self):
         if self.output_mask is None:
