@@ -405,11 +405,13 @@ class _Parser:
                 f"{self.source}: layer {node.name!r} ({node.class_name}) is called or "
                 f"configured in a way Keras does not write ({type(exc).__name__}: {exc}); "
                 f"check its inputs and config") from None
-        referenced = 1 + max([t for (layer, call, t) in spec.recorded
-                              if layer == name and call == index], default=0)
-        if types is None:
+        if types is None:  # a class kerasonnx does not know: as many outputs as are used
+            used = [r.tensor for calls in spec.calls.values() for call in calls
+                    for r in _refs_in(call) if (r.layer, r.call) == (name, index)]
+            used += [r.tensor for r in spec.outputs if (r.layer, r.call) == (name, index)]
+            used += [t for (layer, call, t) in spec.recorded if (layer, call) == (name, index)]
             types = [spec.recorded.get((name, index, i), (None, "float32"))
-                     for i in range(referenced)]
+                     for i in range(1 + max(used, default=0))]
         for i, (shape, dtype) in enumerate(types):
             tensor_name = node.name if i == 0 else f"{node.name}:{i}"
             node.outputs.append(Tensor(tensor_name, _shape(shape), str(dtype or "float32"),

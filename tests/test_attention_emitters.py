@@ -5,6 +5,7 @@ batch sizes and two sequence lengths, and every output element compared with Ker
 from __future__ import annotations
 
 import json
+import zipfile
 
 import h5py
 import numpy as np
@@ -13,8 +14,9 @@ import pytest
 from attention_cases import CASES
 from conftest import requires_keras
 from kerasonnx.convert import convert
-from keras_check import (assert_same, check_conversion, keras_outputs, make_inputs,
-                         run_onnx)
+from kerasonnx.errors import UnsupportedLayerError
+from keras_check import (assert_same, check_conversion, float_inputs, keras_module,
+                         keras_outputs, make_inputs, run_onnx, save)
 
 pytestmark = requires_keras
 
@@ -42,12 +44,51 @@ def test_attention_matches_keras(saved_models, name, dialect, opset):
     ("mha_embedding_masks_scores", "keras2", True),
     ("mha_causal_scores", "keras3", True),  # only the causal mask: is_causal
     ("attention_embedding_masks", "keras3", True),
-    ("attention_concat", "keras3", False), ("additive_scaled", "keras2", False)])
+    ("attention_concat", "keras3", False), ("additive_scaled", "keras2", False),
+    ("gqa_self", "keras3", True), ("gqa_causal_self_and_cross", "keras3", True),
+    ("gqa_masks_dropout_causal", "keras3", False),  # dropout path: zeroed rows
+    ("gqa_value_and_key_masks_from_masking", "keras3", True),
+    ("mha_4d_attention_mask_two_axes", "keras2", False),  # Keras 2's logsumexp softmax
+    ("mha_4d_causal_one_axis", "keras2", True)])
 def test_attention_operator_where_exact(saved_models, name, dialect, fused):
     _, path = saved_models(name, dialect)
     ops = {n.op_type for n in convert(path, opset=23).model.graph.node}
     assert ("Attention" in ops) == fused
     assert "Attention" not in {n.op_type for n in convert(path, opset=17).model.graph.node}
+
+
+LEARNED_SCALES = (-2.5, 0.0, 0.01, 1.0, 9.0)
+
+
+@pytest.mark.parametrize("dialect", ("keras3", "keras2"))
+def test_attention_learned_scale_of_any_sign(tmp_path, dialect):
+    """Attention(use_scale=True) learns a scalar of any sign; the operator's ``scale``
+    must be positive, so a negative or zero one multiplies the query instead."""
+    k = keras_module(dialect)
+    q, v = float_inputs(k, (None, 6), (5, 6))
+    masked = k.layers.Masking()(v)
+    layers = [k.layers.Attention(use_scale=True) for _ in LEARNED_SCALES]
+    model = k.Model([q, v], [t for layer in layers
+                             for t in layer([q, masked], return_attention_scores=True)])
+    for layer, scale in zip(layers, LEARNED_SCALES):
+        layer.set_weights([np.array(scale, np.float32)])
+    path = save(model, dialect, tmp_path, "attention_scales")
+    check_conversion(model, path, opsets=OPSETS, padded=("in_1",))
+
+
+def test_unknown_layer_with_scores_output_is_unsupported(saved_models, tmp_path):
+    """A class kerasonnx does not know whose second output (scores) the model uses gets
+    the unsupported-layer error, not a complaint that the layer has one output."""
+    _, path = saved_models("gqa_multi_query_no_bias_key_dim_scores", "keras3")
+    renamed = tmp_path / "renamed.keras"
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(renamed, "w") as target:
+        for item in source.namelist():
+            data = source.read(item)
+            if item == "config.json":
+                data = data.replace(b'"GroupQueryAttention"', b'"FutureAttention"')
+            target.writestr(item, data)
+    with pytest.raises(UnsupportedLayerError, match="cannot be converted yet"):
+        convert(renamed)
 
 
 def test_keras2_causal_config_flag(saved_models, tmp_path):
