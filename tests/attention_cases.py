@@ -276,6 +276,39 @@ def gqa_attention_mask_int_causal(k):
         layer(q, v, attention_mask=mask, use_causal_mask=True)])
 
 
+def fractional_masks(model, batch, length, rng):
+    """Normal floats; float attention masks of 0, 0.3, 0.7 and 1 (Keras casts some to
+    bool, compares others with 0.5)."""
+    return [rng.choice([0.0, 0.3, 0.7, 1.0], size=(batch, length, length)).astype("float32")
+            if t.name.startswith("attention_mask")
+            else rng.normal(size=(batch, length, 8)).astype("float32") for t in model.inputs]
+
+
+@case("keras3", inputs=fractional_masks)
+def gqa_float_attention_mask(k):
+    q, v = inputs(k, (None, 8), (None, 8))
+    mask = k.Input((None, None), name="attention_mask")
+    layer = _gqa(k)
+    return model(k, [q, v, mask], [
+        *layer(q, v, attention_mask=mask, return_attention_scores=True),
+        layer(q, v, attention_mask=mask),
+        layer(q, v, attention_mask=mask, use_causal_mask=True)])
+
+
+@case("keras3", tokens={"tokens": 20})
+def gqa_output_keeps_query_mask(k):
+    tokens, x = _embedded(k)
+    return model(k, [tokens], k.layers.GlobalAveragePooling1D()(_gqa(k)(x, x)))
+
+
+@case("keras3")
+def mha_4d_gate_sliding_window(k):
+    (x,) = inputs(k, (4, 4, 8))
+    layer = k.layers.MultiHeadAttention(2, 3, attention_axes=(2,), use_gate=True,
+                                        sliding_window=2)
+    return model(k, [x], [*layer(x, x, return_attention_scores=True), layer(x, x)])
+
+
 @case("keras3", tokens={"tokens": 20})
 def gqa_sliding_window_gate_masks(k):
     tokens, x = _embedded(k)

@@ -308,8 +308,8 @@ def _project_and_attend(node: Node, b: Builder, heads: Heads, layout: _AxesLayou
     causal = bool(node.arguments.get("use_causal_mask"))
     window = config.get("sliding_window")
 
-    mask4 = _mha_mask(node, b, layout, heads.query, causal, window)
     explicit_path = want_scores or config.get("dropout", 0) > 0 or not layout.trivial
+    mask4 = _mha_mask(node, b, layout, heads.query, causal, window, explicit_path)
     masking = ("add" if node.layer.dialect == "keras2"
                else ("zero" if explicit_path else "replace"))
     causal_only = causal and window is None and layout.trivial and not any(
@@ -362,7 +362,7 @@ def _project_and_attend(node: Node, b: Builder, heads: Heads, layout: _AxesLayou
 
 
 def _mha_mask(node: Node, b: Builder, layout: _AxesLayout, heads: int, causal: bool,
-              window):
+              window, explicit_path: bool):
     """Keras' bool mask from the inputs' masks, the attention_mask, the causal flag and
     the sliding window, expanded as Keras expands it against the scores, then folded
     like the logits: (B'|1, N|1, T|1, S). None when nothing masks.
@@ -371,7 +371,9 @@ def _mha_mask(node: Node, b: Builder, layout: _AxesLayout, heads: int, causal: b
     (``expand_dims`` at -1 / -2); Keras 2 inserts the axis at 2 / 1 (``mask[:, :,
     newaxis]``), the same for 3-D inputs. The causal and window masks are (1, T, S) over
     the inputs' axis 1. Missing axes are inserted before the attention axes of the
-    scores, one at a time, as ``_masked_softmax`` does."""
+    scores, one at a time, as ``_masked_softmax`` does. GroupQueryAttention leaves an
+    attention_mask that is the only mask uncast, and on its explicit path Keras' Softmax
+    keeps a non-bool mask where it is > 0.5 (> 0 for ints) instead."""
     base = f"{node.name}/mask"
     keras2 = node.layer.dialect == "keras2"
     parts, ranks = [], []
@@ -384,7 +386,13 @@ def _mha_mask(node: Node, b: Builder, layout: _AxesLayout, heads: int, causal: b
             ranks.append(len(tensor.shape) + 1)
     explicit = node.input("attention_mask")
     if explicit is not None:
-        parts.append(as_bool(b, b.value(explicit), explicit.dtype, f"{base}/attention_mask"))
+        if (node.class_name == "GroupQueryAttention" and explicit_path and not parts
+                and not causal and not window and explicit.dtype != "bool"):
+            half = b.constant(f"{base}/half", np.array(0.5).astype(explicit.dtype))
+            parts.append(b.op("Greater", [b.value(explicit), half], f"{base}/attention_mask"))
+        else:
+            parts.append(as_bool(b, b.value(explicit), explicit.dtype,
+                                 f"{base}/attention_mask"))
         ranks.append(len(explicit.shape))
     query, key = node.input("query"), node.input("key")
     for name, flag, size in (("causal", causal, None), ("window", window, window)):
