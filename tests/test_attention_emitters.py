@@ -1,5 +1,6 @@
-"""MultiHeadAttention, Attention and AdditiveAttention: every case of ``attention_cases``
-built with real Keras 3 and tf_keras (Keras 2), weights randomized, saved, converted at
+"""MultiHeadAttention, GroupQueryAttention, Attention and AdditiveAttention: every case of
+``attention_cases`` built with real Keras 3 and, where the layer and its options exist in
+Keras 2, tf_keras, weights randomized, saved, converted at
 opset 23 (ONNX Attention operator) and 17 (MatMul/Softmax), run in onnxruntime at two
 batch sizes and two sequence lengths, and every output element compared with Keras."""
 from __future__ import annotations

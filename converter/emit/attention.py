@@ -1,15 +1,19 @@
-"""Emitters for Keras' attention layers: MultiHeadAttention, Attention, AdditiveAttention.
+"""Emitters for Keras' attention layers: MultiHeadAttention, GroupQueryAttention,
+Attention, AdditiveAttention.
 
 Two lowerings. At opset 23+ the standard ``Attention`` operator runs the attention core
 wherever it computes exactly what Keras computes; otherwise (and at opset 17-22) the core is
-MatMul / Softmax / Transpose. Never Einsum.
+MatMul / Softmax / Transpose, grouped key/value heads repeated. Never Einsum.
 
 How Keras masks the logits, which decides what fully masked rows give:
 - Keras 2 MultiHeadAttention, and Attention / AdditiveAttention in both dialects: logits
-  plus -1e9 where masked ("add"), so a fully masked row averages every position;
-- Keras 3 MultiHeadAttention on its fused path (3-D inputs, no scores, no dropout):
-  ``where(mask, logits, -0.7 * 3.38953e38)`` ("replace"), which also averages;
-- Keras 3 MultiHeadAttention otherwise: ``where(mask, logits, -1e9)``, softmax, then
+  plus -1e9 where masked ("add"), so a fully masked row averages every position; but
+  Keras 2's softmax over several attention axes, exp(x - logsumexp(x)), rounds every
+  probability of such a row to 1 (MatMul only);
+- Keras 3 MultiHeadAttention / GroupQueryAttention on the fused path (3-D inputs, no
+  scores, no dropout): ``where(mask, logits, -0.7 * 3.38953e38)`` ("replace"), which also
+  averages;
+- Keras 3 otherwise: ``where(mask, logits, -1e9)``, softmax, then
   ``where(mask, probabilities, 0)`` ("zero"): a fully masked row gives zeros.
 The ONNX operator adds a float mask to the logits, which reproduces "add" and "replace"
 exactly (-0.7 * 3.38953e38 absorbs any logit); "zero" with a mask falls back to MatMul.
