@@ -7,9 +7,12 @@ converted at opsets 23 and 17 and compared element by element with Keras at batc
 and two sequence lengths."""
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
+
+import kerasonnx
 
 from conftest import requires_keras
 from kerasonnx.convert import convert
@@ -64,6 +67,18 @@ def slicing_then_layers(k):
     pooled = k.layers.Dense(3)(first)
     tail = k.layers.Dense(2)(x[:, 1:, 2:])
     return [x], [pooled, tail, x[:, 1:] - x[:, :-1]]
+
+
+@case("keras2", lengths=(4, 7))
+def bounds_from_tensors(k):
+    """Keras 2 slices whose bounds come from tf.shape (Keras 3 has no dynamic equivalent:
+    ops.shape gives None for a dynamic dim)."""
+    import tensorflow as tf
+    x, y = k.Input((None, 6), name="x"), k.Input((None, 6), name="y")
+    n = tf.shape(y)[1]
+    return [x, y], [x[:, : n - 2], x[:, n - 1], x[:, 1:n:2], x[:, -n + 1:], x[:, n - 5],
+                    x[:, tf.shape(x)[1] - 1 - n + 2, 1:tf.shape(x)[2] - 1],
+                    x[:, n - 2::-1], x[:, :, -1 * (n - 3)]]
 
 
 @case(lengths=(4, 7))
@@ -204,6 +219,28 @@ def test_bert_classifier_pools_the_first_token(saved_models):
         assert "Attention" in {n.op_type for n in model.graph.node}
         assert "Gather" not in {n.op_type for n in model.graph.node if "get_item" in n.name
                                 or "getitem" in n.name}
+
+
+def test_tensors_in_a_key_are_inputs_of_the_slice(saved_models):
+    """inspect shows the tensors a Keras 2 key holds as inputs (index0, ...) and the key
+    with markers, as JSON."""
+    _, path = saved_models("bounds_from_tensors", "keras2")
+    report = kerasonnx.inspect(path)
+    first = next(n for n in report["nodes"] if n["class_name"] == "SlicingOpLambda"
+                 and n["inputs"].get("arg0") == "x")  # x[:, : n - 2]
+    assert first["inputs"]["index0"].startswith("tf.math.subtract")
+    assert first["arguments"]["slice_spec"][1]["stop"] == {"__input__": "index0"}
+    json.dumps(report)
+
+
+@pytest.mark.parametrize("name", ("basic_indexing", "bert_classifier", "slice_split_stack"))
+def test_keras3_operations_in_a_legacy_h5(saved_models, tmp_path, name):
+    """Keras 3 writing .h5 drops every config's ``module``; GetItem and friends are still
+    told from layers by their config."""
+    model, _ = saved_models(name, "keras3")
+    path = tmp_path / f"{name}.h5"
+    model.save(path)
+    check_conversion(model, path, opsets=(17,), **CASES[name].check)
 
 
 def _convert_error(tmp_path, dialect, build, error=ConversionError) -> str:

@@ -370,21 +370,32 @@ INT64_MAX, INT64_MIN = np.iinfo(np.int64).max, np.iinfo(np.int64).min
 
 def slice_axes(b: Builder, x: str, starts: list, ends: list, axes: list, steps: list,
                base: str) -> str:
-    """ONNX Slice (NumPy clamping of out-of-range bounds); x itself when nothing is cut."""
+    """ONNX Slice (NumPy clamping of out-of-range bounds); x itself when nothing is cut.
+    Bounds are ints, or ONNX names of 1-element int64 values computed at run time."""
     if not axes:
         return x
-    return b.op("Slice", [x, b.ints(f"{base}/starts", starts), b.ints(f"{base}/ends", ends),
-                          b.ints(f"{base}/axes", axes), b.ints(f"{base}/steps", steps)], base)
+    return b.op("Slice", [x, _index_vector(b, starts, f"{base}/starts"),
+                          _index_vector(b, ends, f"{base}/ends"), b.ints(f"{base}/axes", axes),
+                          _index_vector(b, steps, f"{base}/steps")], base)
+
+
+def _index_vector(b: Builder, values: list, base: str) -> str:
+    if all(isinstance(v, (int, np.integer)) for v in values):
+        return b.ints(base, values)
+    parts = [b.ints(f"{base}/{i}", [v]) if not isinstance(v, str) else v
+             for i, v in enumerate(values)]
+    return b.op("Concat", parts, base, axis=0)
 
 
 @lowering("GetItem")
 def get_item(op: _Operation) -> str:
     """x[key], NumPy basic indexing: every int and slice in one Slice (negative bounds count
     from the end; an omitted bound of a negative step starts at the last element and runs
-    through the first), then the int axes squeezed and the None (newaxis) axes inserted."""
+    through the first), then the int axes squeezed and the None (newaxis) axes inserted.
+    Ints and bounds held in scalar tensors (Keras 2) feed the Slice at run time."""
     b, base = op.b, op.base
     try:
-        items = expand_key(index_key(op.attributes.get("key")), op.rank())
+        items = expand_key(index_key(op.attributes.get("key"), op.node.inputs), op.rank())
     except ValueError as exc:
         raise op.refuse(f"with the index {exc} is not supported (only ints, slices with int "
                         f"bounds, None and Ellipsis)") from None
@@ -395,20 +406,27 @@ def get_item(op: _Operation) -> str:
             inserted.append(position)
             position += 1
             continue
-        if isinstance(item, int):
-            starts.append(item)
-            ends.append(INT64_MAX if item == -1 else item + 1)
+        if not isinstance(item, slice):  # an index: [i, i + 1), squeezed
+            index = _dynamic_bound(op, item, f"{base}/index{axis}")
+            starts.append(index)
+            ends.append(_next_index(op, item, index, f"{base}/index{axis}"))
             steps.append(1)
             axes.append(axis)
             squeezed.append(axis)
         else:
             position += 1
-            step = 1 if item.step is None else item.step
-            if (item.start, item.stop, step) != (None, None, 1):
-                starts.append(item.start if item.start is not None
-                              else 0 if step > 0 else INT64_MAX)
-                ends.append(item.stop if item.stop is not None
-                            else INT64_MAX if step > 0 else INT64_MIN)
+            start, stop, step = (_dynamic_bound(op, v, f"{base}/{name}{axis}") for v, name in
+                                 zip((item.start, item.stop, item.step),
+                                     ("start", "stop", "step")))
+            step = 1 if step is None else step
+            backwards = isinstance(step, int) and step < 0
+            if isinstance(step, str) and (start is None or stop is None):
+                raise op.refuse("with an omitted slice bound and a step held in a tensor is "
+                                "not supported")
+            if (start, stop, step) != (None, None, 1):
+                starts.append(start if start is not None else INT64_MAX if backwards else 0)
+                ends.append(stop if stop is not None else INT64_MIN if backwards
+                            else INT64_MAX)
                 steps.append(step)
                 axes.append(axis)
         axis += 1
@@ -418,6 +436,27 @@ def get_item(op: _Operation) -> str:
     if inserted:
         x = b.op("Unsqueeze", [x, b.ints(f"{base}/new_axes", inserted)], f"{base}/unsqueeze")
     return x
+
+
+def _dynamic_bound(op: _Operation, value, base: str):
+    """An index or slice bound: an int or None as it is; a scalar tensor as the ONNX name
+    of its value as a 1-element int64."""
+    if not isinstance(value, Tensor):
+        return value
+    wide = cast(op.b, op.b.value(value), value.dtype, "int64", f"{base}/int64")
+    return op.b.op("Reshape", [wide, op.b.ints(f"{base}/one", [1])], base)
+
+
+def _next_index(op: _Operation, item, index, base: str):
+    """The end of the one-element slice at ``index``: index + 1, except for -1 (the last
+    element), whose slice runs to the end."""
+    if isinstance(item, int):
+        return INT64_MAX if item == -1 else item + 1
+    b = op.b
+    last = b.op("Equal", [index, b.ints(f"{base}/minus_one", [-1])], f"{base}/is_last")
+    following = b.op("Add", [index, b.ints(f"{base}/step", [1])], f"{base}/next")
+    return b.op("Where", [last, b.ints(f"{base}/to_end", [INT64_MAX]), following],
+                f"{base}/end")
 
 
 @lowering("Slice")

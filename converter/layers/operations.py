@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import Tensor
-from .registry import broadcast_shapes, layer_kind, no_mask, normalize_axis
+from .registry import broadcast_shapes, layer_kind, no_mask, normalize_axis, split_tensors
 
 ARITHMETIC = {"Add", "Subtract", "Multiply", "Divide", "TrueDivide", "Power", "Maximum",
               "Minimum", "Mod", "FloorDivide"}
@@ -154,33 +154,62 @@ def constant_value(item):
 # ---------------------------------------------------------------------- index keys
 
 
-def index_key(key) -> list:
+def index_key(key, inputs: dict) -> list:
     """``x[key]`` in either dialect's encoding as a list of ints, ``slice`` objects,
-    None (newaxis) and Ellipsis. Keras 3 writes slices as ``{"class_name": "__slice__",
-    "config": {start, stop, step}}`` and Ellipsis as ``__ellipsis__``; tf_keras writes a
-    slice as a bare ``{start, stop, step}`` dict. Raises ValueError for anything else
-    (tensors in the key, boolean masks)."""
+    None (newaxis) and Ellipsis; ints and slice bounds may be scalar Tensors (Keras 2's
+    ``x[:, :tf.shape(y)[1]]``, marked by ``bind_index_roles``, looked up in ``inputs``).
+    Keras 3 writes slices as ``{"class_name": "__slice__", "config": {start, stop,
+    step}}`` and Ellipsis as ``__ellipsis__``; tf_keras writes a slice as a bare
+    ``{start, stop, step}`` dict. Raises ValueError for anything else (boolean masks,
+    tensors of indices)."""
+    def scalar(value):
+        if isinstance(value, dict) and "__input__" in value:
+            value = inputs[value["__input__"]]
+            if value.rank != 0 or value.dtype not in ("int32", "int64"):
+                raise ValueError(f"{value.name!r} (only scalar int tensors)")
+        elif value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            raise ValueError(repr(value))
+        return value
+
     items = key if isinstance(key, list) else [key]
     decoded = []
     for item in items:
         if isinstance(item, dict) and item.get("class_name") == "__ellipsis__":
             decoded.append(Ellipsis)
-        elif isinstance(item, dict):
+        elif isinstance(item, dict) and "__input__" not in item:
             bounds = item.get("config", {}) if item.get("class_name") == "__slice__" else item
-            parts = [bounds.get(k) for k in ("start", "stop", "step")]
-            if not all(p is None or (isinstance(p, int) and not isinstance(p, bool))
-                       for p in parts):
-                raise ValueError(f"slice bounds {parts!r} are not Python ints")
+            parts = [scalar(bounds.get(k)) for k in ("start", "stop", "step")]
             if parts[2] == 0:
                 raise ValueError("a slice step of 0")
             decoded.append(slice(*parts))
-        elif item is None or (isinstance(item, int) and not isinstance(item, bool)):
-            decoded.append(item)
         else:
-            raise ValueError(f"index {item!r}")
+            decoded.append(scalar(item))
     if decoded.count(Ellipsis) > 1:
         raise ValueError("more than one Ellipsis")
     return decoded
+
+
+def bind_index_roles(arguments: dict) -> tuple:
+    """Roles of ``x[key]``: tensors inside the key (Keras 2 ``slice_spec``, Keras 3's
+    second argument) become roles ``index0``, ``index1``, ... and are marked
+    ``{"__input__": "index0"}`` in the key, which stays a plain argument."""
+    key_name = "slice_spec" if "slice_spec" in arguments else "arg1"
+    roles, rest = split_tensors({k: v for k, v in arguments.items() if k != key_name})
+
+    def mark(value):
+        if isinstance(value, Tensor):
+            role = f"index{sum(r.startswith('index') for r in roles)}"
+            roles[role] = value
+            return {"__input__": role}
+        if isinstance(value, list):
+            return [mark(v) for v in value]
+        if isinstance(value, dict):
+            return {k: mark(v) for k, v in value.items()}
+        return value
+
+    if key_name in arguments:
+        rest[key_name] = mark(arguments[key_name])
+    return roles, rest
 
 
 def expand_key(items: list, rank: int) -> list:
@@ -204,7 +233,8 @@ def _sliced_shape(shape: tuple, items: list) -> tuple:
         dim = shape[axis]
         axis += 1
         if isinstance(item, slice):
-            dims.append(None if dim is None else len(range(*item.indices(dim))))
+            static = all(not isinstance(v, Tensor) for v in (item.start, item.stop, item.step))
+            dims.append(len(range(*item.indices(dim))) if static and dim is not None else None)
     return tuple(dims)
 
 
@@ -417,7 +447,7 @@ def shape_of(*names: str):
 
 @shape_of("GetItem")
 def _getitem_types(node, attributes, shapes, dtype):
-    return [(_sliced_shape(shapes[0], index_key(attributes.get("key"))), dtype)]
+    return [(_sliced_shape(shapes[0], index_key(attributes.get("key"), node.inputs)), dtype)]
 
 
 @shape_of("Take")
@@ -599,7 +629,11 @@ def _reduced(shape, axis, keepdims) -> tuple:
 
 KERAS_OPS = sorted(ARITHMETIC | COMPARISONS | LOGICAL | FLOAT_UNARY | SAME_DTYPE_UNARY
                    | REDUCTIONS | STRUCTURAL | INDEXING | JOINING | OTHER_OPS)
-layer_kind(*KERAS_OPS, signature=(), matches=_is_keras_op, mask_roles={},
-           output_mask=no_mask)(operation_output_types)
-layer_kind(*TF_LAYERS, signature=(), matches=_is_known_tf_function, mask_roles={},
-           output_mask=no_mask)(operation_output_types)
+_OPERATION = {"signature": (), "mask_roles": {}, "output_mask": no_mask}
+layer_kind(*(n for n in KERAS_OPS if n != "GetItem"), matches=_is_keras_op,
+           **_OPERATION)(operation_output_types)
+layer_kind("GetItem", matches=_is_keras_op, bind_roles=bind_index_roles,
+           **_OPERATION)(operation_output_types)
+layer_kind("TFOpLambda", matches=_is_known_tf_function, **_OPERATION)(operation_output_types)
+layer_kind("SlicingOpLambda", matches=_is_known_tf_function, bind_roles=bind_index_roles,
+           **_OPERATION)(operation_output_types)
