@@ -133,10 +133,10 @@ def where_tile_repeat_cumsum(k):
     o = functions(k)
     x, y = k.Input((None, 6), name="x"), k.Input((None, 6), name="y")
     outputs = [o.where(x > 0, x, y), o.where(x > y, x, 0.0), o.where(x > 0, 1.0, y),
-               o.tile(x, (1, 2, 3)), o.repeat(x, 2, axis=1),
+               o.tile(x, (1, 2, 3)), o.repeat(x, 2, axis=1), o.repeat(x, 2, axis=0),
                o.repeat(x, 3, axis=-1), o.repeat(x, [1, 0, 2, 1, 1, 3], axis=2)]
     if is_keras2(k):
-        outputs += [o.math.cumsum(x, axis=1), o.math.cumsum(x, axis=-1, exclusive=True),
+        outputs += [o.cumsum(x, axis=1), o.math.cumsum(x, axis=-1, exclusive=True),
                     o.math.cumsum(x, axis=2, reverse=True),
                     o.math.cumsum(x, axis=1, exclusive=True, reverse=True)]
     else:
