@@ -174,11 +174,11 @@ def einsum(k):
     ]
 
 
-def _bert_classifier(k):
+def _bert_classifier(k, mask_zero=False):
     """A BERT-style classifier: embeddings, one post-norm encoder block (MHA, residual,
     LayerNormalization, feed-forward), the [CLS] vector x[:, 0] pooled into a classifier."""
     tokens = k.Input((None,), dtype="int32", name="tokens")
-    x = k.layers.Embedding(20, 8)(tokens)
+    x = k.layers.Embedding(20, 8, mask_zero=mask_zero)(tokens)
     attended = k.layers.MultiHeadAttention(num_heads=2, key_dim=4)(x, x)
     x = k.layers.LayerNormalization()(x + attended)
     hidden = k.layers.Dense(16, activation="gelu")(x)
@@ -191,6 +191,12 @@ def _bert_classifier(k):
 @case(tokens={"tokens": 20}, lengths=(5, 9))
 def bert_classifier(k):
     return _bert_classifier(k)
+
+
+@case(tokens={"tokens": 20}, lengths=(5, 9))
+def bert_classifier_with_padding_mask(k):
+    """The same with Embedding(mask_zero=True): padded keys are masked in attention."""
+    return _bert_classifier(k, mask_zero=True)
 
 
 @pytest.fixture(scope="module")
