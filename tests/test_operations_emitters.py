@@ -185,14 +185,13 @@ def test_unknown_function_is_listed_before_conversion(tmp_path, dialect):
     if dialect == "keras3":
         import keras
         y = keras.ops.sort(x, axis=1)
-        expected = "sort (keras.ops.Sort)"
+        expected = r"sort(_\d+)? \(keras\.ops\.Sort\)"
     else:
         import tensorflow as tf
         y = tf.sort(x, axis=1)
-        expected = "tf.sort (TFOpLambda, function tf.sort)"
+        expected = r"tf\.sort(_\d+)? \(TFOpLambda, function tf\.sort\)"
     path = save(k.Model(x, y), dialect, tmp_path, "unknown")
-    with pytest.raises(UnsupportedLayerError, match=expected.replace("(", r"\(").replace(
-            ")", r"\)")):
+    with pytest.raises(UnsupportedLayerError, match=expected):
         convert(path)
 
 

@@ -1,5 +1,5 @@
-"""Emitters for tensor operations: Keras 3 ``keras.ops`` nodes and Keras 2 ``TFOpLambda``
-layers, lowered by operation name (``layers/operations.py`` reads both dialects into one
+"""Emitters for tensor operations: Keras 3 ``keras.ops`` nodes (``x[...]`` included) and
+Keras 2 ``TFOpLambda`` / ``SlicingOpLambda`` layers, lowered by operation name (``layers/operations.py`` reads both dialects into one
 operation with attributes).
 
 Every operand is first brought to the dtype the dialect computes in (``operation_dtypes``):
@@ -473,15 +473,15 @@ def slice_operation(op: _Operation) -> str:
                       [1] * len(starts), op.base)
 
 
-def index_value(op: _Operation, item, index: int) -> str:
-    """Indices (a tensor, a Python int or list, a saved constant) as an int ONNX value."""
+def _indices(op: _Operation, item) -> tuple:
+    """Indices (a tensor, a Python int or list, a saved constant) as (int ONNX value,
+    its dtype)."""
     if isinstance(item, Tensor):
         if item.dtype in ("int32", "int64"):
-            return op.b.value(item)
-        return op.b.op("Cast", [op.b.value(item)], f"{op.base}/indices",
-                       to=onnx_dtype("int64"))
+            return op.b.value(item), item.dtype
+        return cast(op.b, op.b.value(item), item.dtype, "int64", f"{op.base}/indices"), "int64"
     array = constant_value(item)
-    return op.b.ints(f"{op.base}/indices", item if array is None else array)
+    return op.b.ints(f"{op.base}/indices", item if array is None else array), "int64"
 
 
 @lowering("Take")
@@ -490,7 +490,7 @@ def take(op: _Operation) -> str:
     indices count from the end, as Keras fixes them. TF's ``batch_dims`` (the leading axes
     indices and x share) with ``axis == batch_dims``: GatherND on indices[..., None]."""
     b, base = op.b, op.base
-    x, indices = op.first(), index_value(op, operands(op.node)[1], 1)
+    x, (indices, dtype) = op.first(), _indices(op, operands(op.node)[1])
     axis, batch_dims = op.attributes.get("axis"), op.attributes.get("batch_dims") or 0
     if axis is None:
         x, axis = b.op("Reshape", [x, b.ints(f"{base}/flat_shape", [-1])], f"{base}/flat"), 0
@@ -499,7 +499,7 @@ def take(op: _Operation) -> str:
     if normalize_axis(axis, op.rank()) != batch_dims:
         raise op.refuse(f"with batch_dims={batch_dims} and axis={axis} is not supported "
                         f"yet (only axis equal to batch_dims)")
-    wide = b.op("Cast", [indices], f"{base}/indices64", to=onnx_dtype("int64"))
+    wide = cast(b, indices, dtype, "int64", f"{base}/indices64")
     column = b.op("Unsqueeze", [wide, b.ints(f"{base}/last", [-1])], f"{base}/index_column")
     return b.op("GatherND", [x, column], base, batch_dims=batch_dims)
 

@@ -1,11 +1,13 @@
 """Raw tensor operations inside functional models: Keras 3 ``keras.src.ops.*`` operation
-nodes and Keras 2 ``TFOpLambda`` layers (``tf.math.add(x, y)`` on Keras tensors).
+nodes (``x[:, 0]`` is a ``GetItem`` node) and Keras 2 ``TFOpLambda`` layers
+(``tf.math.add(x, y)`` on Keras tensors) and ``SlicingOpLambda`` layers (``x[:, 0]``).
 
 Both are read as one OPERATION (a Keras 3 op class name such as ``Add`` or ``Matmul``) with
 ATTRIBUTES (``axis``, ``axes``, ``newshape``, ``keepdims``, ``dtype``, ``transpose_a``,
-``transpose_b``, ``approximate``), so later stages handle ``keras.ops.mean(x, axis=-1)`` and
-``tf.reduce_mean(x, axis=-1)`` alike. Tensor arguments have the roles ``arg0``, ``arg1``, ...
-(or their keyword names); ``operands(node)`` lists tensors and constants in call order.
+``transpose_b``, ``approximate``, the index ``key``, ...: ``ATTRIBUTE_NAMES``), so later
+stages handle ``keras.ops.mean(x, axis=-1)`` and ``tf.reduce_mean(x, axis=-1)`` alike. Tensor
+arguments have the roles ``arg0``, ``arg1``, ... (or their keyword names; tensors inside an
+index key ``index0``, ...); ``operands(node)`` lists tensors and constants in call order.
 
 Dtypes follow each dialect: Keras 2 runs TF ops, which convert Python constants to the
 tensor's dtype; Keras 3 promotes like ``keras.backend.result_type`` (Python scalars are
