@@ -238,6 +238,15 @@ def test_tensors_in_a_key_are_inputs_of_the_slice(saved_models):
     json.dumps(report)
 
 
+def test_verify_compares_every_layer_scalars_included(saved_models):
+    """verify --per-layer on a Keras 2 model whose tf.shape(y)[1] layers output scalars."""
+    _, path = saved_models("bounds_from_tensors", "keras2")
+    report = kerasonnx.verify(path, convert(path).model, per_layer=True, batches=(1,),
+                              lengths=(5,))
+    assert report.passed, report.summary()
+    assert any(c.keras_shape == [] for c in report.runs[0].layers)
+
+
 @pytest.mark.parametrize("name", ("basic_indexing", "bert_classifier", "slice_split_stack"))
 def test_keras3_operations_in_a_legacy_h5(saved_models, tmp_path, name):
     """Keras 3 writing .h5 drops every config's ``module``; GetItem and friends are still
