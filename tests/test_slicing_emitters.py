@@ -141,7 +141,8 @@ def where_tile_repeat_cumsum(k):
     else:
         outputs += [o.cumsum(x, axis=1), o.cumsum(x, axis=-1), o.cumsum(x[:, :2]),
                     o.cumsum(o.cast(x > 0, "int32"), axis=1), o.where(x > 0, 1, 0),
-                    o.repeat(x[:, :2], 2), o.tile(x, (2, 1, 1, 2)), o.tile(x, 2)]
+                    o.repeat(x[:, :2], 2), o.tile(x, (2, 1, 1, 2)), o.tile(x, 2),
+                    o.where(o.cast(x > 0, "int32"), x, y)]  # a non-zero condition
     return [x, y], outputs
 
 
@@ -271,6 +272,9 @@ def test_einsum_it_cannot_lower_is_named(tmp_path):
     message = _convert_error(tmp_path, "keras3", lambda k, o: (
         [x := k.Input((3, 3), name="x")], [o.einsum("bii->bi", x)]))
     assert "'Einsum' (keras.ops) 'bii->bi' cannot be lowered" in message
+    message = _convert_error(tmp_path, "keras3", lambda k, o: (
+        [x := k.Input((3,), name="x")], [o.einsum("bi,bi,bi->b", x, x, x)]))
+    assert "'bi,bi,bi->b' cannot be lowered (only one or two operands" in message
 
 
 def test_where_with_only_a_condition_is_refused(tmp_path):
