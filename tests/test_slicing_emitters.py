@@ -277,6 +277,12 @@ def test_einsum_it_cannot_lower_is_named(tmp_path):
     assert "'bi,bi,bi->b' cannot be lowered (only one or two operands" in message
 
 
+def test_boolean_index_is_refused(tmp_path):
+    message = _convert_error(tmp_path, "keras3", lambda k, o: (
+        [x := k.Input((4, 3), name="x")], [x[:, True]]))
+    assert "'GetItem' (keras.ops) with the index True is not supported" in message
+
+
 def test_where_with_only_a_condition_is_refused(tmp_path):
     message = _convert_error(tmp_path, "keras3", lambda k, o: (
         [x := k.Input((3,), name="x")], [o.where(x > 0)[1]]))

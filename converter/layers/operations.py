@@ -449,7 +449,11 @@ def shape_of(*names: str):
 
 @shape_of("GetItem")
 def _getitem_types(node, attributes, shapes, dtype):
-    return [(_sliced_shape(shapes[0], index_key(attributes.get("key"), node.inputs)), dtype)]
+    try:
+        return [(_sliced_shape(shapes[0], index_key(attributes.get("key"), node.inputs)),
+                 dtype)]
+    except ValueError:  # an index kerasonnx cannot lower: the emitter says which
+        return None
 
 
 @shape_of("Take")
