@@ -12,6 +12,7 @@ import onnx
 from .emit import Builder, emitter_for
 from .errors import ConversionError, UnsupportedLayerError
 from .ir import Graph
+from .layers.operations import kind_label
 from .model import load
 
 TENSOR_MAP_KEY = "kerasonnx.keras_tensors"
@@ -65,7 +66,7 @@ def check_opset(opset: int) -> None:
 
 
 def to_onnx(graph: Graph, opset: int) -> onnx.ModelProto:
-    unsupported = sorted({f"{n.layer.name} ({n.class_name})" for n in graph.nodes
+    unsupported = sorted({f"{n.layer.name} ({kind_label(n.layer)})" for n in graph.nodes
                           if emitter_for(n.layer) is None})
     if unsupported:
         lambdas = sorted({n.layer.name for n in graph.nodes if n.class_name == "Lambda"})

@@ -16,7 +16,9 @@ def _label(kind) -> str:
     if kind.family == "third_party":
         return f"{kind.class_name} (keras_multi_head)"
     if kind.family == "operations":
-        return "TFOpLambda (Keras 2)" if kind.class_name == "TFOpLambda" else f"ops.{kind.class_name}"
+        if kind.class_name in ("TFOpLambda", "SlicingOpLambda"):
+            return f"{kind.class_name} (Keras 2)"
+        return f"ops.{kind.class_name}"
     return kind.class_name
 
 

@@ -184,15 +184,14 @@ def test_unknown_function_is_listed_before_conversion(tmp_path, dialect):
     x = k.Input((4,), name="x")
     if dialect == "keras3":
         import keras
-        y = keras.ops.cumsum(x, axis=1)
-        expected = "cumsum (Cumsum)"
+        y = keras.ops.sort(x, axis=1)
+        expected = r"sort(_\d+)? \(keras\.ops\.Sort\)"
     else:
         import tensorflow as tf
-        y = tf.math.cumsum(x, axis=1)
-        expected = "tf.math.cumsum (TFOpLambda)"
+        y = tf.sort(x, axis=1)
+        expected = r"tf\.sort(_\d+)? \(TFOpLambda, function tf\.sort\)"
     path = save(k.Model(x, y), dialect, tmp_path, "unknown")
-    with pytest.raises(UnsupportedLayerError, match=expected.replace("(", r"\(").replace(
-            ")", r"\)")):
+    with pytest.raises(UnsupportedLayerError, match=expected):
         convert(path)
 
 
@@ -204,15 +203,6 @@ def test_unsupported_argument_is_named(tmp_path):
     path = save(model, "keras3", tmp_path, "initial")
     with pytest.raises(ConversionError, match=r"'Max' \(keras.ops\) with initial=0.5 is not "
                                               r"supported"):
-        convert(path)
-
-
-def test_squeeze_without_axis_is_refused(tmp_path):
-    k = keras_module("keras3")
-    import keras
-    x = k.Input((1, 4), name="x")
-    path = save(k.Model(x, keras.ops.squeeze(x)), "keras3", tmp_path, "squeeze_all")
-    with pytest.raises(ConversionError, match="without an axis"):
         convert(path)
 
 
@@ -229,9 +219,9 @@ def test_keras3_operations_in_a_legacy_h5(saved_models, tmp_path, name):
 def test_every_problem_is_reported_in_one_run(tmp_path):
     import keras
     x = keras.Input((1, 4), name="x")
-    model = keras.Model(x, [keras.ops.max(x, axis=1, initial=0.5), keras.ops.squeeze(x)])
+    model = keras.Model(x, [keras.ops.max(x, axis=1, initial=0.5), keras.ops.where(x > 0)[0]])
     with pytest.raises(ConversionError) as info:
         convert(save(model, "keras3", tmp_path, "two_problems"))
     message = str(info.value)
-    assert "with initial=0.5 is not supported" in message and "without an axis" in message
+    assert "with initial=0.5 is not supported" in message and "only a condition" in message
     assert "\n" not in message

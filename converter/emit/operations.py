@@ -1,5 +1,5 @@
-"""Emitters for tensor operations: Keras 3 ``keras.ops`` nodes and Keras 2 ``TFOpLambda``
-layers, lowered by operation name (``layers/operations.py`` reads both dialects into one
+"""Emitters for tensor operations: Keras 3 ``keras.ops`` nodes (``x[...]`` included) and
+Keras 2 ``TFOpLambda`` / ``SlicingOpLambda`` layers, lowered by operation name (``layers/operations.py`` reads both dialects into one
 operation with attributes).
 
 Every operand is first brought to the dtype the dialect computes in (``operation_dtypes``):
@@ -13,8 +13,11 @@ import numpy as np
 
 from ..errors import ConversionError
 from ..ir import Node, Tensor
-from ..layers.operations import (FLOATS, as_axes, expand_axes, operands, operation,
-                                 operation_dtypes, unsupported_arguments)
+from ..layers.operations import (FLOATS, TF_LAYERS, as_axes, constant_value, expand_axes,
+                                 expand_key, index_key, operands, operation,
+                                 operation_dtypes, parse_einsum, split_pieces, tile_repeats,
+                                 unsupported_arguments)
+from ..layers.registry import normalize_axis
 from .activations import apply_activation
 from .builder import Builder, onnx_dtype
 from .registry import emits
@@ -44,18 +47,32 @@ class _Operation:
         if isinstance(item, Tensor):
             return cast(self.b, self.b.value(item), item.dtype, self.compute,
                         f"{self.base}/operand{index}")
-        if isinstance(item, (bool, int, float)):
+        array = constant_value(item)
+        if isinstance(item, (bool, int, float)) or array is not None:
             return self.b.constant(f"{self.base}/constant{index}",
-                                   np.asarray(item, dtype=_numpy_dtype(self.compute)))
+                                   np.asarray(item if array is None else array,
+                                              dtype=_numpy_dtype(self.compute)))
         raise ConversionError(f"layer {self.base!r}: operand {item!r} of {_label(self.node)} "
                               f"is not supported yet (only tensors and Python numbers)")
 
     def rank(self) -> int:
-        shape = self.node.data_inputs()[0].shape
-        if shape is None:
+        return len(self.shape())
+
+    def shape(self, tensor: Tensor = None) -> tuple:
+        """The static shape (None for unknown dims) of ``tensor``, by default the first
+        input; its rank must be known."""
+        tensor = tensor or self.node.data_inputs()[0]
+        if tensor.shape is None:
             raise ConversionError(f"layer {self.base!r}: {_label(self.node)} needs the rank "
                                   f"of its input, which the saved model does not give")
-        return len(shape)
+        return tensor.shape
+
+    def first(self) -> str:
+        """The first operand, in the compute dtype."""
+        return self.operand(operands(self.node)[0], 0)
+
+    def refuse(self, what: str) -> ConversionError:
+        return ConversionError(f"layer {self.base!r}: {_label(self.node)} {what}")
 
     def finish(self, name: str) -> str:
         """``name`` (computed in the compute dtype) in the dtype Keras returns."""
@@ -74,8 +91,8 @@ def _numpy_dtype(dtype: str):
 
 
 def _label(node: Node) -> str:
-    if node.class_name == "TFOpLambda":
-        return f"operation 'tf.{node.config.get('function')}' (TFOpLambda)"
+    if node.class_name in TF_LAYERS:
+        return f"operation 'tf.{node.config.get('function')}' ({node.class_name})"
     return f"operation {node.class_name!r} (keras.ops)"
 
 
@@ -278,13 +295,12 @@ def expand_dims(op: _Operation) -> str:
 
 @lowering("Squeeze")
 def squeeze(op: _Operation) -> str:
-    """x without its size-1 axes ``axis``."""
+    """x without its size-1 axes ``axis``; without an axis, every axis whose size is 1 at
+    run time, as TF's squeeze (the batch axis too when the batch has one row)."""
+    (x,) = op.values()
     axis = op.attributes.get("axis")
     if axis is None:
-        raise ConversionError(f"layer {op.base!r}: {_label(op.node)} without an axis drops "
-                              f"whichever axes have size 1 at run time (the batch axis too); "
-                              f"not supported, pass axis=")
-    (x,) = op.values()
+        return op.finish(op.b.op("Squeeze", [x], op.base))
     axes = as_axes(axis, op.rank())
     return op.finish(op.b.op("Squeeze", [x, op.b.ints(f"{op.base}/axes", axes)], op.base))
 
@@ -296,10 +312,380 @@ def concatenate(op: _Operation) -> str:
     return op.finish(op.b.op("Concat", values, op.base, axis=op.attributes.get("axis", 0)))
 
 
+@lowering("Stack")
+def stack(op: _Operation) -> str:
+    """The tensors joined along a new axis ``axis``: each unsqueezed there, concatenated."""
+    items = operands(op.node)[0]
+    axis = normalize_axis(op.attributes.get("axis", 0), op.rank() + 1)
+    axes = op.b.ints(f"{op.base}/axes", [axis])
+    values = [op.b.op("Unsqueeze", [value, axes], f"{op.base}/unsqueeze{i}")
+              for i, value in enumerate(op.values(items))]
+    return op.finish(op.b.op("Concat", values, op.base, axis=axis))
+
+
+@lowering("Where")
+def where(op: _Operation) -> str:
+    """x1 where the condition is true (non-zero), else x2, broadcast together."""
+    items = operands(op.node)
+    if len(items) != 3:
+        raise op.refuse("with only a condition (the indices of its true elements, whose "
+                        "count depends on the data) is not supported; pass x1 and x2")
+    condition = items[0]
+    if not isinstance(condition, Tensor):
+        raise op.refuse("with a constant condition is not supported yet")
+    flag = cast(op.b, op.b.value(condition), condition.dtype, "bool", f"{op.base}/condition")
+    return op.finish(op.b.op("Where", [flag, *op.values(items[1:])], op.base))
+
+
+@lowering("Tile")
+def tile(op: _Operation) -> str:
+    """x repeated ``repeats`` times along each axis (NumPy's rule: repeats padded with
+    leading 1s, or x given leading size-1 axes when repeats is longer)."""
+    x, rank = op.first(), op.rank()
+    repeats = tile_repeats(op.attributes["repeats"], rank)
+    if len(repeats) > rank:
+        x = op.b.op("Unsqueeze", [x, op.b.ints(f"{op.base}/axes",
+                                               list(range(len(repeats) - rank)))],
+                    f"{op.base}/unsqueeze")
+    return op.finish(op.b.op("Tile", [x, op.b.ints(f"{op.base}/repeats", repeats)], op.base))
+
+
+@lowering("Cumsum")
+def cumsum(op: _Operation) -> str:
+    """Running sum along ``axis`` (of the flattened x when None); TF's ``exclusive`` and
+    ``reverse``. Booleans sum as int32."""
+    x, b, base = op.first(), op.b, op.base
+    axis = op.attributes.get("axis")
+    if axis is None:
+        x, axis = b.op("Reshape", [x, b.ints(f"{base}/flat_shape", [-1])], f"{base}/flat"), 0
+    return op.finish(b.op("CumSum", [x, b.ints(f"{base}/axis", axis)], base,
+                          exclusive=int(bool(op.attributes.get("exclusive"))),
+                          reverse=int(bool(op.attributes.get("reverse")))))
+
+
+# ---------------------------------------------------------------------- indexing
+
+INT64_MAX, INT64_MIN = np.iinfo(np.int64).max, np.iinfo(np.int64).min
+
+
+def slice_axes(b: Builder, x: str, starts: list, ends: list, axes: list, steps: list,
+               base: str) -> str:
+    """ONNX Slice (NumPy clamping of out-of-range bounds); x itself when nothing is cut.
+    Bounds are ints, or ONNX names of 1-element int64 values computed at run time."""
+    if not axes:
+        return x
+    return b.op("Slice", [x, _index_vector(b, starts, f"{base}/starts"),
+                          _index_vector(b, ends, f"{base}/ends"), b.ints(f"{base}/axes", axes),
+                          _index_vector(b, steps, f"{base}/steps")], base)
+
+
+def _index_vector(b: Builder, values: list, base: str) -> str:
+    if all(isinstance(v, (int, np.integer)) for v in values):
+        return b.ints(base, values)
+    parts = [b.ints(f"{base}/{i}", [v]) if not isinstance(v, str) else v
+             for i, v in enumerate(values)]
+    return b.op("Concat", parts, base, axis=0)
+
+
+@lowering("GetItem")
+def get_item(op: _Operation) -> str:
+    """x[key], NumPy basic indexing: every int and slice in one Slice (negative bounds count
+    from the end; an omitted bound of a negative step starts at the last element and runs
+    through the first), then the int axes squeezed and the None (newaxis) axes inserted.
+    Ints and bounds held in scalar tensors (Keras 2) feed the Slice at run time."""
+    b, base = op.b, op.base
+    try:
+        items = expand_key(index_key(op.attributes.get("key"), op.node.inputs), op.rank())
+    except ValueError as exc:
+        raise op.refuse(f"with the index {exc} is not supported (only ints, slices with int "
+                        f"bounds, None and Ellipsis)") from None
+    starts, ends, axes, steps, squeezed, inserted = [], [], [], [], [], []
+    axis = position = 0  # the input axis, the output axis
+    for item in items:
+        if item is None:
+            inserted.append(position)
+            position += 1
+            continue
+        if not isinstance(item, slice):  # an index: [i, i + 1), squeezed
+            index = _dynamic_bound(op, item, f"{base}/index{axis}")
+            starts.append(index)
+            ends.append(_next_index(op, item, index, f"{base}/index{axis}"))
+            steps.append(1)
+            axes.append(axis)
+            squeezed.append(axis)
+        else:
+            position += 1
+            start, stop, step = (_dynamic_bound(op, v, f"{base}/{name}{axis}") for v, name in
+                                 zip((item.start, item.stop, item.step),
+                                     ("start", "stop", "step")))
+            step = 1 if step is None else step
+            backwards = isinstance(step, int) and step < 0
+            if isinstance(step, str) and (start is None or stop is None):
+                raise op.refuse("with an omitted slice bound and a step held in a tensor is "
+                                "not supported")
+            if (start, stop, step) != (None, None, 1):
+                starts.append(start if start is not None else INT64_MAX if backwards else 0)
+                ends.append(stop if stop is not None else INT64_MIN if backwards
+                            else INT64_MAX)
+                steps.append(step)
+                axes.append(axis)
+        axis += 1
+    x = slice_axes(b, op.first(), starts, ends, axes, steps, f"{base}/slice")
+    if squeezed:
+        x = b.op("Squeeze", [x, b.ints(f"{base}/squeeze_axes", squeezed)], f"{base}/squeeze")
+    if inserted:
+        x = b.op("Unsqueeze", [x, b.ints(f"{base}/new_axes", inserted)], f"{base}/unsqueeze")
+    return x
+
+
+def _dynamic_bound(op: _Operation, value, base: str):
+    """An index or slice bound: an int or None as it is; a scalar tensor as the ONNX name
+    of its value as a 1-element int64."""
+    if not isinstance(value, Tensor):
+        return value
+    wide = cast(op.b, op.b.value(value), value.dtype, "int64", f"{base}/int64")
+    return op.b.op("Reshape", [wide, op.b.ints(f"{base}/one", [1])], base)
+
+
+def _next_index(op: _Operation, item, index, base: str):
+    """The end of the one-element slice at ``index``: index + 1, except for -1 (the last
+    element), whose slice runs to the end."""
+    if isinstance(item, int):
+        return INT64_MAX if item == -1 else item + 1
+    b = op.b
+    last = b.op("Equal", [index, b.ints(f"{base}/minus_one", [-1])], f"{base}/is_last")
+    following = b.op("Add", [index, b.ints(f"{base}/step", [1])], f"{base}/next")
+    return b.op("Where", [last, b.ints(f"{base}/to_end", [INT64_MAX]), following],
+                f"{base}/end")
+
+
+@lowering("Slice")
+def slice_operation(op: _Operation) -> str:
+    """x[start_indices[i] : start_indices[i] + shape[i]] on every axis (size -1: to the
+    end, TF's rule)."""
+    starts, sizes = op.attributes.get("start_indices"), op.attributes.get("shape")
+    if not all(isinstance(v, list) and all(isinstance(i, int) for i in v)
+               for v in (starts, sizes)):
+        raise op.refuse("with start indices or sizes computed from tensors is not "
+                        "supported yet")
+    ends = [INT64_MAX if size == -1 else start + size for start, size in zip(starts, sizes)]
+    return slice_axes(op.b, op.first(), starts, ends, list(range(len(starts))),
+                      [1] * len(starts), op.base)
+
+
+def _indices(op: _Operation, item) -> tuple:
+    """Indices (a tensor, a Python int or list, a saved constant) as (int ONNX value,
+    its dtype)."""
+    if isinstance(item, Tensor):
+        if item.dtype in ("int32", "int64"):
+            return op.b.value(item), item.dtype
+        return cast(op.b, op.b.value(item), item.dtype, "int64", f"{op.base}/indices"), "int64"
+    array = constant_value(item)
+    return op.b.ints(f"{op.base}/indices", item if array is None else array), "int64"
+
+
+@lowering("Take")
+def take(op: _Operation) -> str:
+    """Elements of x at ``indices`` along ``axis`` (of the flattened x when None); negative
+    indices count from the end, as Keras fixes them. TF's ``batch_dims`` (the leading axes
+    indices and x share) with ``axis == batch_dims``: GatherND on indices[..., None]."""
+    b, base = op.b, op.base
+    x, (indices, dtype) = op.first(), _indices(op, operands(op.node)[1])
+    axis, batch_dims = op.attributes.get("axis"), op.attributes.get("batch_dims") or 0
+    if axis is None:
+        x, axis = b.op("Reshape", [x, b.ints(f"{base}/flat_shape", [-1])], f"{base}/flat"), 0
+    if not batch_dims:
+        return b.op("Gather", [x, indices], base, axis=axis)
+    if normalize_axis(axis, op.rank()) != batch_dims:
+        raise op.refuse(f"with batch_dims={batch_dims} and axis={axis} is not supported "
+                        f"yet (only axis equal to batch_dims)")
+    wide = cast(b, indices, dtype, "int64", f"{base}/indices64")
+    column = b.op("Unsqueeze", [wide, b.ints(f"{base}/last", [-1])], f"{base}/index_column")
+    return b.op("GatherND", [x, column], base, batch_dims=batch_dims)
+
+
+@lowering("Split")
+def split(op: _Operation) -> list:
+    """x cut along ``axis`` into pieces (equal sections, or at the given indices / into
+    the given sizes): one Split when every size is known, else one Slice per piece
+    (bounds after an open-ended piece count from the end); equal sections of an unknown
+    dim: Split's num_outputs (opset 18+), or sizes computed from the run-time shape."""
+    b, base = op.b, op.base
+    x, shape = op.first(), op.shape()
+    axis = normalize_axis(op.attributes.get("axis", 0), len(shape))
+    try:
+        pieces = split_pieces(op.attributes, shape[axis])
+    except ValueError as exc:
+        raise op.refuse(f"cannot split: {exc}") from None
+    count = len(pieces)
+    if all(size is not None for _, _, size in pieces):
+        sizes = b.ints(f"{base}/sizes", [size for _, _, size in pieces])
+        return _as_list(b.op("Split", [x, sizes], base, outputs=count, axis=axis))
+    if all(start is not None for start, _, _ in pieces):
+        return [slice_axes(b, x, [start], [INT64_MAX if stop is None else stop], [axis], [1],
+                           base) for start, stop, _ in pieces]
+    if b.opset >= 18:
+        return _as_list(b.op("Split", [x], base, outputs=count, axis=axis,
+                             num_outputs=count))
+    dim = b.op("Gather", [b.op("Shape", [x], f"{base}/shape"),
+                          b.ints(f"{base}/axis", [axis])], f"{base}/dim")
+    size = b.op("Div", [dim, b.ints(f"{base}/count", [count])], f"{base}/size")
+    sizes = b.op("Expand", [size, b.ints(f"{base}/count_shape", [count])], f"{base}/sizes")
+    return _as_list(b.op("Split", [x, sizes], base, outputs=count, axis=axis))
+
+
+def _as_list(names) -> list:
+    return names if isinstance(names, list) else [names]
+
+
+@lowering("Repeat")
+def repeat(op: _Operation) -> str:
+    """Each element of x repeated ``repeats`` times in place along ``axis`` (of the
+    flattened x when None), NumPy's repeat. A known dim: one Gather of the repeated
+    positions; an unknown one: a new axis tiled ``repeats`` times, merged back."""
+    b, base = op.b, op.base
+    x, shape = op.first(), op.shape()
+    axis, repeats = op.attributes.get("axis"), op.attributes["repeats"]
+    if axis is None:
+        x, shape = b.op("Reshape", [x, b.ints(f"{base}/flat_shape", [-1])], f"{base}/flat"), (
+            None if None in shape else int(np.prod(shape)),)
+        axis = 0
+    axis = normalize_axis(axis, len(shape))
+    counts = repeats if isinstance(repeats, list) else [repeats]
+    if shape[axis] is not None:
+        positions = np.repeat(np.arange(shape[axis]), counts if len(counts) > 1 else counts[0])
+        return b.op("Gather", [x, b.ints(f"{base}/positions", positions)], base, axis=axis)
+    if len(counts) > 1:
+        raise op.refuse("with one count per element on an axis of unknown size is not "
+                        "supported")
+    grown = b.op("Unsqueeze", [x, b.ints(f"{base}/new_axis", [axis + 1])], f"{base}/unsqueeze")
+    tiles = [1] * (len(shape) + 1)
+    tiles[axis + 1] = counts[0]
+    tiled = b.op("Tile", [grown, b.ints(f"{base}/tiles", tiles)], f"{base}/tile")
+    rest = shape[axis + 1:]
+    if None not in rest:
+        target = b.ints(f"{base}/shape", [0] * axis + [-1] + list(rest))
+    else:
+        dims = b.op("Shape", [x], f"{base}/input_shape")
+        target = b.op("Concat", [
+            slice_axes(b, dims, [0], [axis], [0], [1], f"{base}/leading"),
+            b.ints(f"{base}/merged", [-1]),
+            slice_axes(b, dims, [axis + 1], [INT64_MAX], [0], [1], f"{base}/trailing")],
+            f"{base}/shape", axis=0)
+    return b.op("Reshape", [tiled, target], base)
+
+
+# ---------------------------------------------------------------------- einsum
+
+
+@lowering("Einsum")
+def einsum(op: _Operation) -> str:
+    """Einstein summation of one or two operands, lowered to ReduceSum / Transpose /
+    MatMul (never ONNX's Einsum). Letters only one operand has and the output lacks are
+    summed first. Then, for two operands: the letters both keep (batch) and the letters
+    only one keeps, except its last, lead; each operand is transposed to [lead, row,
+    contracted], its contracted letters merged into one axis (a size-1 axis stands in for
+    a missing row or contraction, and for the lead letters only the other operand has),
+    and a @ b^T gives [lead, row a, row b], transposed to the output's order."""
+    items = operands(op.node)
+    if not all(isinstance(item, Tensor) for item in items):
+        raise op.refuse("on constants is not supported yet")
+    subscripts = op.attributes.get("subscripts", "")
+    try:
+        inputs, output = parse_einsum(subscripts, [len(op.shape(t)) for t in items])
+    except ValueError as exc:
+        raise op.refuse(f"{subscripts!r}: {exc}") from None
+    letters = "".join(inputs)
+    if (len(items) > 2 or any(len(set(s)) != len(s) for s in inputs + [output])
+            or not set(output) <= set(letters)):
+        raise op.refuse(f"{subscripts!r} cannot be lowered (only one or two operands, "
+                        f"each letter at most once per operand and in the output)")
+    values = []
+    for i, (value, spec) in enumerate(zip(op.values(), inputs)):
+        others = "".join(s for j, s in enumerate(inputs) if j != i) + output
+        summed = [axis for axis, c in enumerate(spec) if c not in others]
+        if summed:
+            value = op.b.reduce("ReduceSum", value, summed, f"{op.base}/sum{i}", keepdims=0)
+        values.append((value, [c for c in spec if c in others]))
+    if len(values) == 1:
+        value, spec = values[0]
+        return op.finish(_permute(op.b, value, [spec.index(c) for c in output], op.base))
+    (a, la), (b_value, lb) = values
+    batch = [c for c in la if c in lb and c in output]
+    contracted = [c for c in la if c in lb and c not in output]
+    left, right = [c for c in la if c not in lb], [c for c in lb if c not in la]
+    lead = batch + left[:-1] + right[:-1]
+    a = _matmul_operand(op, a, la, lead, left[-1:], contracted, "a")
+    b_value = _matmul_operand(op, b_value, lb, lead, right[-1:], contracted, "b")
+    rows = len(lead)
+    b_value = _permute(op.b, b_value, list(range(rows)) + [rows + 1, rows], f"{op.base}/b_t")
+    product = op.b.op("MatMul", [a, b_value], f"{op.base}/matmul")
+    placeholders = [rows + i for i, row in enumerate((left, right)) if not row]
+    if placeholders:
+        product = op.b.op("Squeeze", [product, op.b.ints(f"{op.base}/rows", placeholders)],
+                          f"{op.base}/squeeze")
+    result = lead + left[-1:] + right[-1:]
+    return op.finish(_permute(op.b, product, [result.index(c) for c in output], op.base))
+
+
+def _matmul_operand(op: _Operation, x: str, spec: list, lead: list, row: list,
+                    contracted: list, side: str) -> str:
+    """One einsum operand as [lead (size 1 where it lacks the letter), row or 1, the
+    contracted letters merged or 1] for MatMul."""
+    b, base = op.b, f"{op.base}/{side}"
+    present = [c for c in lead if c in spec]
+    order = present + row + contracted
+    x = _permute(b, x, [spec.index(c) for c in order], f"{base}/transpose")
+    if len(contracted) > 1:
+        x = b.op("Reshape", [x, b.ints(f"{base}/merge_shape",
+                                       [0] * (len(present) + len(row)) + [-1])],
+                 f"{base}/merge")
+    new_axes = [i for i, c in enumerate(lead) if c not in spec]
+    rank = len(lead) + 2
+    if not row:
+        new_axes.append(rank - 2)
+    if not contracted:
+        new_axes.append(rank - 1)
+    if new_axes:
+        x = b.op("Unsqueeze", [x, b.ints(f"{base}/new_axes", sorted(new_axes))],
+                 f"{base}/unsqueeze")
+    return x
+
+
+def _permute(b: Builder, x: str, perm: list, base: str) -> str:
+    return x if perm == sorted(perm) else b.op("Transpose", [x], base, perm=perm)
+
+
+# ---------------------------------------------------------------------- Keras 2 shapes
+
+
+@lowering("Shape")
+def shape(op: _Operation) -> str:
+    """tf.shape(x): the run-time dims, in ``out_type`` (int32 by default)."""
+    x = op.b.value(operands(op.node)[0])
+    return op.finish(op.b.op("Shape", [x], f"{op.base}/shape"))
+
+
+@lowering("Range")
+def range_operation(op: _Operation) -> str:
+    """tf.range(start, limit, delta) (``tf.range(n)``: 0 to n), scalars in its dtype."""
+    values = {**op.node.arguments, **op.node.inputs}
+    start, limit, delta = values.get("arg0"), values.get("limit"), values.get("delta", 1)
+    if limit is None:
+        start, limit = 0, start
+    bounds = []
+    for i, item in enumerate((start, limit, delta)):
+        value = op.operand(item, i)
+        if isinstance(item, Tensor) and item.rank:
+            value = op.b.op("Squeeze", [value], f"{op.base}/scalar{i}")
+        bounds.append(value)
+    return op.finish(op.b.op("Range", bounds, op.base))
+
+
 # ---------------------------------------------------------------------- the emitter
 
 
-@emits(*LOWERINGS, "TFOpLambda")
+@emits(*LOWERINGS, *TF_LAYERS)
 def tensor_operation(node: Node, b: Builder) -> list:
     """One tensor operation, lowered by its operation name."""
     name, attributes = operation(node)
@@ -309,4 +695,5 @@ def tensor_operation(node: Node, b: Builder) -> list:
         raise ConversionError(f"layer {node.name!r}: {_label(node)} with {listed} is not "
                               f"supported yet")
     compute, result = operation_dtypes(node)
-    return [LOWERINGS[name](_Operation(node, b, name, attributes, compute, result))]
+    names = LOWERINGS[name](_Operation(node, b, name, attributes, compute, result))
+    return names if isinstance(names, list) else [names]
