@@ -7,13 +7,13 @@ import numpy as np
 
 from .registry import WeightSpec, compute_dtype, first_input, layer_kind, same_as_input
 
-# The augmentation layers that return their input unchanged at inference (Keras 3: the
-# input as it is; tf_keras: cast to the compute dtype). RandomCrop is apart.
+# The augmentation layers that return their input's values unchanged at inference (in the
+# dtype ``inference_dtype`` says). RandomCrop is apart.
 RANDOM_IDENTITIES = (
     "RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast",
     "RandomBrightness",
     # Keras 3 only
-    "RandomGrayscale", "RandomHue", "RandomSaturation", "RandomSharpness", "RandomShear",
+    "RandomGrayscale", "RandomHue", "RandomSaturation", "RandomSharpness",
     "RandomPerspective", "RandomColorJitter", "RandomColorDegeneration", "RandomPosterization",
     "RandomErasing", "RandomGaussianBlur", "RandomInvert", "RandomElasticTransform", "AugMix",
     "CutMix", "MixUp", "RandAugment")
@@ -26,9 +26,19 @@ def config_array(value) -> np.ndarray:
     return np.asarray(value, dtype=np.float64)
 
 
+# The Keras 3 (3.15) augmentation layers that cast their input to the compute dtype even at
+# inference; the others return an integer image as it is (whatever dtype they declare).
+KERAS3_CASTING = {"RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation",
+                  "RandomSharpness", "RandomPerspective", "RandomErasing", "RandomGaussianBlur",
+                  "RandomElasticTransform", "AugMix", "CutMix", "RandAugment"}
+
+
 def inference_dtype(node) -> str:
-    """Keras 3's augmentation layers return their input as given; tf_keras' cast it."""
-    return first_input(node).dtype if node.layer.dialect == "keras3" else compute_dtype(node)
+    """The dtype an augmentation layer returns at inference: tf_keras' always cast to the
+    compute dtype, Keras 3's as ``KERAS3_CASTING`` says."""
+    if node.layer.dialect == "keras2" or node.class_name in KERAS3_CASTING:
+        return compute_dtype(node)
+    return first_input(node).dtype
 
 
 @layer_kind(*RANDOM_IDENTITIES)
