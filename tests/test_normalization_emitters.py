@@ -11,7 +11,9 @@ import pytest
 
 from conftest import requires_keras
 from kerasonnx.convert import convert
-from keras_check import Cases, assert_same, check_conversion, keras_outputs, run_onnx
+from kerasonnx.errors import ConversionError
+from keras_check import (Cases, assert_same, check_conversion, keras_module, keras_outputs,
+                         run_onnx, save)
 
 pytestmark = requires_keras
 
@@ -205,3 +207,21 @@ def test_rms_norm_uses_the_onnx_operator_from_opset_23(saved):
     ops = [n.op_type for n in convert(path, opset=23).model.graph.node]
     assert ops.count("RMSNormalization") == 2  # the trailing axes; not axis 1 nor [1, 2]
     assert "RMSNormalization" not in {n.op_type for n in convert(path, opset=17).model.graph.node}
+
+
+def test_group_norm_refusals(tmp_path):
+    """Unknown sizes on both sides of the channel axis (the group view needs one side);
+    a Keras 2 GroupNormalization given a mask (Keras weights its moments)."""
+    k = keras_module("keras3")
+    x = k.Input((None, 4, None), name="x")
+    path = save(k.Model(x, k.layers.GroupNormalization(2, axis=2, name="gn")(x)), "keras3",
+                tmp_path, "unknown_sides")
+    with pytest.raises(ConversionError, match="'gn': GroupNormalization over an input"):
+        convert(path)
+    k = keras_module("keras2")
+    tokens = k.Input((4,), name="tokens", dtype="int32")
+    embedded = k.layers.Embedding(10, 4, mask_zero=True)(tokens)
+    path = save(k.Model(tokens, k.layers.GroupNormalization(2, name="gn")(embedded)), "keras2",
+                tmp_path, "masked")
+    with pytest.raises(ConversionError, match="'gn': a Keras 2 GroupNormalization given a mask"):
+        convert(path)
