@@ -71,7 +71,8 @@ def transposed(k):
     t1, t2 = k.layers.Conv1DTranspose, k.layers.Conv2DTranspose
     return k.Model([sequence, image], [
         t1(4, 3)(sequence), t1(2, 3, strides=2)(sequence), t1(2, 2, strides=3)(sequence),
-        t1(3, 3, strides=2, padding="same")(sequence), t1(2, 4, strides=2, padding="same")(sequence),
+        t1(3, 3, strides=2, padding="same")(sequence),
+        t1(2, 4, strides=2, padding="same")(sequence),
         t1(2, 3, strides=2, output_padding=1)(sequence),
         t1(2, 4, strides=3, padding="same", output_padding=2, activation="relu")(sequence),
         t1(2, 3, dilation_rate=2)(sequence), t1(2, 3, dilation_rate=2, padding="same")(sequence),

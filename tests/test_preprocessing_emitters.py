@@ -32,7 +32,8 @@ def rescaling(k):
     pixels = k.Input((None, None, 3), name="pixels", dtype="uint8")
     R = k.layers.Rescaling
     return k.Model([image, pixels], [
-        R(1 / 255)(image), R(1 / 127.5, offset=-1)(image), R([0.5, 1.0, 2.0], offset=[1, 0, -1])(image),
+        R(1 / 255)(image), R(1 / 127.5, offset=-1)(image),
+        R([0.5, 1.0, 2.0], offset=[1, 0, -1])(image),
         R(1 / 255)(pixels), R(2.0, offset=0.5)(pixels)])
 
 
