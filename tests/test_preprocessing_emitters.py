@@ -48,16 +48,18 @@ def normalization_adapted(k):
                                    N()(sequence), N(axis=None, invert=True)(sequence)])
 
 
-@case()
+@case(inputs=image_inputs)
 def normalization_given(k):
     """mean and variance in the config: scalars, per feature, and a zero variance (Keras
-    floors the deviation at 1e-7)."""
+    floors the deviation at 1e-7); integer pixels are cast to float first."""
     x = k.Input((5, 3), name="x")
+    pixels = k.Input((4, 3), name="pixels", dtype="uint8")
     N = k.layers.Normalization
-    return k.Model(x, [N(mean=2.0, variance=4.0)(x),
-                       N(mean=[0.5, -1.0, 2.0], variance=[1.0, 0.25, 9.0])(x),
-                       N(axis=1, mean=[1, 2, 3, 4, 5], variance=[1, 2, 3, 4, 0])(x),
-                       N(mean=[0.5, -1.0, 2.0], variance=[1.0, 0.0, 9.0], invert=True)(x)])
+    return k.Model([x, pixels], [
+        N(mean=2.0, variance=4.0)(x), N(mean=[0.5, -1.0, 2.0], variance=[1.0, 0.25, 9.0])(x),
+        N(axis=1, mean=[1, 2, 3, 4, 5], variance=[1, 2, 3, 4, 0])(x),
+        N(mean=[0.5, -1.0, 2.0], variance=[1.0, 0.0, 9.0], invert=True)(x),
+        N(mean=[100.0, 120.0, 90.0], variance=[3600.0, 2500.0, 4900.0])(pixels)])
 
 
 @case(inputs=image_inputs)
