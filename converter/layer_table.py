@@ -7,7 +7,7 @@ from .layers import known_kinds
 FAMILY_TITLES = {
     "attention": "Attention", "core": "Core", "merge": "Merging",
     "normalization": "Normalization", "reshaping": "Reshaping", "pooling": "Pooling",
-    "convolution": "Convolution", "recurrent": "Recurrent",
+    "convolution": "Convolution", "recurrent": "Recurrent", "preprocessing": "Preprocessing",
     "third_party": "keras-multi-head", "operations": "Tensor operations",
 }
 

@@ -1,4 +1,5 @@
-"""Conv1D and Conv2D, channels_last and channels_first: each case built with real Keras 3
+"""Conv1D/2D, Conv1DTranspose/2DTranspose, DepthwiseConv1D/2D and SeparableConv1D/2D,
+channels_last and channels_first: each case built with real Keras 3
 and tf_keras (Keras 2), weights randomized, saved, converted at opset 23 and 17 and
 compared with Keras over None axes at two lengths (dynamic "same" pads) and fixed ones
 (pads written out)."""
@@ -8,7 +9,7 @@ import pytest
 
 from conftest import requires_keras
 from kerasonnx.convert import convert
-from keras_check import DIALECTS, Cases, check_conversion, float_inputs
+from keras_check import Cases, check_conversion, float_inputs
 
 pytestmark = requires_keras
 
@@ -63,13 +64,75 @@ def channels_first(k):
         conv2d(2, (3, 2), strides=(2, 1), padding="same", data_format="channels_first")(image)])
 
 
+@case()
+def transposed(k):
+    """Valid and same, strides above and below the kernel, output_padding, dilation."""
+    sequence, image = float_inputs(k, (None, 3), (5, None, 2))
+    t1, t2 = k.layers.Conv1DTranspose, k.layers.Conv2DTranspose
+    return k.Model([sequence, image], [
+        t1(4, 3)(sequence), t1(2, 3, strides=2)(sequence), t1(2, 2, strides=3)(sequence),
+        t1(3, 3, strides=2, padding="same")(sequence),
+        t1(2, 4, strides=2, padding="same")(sequence),
+        t1(2, 3, strides=2, output_padding=1)(sequence),
+        t1(2, 4, strides=3, padding="same", output_padding=2, activation="relu")(sequence),
+        t1(2, 3, dilation_rate=2)(sequence), t1(2, 3, dilation_rate=2, padding="same")(sequence),
+        t1(2, 1, use_bias=False)(sequence),
+        t2(3, 3)(image), t2(2, (3, 2), strides=(2, 1), padding="same")(image),
+        t2(2, 3, strides=2, output_padding=(1, 0))(image),
+        t2(2, 3, strides=(1, 2), padding="same", output_padding=(0, 1))(image),
+        t2(2, 2, dilation_rate=2, activation="tanh")(image)])
+
+
+@case()
+def transposed_channels_first(k):
+    sequence, image = float_inputs(k, (3, None), (2, 5, 4))
+    return k.Model([sequence, image], [
+        k.layers.Conv1DTranspose(5, 3, strides=2, padding="same",
+                                 data_format="channels_first")(sequence),
+        k.layers.Conv2DTranspose(3, 3, strides=2, output_padding=1,
+                                 data_format="channels_first")(image)])
+
+
+@case()
+def depthwise(k):
+    sequence, image = float_inputs(k, (None, 3), (6, None, 2))
+    d1, d2 = k.layers.DepthwiseConv1D, k.layers.DepthwiseConv2D
+    return k.Model([sequence, image], [
+        d1(3)(sequence), d1(3, depth_multiplier=2, padding="same")(sequence),
+        d1(2, strides=2, depth_multiplier=3, use_bias=False)(sequence),
+        d1(3, dilation_rate=2, padding="same", activation="relu")(sequence),
+        d2(3)(image), d2((3, 2), strides=(2, 1), padding="same", depth_multiplier=2)(image),
+        d2(2, dilation_rate=2, depth_multiplier=3, activation="sigmoid")(image),
+        d2((3, 1), data_format="channels_first", depth_multiplier=2)(image)])
+
+
+@case()
+def separable(k):
+    sequence, image = float_inputs(k, (None, 3), (6, None, 2))
+    s1, s2 = k.layers.SeparableConv1D, k.layers.SeparableConv2D
+    return k.Model([sequence, image], [
+        s1(4, 3)(sequence), s1(2, 3, depth_multiplier=2, padding="same")(sequence),
+        s1(3, 2, strides=2, use_bias=False)(sequence),
+        s1(2, 3, dilation_rate=2, padding="same", activation="relu",
+           depth_multiplier=3)(sequence),
+        s2(4, 3)(image), s2(3, (3, 2), strides=(2, 1), padding="same", depth_multiplier=2)(image),
+        s2(2, 2, dilation_rate=2, activation="tanh")(image),
+        s2(3, (3, 1), data_format="channels_first", depth_multiplier=2)(image)])
+
+
+@case("keras2")
+def separable_causal(k):
+    (sequence,) = float_inputs(k, (None, 3))
+    return k.Model(sequence, k.layers.SeparableConv1D(2, 3, padding="causal", dilation_rate=2,
+                                                      depth_multiplier=2)(sequence))
+
+
 @pytest.fixture(scope="module")
 def saved_models(tmp_path_factory):
     return CASES.cache(tmp_path_factory.mktemp("convolution_models"))
 
 
-@pytest.mark.parametrize("dialect", DIALECTS)
-@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("name, dialect", CASES.params())
 def test_convolution_matches_keras(saved_models, name, dialect):
     model, path = saved_models(name, dialect)
     check_conversion(model, path)

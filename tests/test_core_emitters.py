@@ -11,8 +11,8 @@ import pytest
 from conftest import requires_keras
 from kerasonnx.convert import convert
 from kerasonnx.errors import ConversionError
-from keras_check import (Cases, assert_same, check_conversion, keras_module, keras_outputs,
-                         randomize, run_onnx, save)
+from keras_check import (Cases, assert_same, check_conversion, is_keras2, keras_module,
+                         keras_outputs, randomize, run_onnx, save)
 
 pytestmark = requires_keras
 
@@ -138,6 +138,25 @@ def embedding_float_ids(k):
     return k.Model(tokens, k.layers.Embedding(20, 6)(tokens))
 
 
+@case(tokens={"tokens": 20})
+def embedding_training_options(k):
+    """Constraints and regularizers only act in training; Keras 2's input_length only
+    declares the length."""
+    tokens = k.Input((5,), name="tokens", dtype="int32")
+    options = dict(embeddings_constraint="non_neg", embeddings_regularizer="l2",
+                   activity_regularizer="l1")
+    if is_keras2(k):
+        options["input_length"] = 5
+    return k.Model(tokens, k.layers.Embedding(20, 6, **options)(tokens))
+
+
+@case("keras3", tokens={"tokens": 20})
+def embedding_lora_merged(k):
+    """A .keras file stores LoRA merged into the embeddings."""
+    tokens = k.Input((None,), name="tokens", dtype="int32")
+    return k.Model(tokens, k.layers.Embedding(20, 6, lora_rank=2, lora_alpha=4)(tokens))
+
+
 @case(padded=("x",))
 def masking_then_dense(k):
     x = k.Input((None, 6), name="x")
@@ -232,11 +251,34 @@ def test_quantized_dense_is_refused(tmp_path):
         convert(path)
 
 
-def test_legacy_lora_dense_is_refused(tmp_path):
+def test_legacy_lora_factors_are_merged(tmp_path):
+    """A Keras 3 legacy .h5 keeps lora_<weight>_a / _b apart from the weight; Keras uses
+    weight + lora_alpha / lora_rank * a @ b (random factors here, b non-zero)."""
     k = keras_module("keras3")
-    x = k.Input((8,), name="x")
-    model = k.Model(x, k.layers.Dense(4, lora_rank=2, name="dense_lora")(x))
+    tokens = k.Input((None,), name="tokens", dtype="int32")
+    embedded = k.layers.Embedding(20, 6, lora_rank=2, lora_alpha=4)(tokens)
+    model = k.Model(tokens, [embedded, k.layers.Dense(4, lora_rank=3)(embedded)])
+    randomize(model)
     path = tmp_path / "lora.h5"
     model.save(path)
-    with pytest.raises(ConversionError, match="'dense_lora': a LoRA-enabled Dense"):
+    check_conversion(model, path, tokens={"tokens": 20})
+
+
+def test_legacy_lora_einsum_dense_is_refused(tmp_path):
+    k = keras_module("keras3")
+    x = k.Input((None, 8), name="x")
+    layer = k.layers.EinsumDense("abc,cd->abd", (None, 4), lora_rank=2, name="einsum_lora")
+    path = tmp_path / "lora.h5"
+    k.Model(x, layer(x)).save(path)
+    with pytest.raises(ConversionError, match="'einsum_lora': a LoRA-enabled EinsumDense"):
+        convert(path)
+
+
+def test_quantized_embedding_is_refused(tmp_path):
+    k = keras_module("keras3")
+    tokens = k.Input((4,), name="tokens", dtype="int32")
+    model = k.Model(tokens, k.layers.Embedding(20, 8, name="embedding_q")(tokens))
+    model.quantize("int8")
+    path = save(model, "keras3", tmp_path, "quantized_embedding")
+    with pytest.raises(ConversionError, match="'embedding_q': quantized Embedding"):
         convert(path)

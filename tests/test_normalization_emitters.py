@@ -1,4 +1,5 @@
-"""LayerNormalization, BatchNormalization and UnitNormalization built with real Keras 3 and
+"""LayerNormalization, BatchNormalization, UnitNormalization, RMSNormalization and
+GroupNormalization built with real Keras 3 and
 tf_keras across their options, weights randomized (variances kept positive), saved,
 converted at opset 23 and 17, run in onnxruntime at two batch sizes and two lengths, every
 output compared with Keras; plus the inputs where the dialects part ways (UnitNormalization
@@ -10,7 +11,9 @@ import pytest
 
 from conftest import requires_keras
 from kerasonnx.convert import convert
-from keras_check import Cases, assert_same, check_conversion, keras_outputs, run_onnx
+from kerasonnx.errors import ConversionError
+from keras_check import (Cases, assert_same, check_conversion, keras_module, keras_outputs,
+                         run_onnx, save)
 
 pytestmark = requires_keras
 
@@ -119,6 +122,51 @@ def unit_norm_2d(k):
     return _apply(k, (6,), k.layers.UnitNormalization())
 
 
+# ---------------------------------------------------------------------- RMSNormalization
+
+
+@case("keras3")
+def rms_norm(k):
+    RMS = k.layers.RMSNormalization
+    return _apply(k, (None, 8), RMS(), RMS(epsilon=1e-3))
+
+
+@case("keras3")
+def rms_norm_axes(k):
+    """Trailing axes: the ONNX operator at opset 23; inner axes: the formula, with the scale
+    broadcast against the trailing axes as Keras multiplies it."""
+    RMS = k.layers.RMSNormalization
+    return _apply(k, (5, 5, 5), RMS(axis=[2, 3]), RMS(axis=[1, 2, 3], epsilon=1e-5),
+                  RMS(axis=1), RMS(axis=[1, 2]))
+
+
+# ---------------------------------------------------------------------- GroupNormalization
+
+
+@case()
+def group_norm_channels_last(k):
+    GN = k.layers.GroupNormalization
+    return _apply(k, (None, 8), GN(groups=2), GN(groups=4, epsilon=1e-5), GN(groups=1),
+                  GN(groups=-1, center=False), GN(groups=2, scale=False),
+                  GN(groups=4, center=False, scale=False))
+
+
+@case()
+def group_norm_image(k):
+    GN = k.layers.GroupNormalization
+    return _apply(k, (None, None, 6), GN(groups=3), GN(groups=2, epsilon=1e-2))
+
+
+@case()
+def group_norm_channels_first(k):
+    """axis 1 with unknown sizes after it; axis 2 in the middle of a 4-D input."""
+    x = k.Input((6, None), name="x")
+    image = k.Input((3, 6, 4), name="image")
+    GN = k.layers.GroupNormalization
+    return k.Model([x, image], [GN(groups=3, axis=1)(x), GN(groups=2, axis=2)(image),
+                                GN(groups=3, axis=1)(image)])
+
+
 @pytest.mark.parametrize("opset", OPSETS)
 @pytest.mark.parametrize("name, dialect", CASES.params())
 def test_normalization_matches_keras(saved, name, dialect, opset):
@@ -151,3 +199,29 @@ def test_layer_norm_uses_the_onnx_operator_where_exact(saved):
     ops = {n.op_type for n in convert(saved("layer_norm_inner_axes", "keras3")[1],
                                       opset=17).model.graph.node}
     assert "LayerNormalization" not in ops
+
+
+
+def test_rms_norm_uses_the_onnx_operator_from_opset_23(saved):
+    path = saved("rms_norm_axes", "keras3")[1]
+    ops = [n.op_type for n in convert(path, opset=23).model.graph.node]
+    assert ops.count("RMSNormalization") == 2  # the trailing axes; not axis 1 nor [1, 2]
+    assert "RMSNormalization" not in {n.op_type for n in convert(path, opset=17).model.graph.node}
+
+
+def test_group_norm_refusals(tmp_path):
+    """Unknown sizes on both sides of the channel axis (the group view needs one side);
+    a Keras 2 GroupNormalization given a mask (Keras weights its moments)."""
+    k = keras_module("keras3")
+    x = k.Input((None, 4, None), name="x")
+    path = save(k.Model(x, k.layers.GroupNormalization(2, axis=2, name="gn")(x)), "keras3",
+                tmp_path, "unknown_sides")
+    with pytest.raises(ConversionError, match="'gn': GroupNormalization over an input"):
+        convert(path)
+    k = keras_module("keras2")
+    tokens = k.Input((4,), name="tokens", dtype="int32")
+    embedded = k.layers.Embedding(10, 4, mask_zero=True)(tokens)
+    path = save(k.Model(tokens, k.layers.GroupNormalization(2, name="gn")(embedded)), "keras2",
+                tmp_path, "masked")
+    with pytest.raises(ConversionError, match="'gn': a Keras 2 GroupNormalization given a mask"):
+        convert(path)

@@ -21,17 +21,35 @@ MASKED_LOGIT = -1e9
 
 
 def _weights(node: Node) -> dict:
-    """The layer's float32 weights; refuses what the file cannot give us exactly."""
+    """The layer's float32 weights, LoRA factors merged in (``merge_lora``); refuses what
+    the file cannot give us exactly."""
     policy = node.config.get("dtype")
     if isinstance(policy, dict) and "Quantized" in policy.get("class_name", ""):
         raise ConversionError(f"layer {node.name!r}: quantized {node.class_name} "
                               f"({policy.get('config', {}).get('name')}) not supported yet")
+    weights = {name: np.asarray(value, dtype=np.float32)
+               for name, value in named_weights(node).items()}
     if node.config.get("lora_rank") and node.layer.weights.layout != "saving_lib":
-        raise ConversionError(f"layer {node.name!r}: a LoRA-enabled {node.class_name} saved "
-                              f"in the legacy .h5 layout keeps its LoRA factors apart; not "
-                              f"supported yet (save it as .keras, which merges them)")
-    return {name: np.asarray(value, dtype=np.float32)
-            for name, value in named_weights(node).items()}
+        if node.class_name not in LORA_WEIGHTS:
+            raise ConversionError(f"layer {node.name!r}: a LoRA-enabled {node.class_name} "
+                                  f"saved in the legacy .h5 layout keeps its LoRA factors "
+                                  f"apart; not supported yet (save it as .keras, which "
+                                  f"merges them)")
+        merge_lora(node, weights, LORA_WEIGHTS[node.class_name])
+    return weights
+
+
+# The weight a legacy file's LoRA factors belong to
+LORA_WEIGHTS = {"Dense": "kernel", "Embedding": "embeddings"}
+
+
+def merge_lora(node: Node, weights: dict, name: str) -> None:
+    """weights[name] += lora_alpha / lora_rank * lora_<name>_a @ lora_<name>_b, as Keras
+    computes the weight it uses (lora_alpha defaults to lora_rank)."""
+    rank = node.config["lora_rank"]
+    alpha = node.config.get("lora_alpha") or rank
+    a, b = weights.pop(f"lora_{name}_a"), weights.pop(f"lora_{name}_b")
+    weights[name] = weights[name] + np.float32(alpha / rank) * (a @ b)
 
 
 def _activation(node: Node, b: Builder, x: str) -> str:

@@ -10,13 +10,25 @@ from .registry import (NEW_MASK, WeightSpec, compute_dtype, first_input, layer_k
                        same_as_input, with_last_dim)
 
 
+def lora_specs(node, merged: str, shape: tuple, first_index: int) -> list:
+    """Keras 3's LoRA factors ``lora_<merged>_a`` (n, rank) and ``lora_<merged>_b``
+    (rank, m) of a (n, m) weight: a legacy .h5 keeps them apart (Keras then uses
+    merged + lora_alpha / lora_rank * a @ b); a .keras file stores the weight merged."""
+    rank = node.config.get("lora_rank")
+    weights = node.layer.weights
+    if not rank or weights is None or weights.layout == "saving_lib":
+        return []
+    return [WeightSpec(f"lora_{merged}_a", f"vars/{first_index}", (shape[0], rank)),
+            WeightSpec(f"lora_{merged}_b", f"vars/{first_index + 1}", (rank, shape[1]))]
+
+
 def _dense_weights(node):
     units = node.config["units"]
     fan_in = first_input(node).shape[-1]
     specs = [WeightSpec("kernel", "vars/0", (fan_in, units))]
     if node.config.get("use_bias", True):
         specs.append(WeightSpec("bias", "vars/1", (units,)))
-    return specs
+    return specs + lora_specs(node, "kernel", (fan_in, units), len(specs))
 
 
 @layer_kind("Dense", weights=_dense_weights)
@@ -92,12 +104,15 @@ def _embedding_mask(node):
     return NEW_MASK if node.config.get("mask_zero") else None
 
 
-@layer_kind("Embedding", output_mask=_embedding_mask,
-            weights=lambda node: [WeightSpec("embeddings", "vars/0",
-                                             (node.config["input_dim"],
-                                              node.config["output_dim"]))])
+def _embedding_weights(node):
+    shape = (node.config["input_dim"], node.config["output_dim"])
+    return [WeightSpec("embeddings", "vars/0", shape)] + lora_specs(node, "embeddings", shape, 1)
+
+
+@layer_kind("Embedding", output_mask=_embedding_mask, weights=_embedding_weights)
 def embedding(node):
-    """y = embeddings[x]; with ``mask_zero`` the mask is x != 0."""
+    """y = embeddings[x]; with ``mask_zero`` the mask is x != 0. Keras 2's ``input_length``
+    only declares the length; constraints and regularizers only act in training."""
     shape = first_input(node).shape
     out = None if shape is None else tuple(shape) + (node.config["output_dim"],)
     return [(out, compute_dtype(node))]

@@ -53,3 +53,32 @@ def _batch_norm_weights(node):
 # * gamma + beta; UnitNormalization: x / ||x||₂ over ``axis``.
 layer_kind("BatchNormalization", weights=_batch_norm_weights)(same_as_input)
 layer_kind("UnitNormalization")(same_as_input)
+
+
+def _rms_weights(node):
+    """scale, of the input's sizes on the normalized axes."""
+    shape = first_input(node).shape
+    return [WeightSpec("scale", "vars/0", tuple(shape[a] for a in normalized_axes(node)))]
+
+
+# RMSNormalization (Keras 3): x * rsqrt(mean(x², axis) + epsilon) * scale.
+layer_kind("RMSNormalization", weights=_rms_weights)(same_as_input)
+
+
+def group_axis(node) -> int:
+    return normalize_axis(node.config.get("axis", -1), len(first_input(node).shape))
+
+
+def _group_norm_weights(node):
+    """gamma with ``scale``, beta with ``center``: one per channel of ``axis``."""
+    channels = first_input(node).shape[group_axis(node)]
+    names = [n for n, on in (("gamma", node.config.get("scale", True)),
+                             ("beta", node.config.get("center", True))) if on]
+    return [WeightSpec(name, f"vars/{i}", (channels,)) for i, name in enumerate(names)]
+
+
+# GroupNormalization: the channels of ``axis`` split into ``groups``; each sample's group
+# normalized over its channels and every non-batch axis, then * gamma + beta per channel.
+# tf_keras' call takes a mask (weighted moments): handed in so the emitter can refuse it.
+layer_kind("GroupNormalization", weights=_group_norm_weights,
+           mask_roles={"inputs": "mask"})(same_as_input)

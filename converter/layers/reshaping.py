@@ -1,9 +1,10 @@
-"""Reshaping layers: Reshape, Flatten, Permute, RepeatVector, Cropping1D, ZeroPadding1D,
-UpSampling1D. None of them carries a mask on."""
+"""Reshaping layers: Reshape, Flatten, Permute, RepeatVector, Cropping1D/2D,
+ZeroPadding1D/2D, UpSampling1D/2D. None of them carries a mask on."""
 from __future__ import annotations
 
 import math
 
+from .convolution import join_channels, split_channels
 from .registry import compute_dtype, first_input, layer_kind, no_mask
 
 
@@ -76,3 +77,41 @@ def zero_padding_1d(node):
 def up_sampling_1d(node):
     """Repeat every step ``size`` times."""
     return _resize_steps(node, lambda steps: steps * node.config["size"])
+
+
+def spatial_pairs(value) -> tuple:
+    """A 2D layer's ``padding`` / ``cropping``: an int, (rows, cols) or ((top, bottom),
+    (left, right)), as ((top, bottom), (left, right))."""
+    if isinstance(value, int):
+        return ((value, value), (value, value))
+    return tuple(pair(v) for v in value)
+
+
+def _resize_spatial(node, change):
+    """The output type of a 2D layer that maps each spatial size ``n`` of axis ``i`` to
+    ``change(i, n)``."""
+    shape = first_input(node).shape
+    sizes, channels = split_channels(node, shape)
+    sizes = tuple(None if n is None else change(i, n) for i, n in enumerate(sizes))
+    return [(join_channels(node, shape[0], sizes, channels), compute_dtype(node))]
+
+
+@layer_kind("Cropping2D", output_mask=no_mask)
+def cropping_2d(node):
+    """Drop ``cropping`` rows at the top and bottom and columns at the left and right."""
+    crops = spatial_pairs(node.config["cropping"])
+    return _resize_spatial(node, lambda i, n: n - sum(crops[i]))
+
+
+@layer_kind("ZeroPadding2D", output_mask=no_mask)
+def zero_padding_2d(node):
+    """Add ``padding`` zero rows at the top and bottom and columns at the left and right."""
+    pads = spatial_pairs(node.config["padding"])
+    return _resize_spatial(node, lambda i, n: n + sum(pads[i]))
+
+
+@layer_kind("UpSampling2D", output_mask=no_mask)
+def up_sampling_2d(node):
+    """Rows and columns scaled by ``size``, by ``interpolation`` (nearest: repeated)."""
+    size = pair(node.config["size"])
+    return _resize_spatial(node, lambda i, n: n * size[i])
