@@ -46,14 +46,14 @@ def causal_mask(b: Builder, query: str, key: str, shape_q, shape_k, base: str) -
     if shape_q[1] is not None and shape_k[1] is not None:
         return b.constant(f"{base}/causal_mask",
                           np.tril(np.ones((1, shape_q[1], shape_k[1]), dtype=bool)))
-    rows = _positions(b, query, f"{base}/query_positions")
-    cols = _positions(b, key, f"{base}/key_positions")
+    rows = positions(b, query, f"{base}/query_positions")
+    cols = positions(b, key, f"{base}/key_positions")
     rows = unsqueeze(b, rows, [0, 2], f"{base}/rows")
     cols = unsqueeze(b, cols, [0, 1], f"{base}/columns")
     return b.op("GreaterOrEqual", [rows, cols], f"{base}/causal_mask")
 
 
-def _positions(b: Builder, value: str, base: str) -> str:
+def positions(b: Builder, value: str, base: str) -> str:
     length = b.op("Shape", [value], f"{base}/length", start=1, end=2)
     length = b.op("Squeeze", [length], f"{base}/length_scalar")
     return b.op("Range", [b.constant(f"{base}/zero", np.int64(0)), length,

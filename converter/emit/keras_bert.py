@@ -1,0 +1,59 @@
+"""Emitters for keras-bert's own layers (``keras_bert``; see converter/layers/keras_bert.py).
+TokenEmbedding and EmbeddingSimilarity are keras-embed-sim's EmbeddingRet and EmbeddingSim
+under other names."""
+from __future__ import annotations
+
+import numpy as np
+from onnx import TensorProto
+
+from ..ir import Node
+from ..model import named_weights
+from .builder import Builder
+from .keras_transformer import embedding_ret, embedding_sim
+from .registry import emits
+
+emits("TokenEmbedding")(embedding_ret)
+emits("EmbeddingSimilarity")(embedding_sim)
+
+
+@emits("Masked")
+def masked(node: Node, b: Builder) -> list:
+    """``[x, positions]`` -> x, with the mask positions != 0 AND x's mask (and that mask as
+    floats, with ``return_masked``)."""
+    base = node.name
+    x, where = node.input("inputs")
+    chosen = b.op("Not", [b.op("Equal", [b.value(where), b.constant(
+        f"{base}/zero", np.zeros((), where.dtype))], f"{base}/unchosen")], f"{base}/chosen")
+    mask = (chosen if x.mask is None
+            else b.op("And", [chosen, b.value(x.mask)], f"{base}/mask"))
+    outputs = [b.op("Identity", [b.value(x)], base)]
+    if node.config.get("return_masked"):
+        outputs.append(b.op("Cast", [mask], f"{base}/masked", to=TensorProto.FLOAT))
+    return outputs + [mask]
+
+
+@emits("Extract")
+def extract(node: Node, b: Builder) -> list:
+    """x[:, index]."""
+    index = b.ints(f"{node.name}/index", node.config["index"])
+    return [b.op("Gather", [b.value(node.input("inputs")), index], node.name, axis=1)]
+
+
+@emits("TaskEmbedding")
+def task_embedding(node: Node, b: Builder) -> list:
+    """x + embeddings[int(task)] for ``[x, task]``, zero for task 0 with ``mask_zero``."""
+    base = node.name
+    x, task = node.input("inputs")
+    ids = b.value(task)
+    if task.dtype != "int32":
+        ids = b.op("Cast", [ids], f"{base}/ids", to=TensorProto.INT32)
+    table = np.asarray(named_weights(node)["embeddings"], np.float32)
+    embedded = b.op("Gather", [b.constant(f"{base}/embeddings", table), ids],
+                    f"{base}/embedded", axis=0)
+    if node.config.get("mask_zero"):
+        chosen = b.op("Cast", [b.op("Not", [b.op("Equal", [ids, b.constant(
+            f"{base}/zero", np.int32(0))], f"{base}/zero_task")], f"{base}/task")],
+            f"{base}/task_float", to=TensorProto.FLOAT)
+        embedded = b.op("Mul", [embedded, b.op("Unsqueeze", [chosen, b.ints(
+            f"{base}/last", [-1])], f"{base}/task3")], f"{base}/masked")
+    return [b.op("Add", [b.value(x), embedded], base)]

@@ -1,0 +1,42 @@
+"""keras-bert (``keras_bert``, tf_keras only): the layers of its own that ``get_model``
+builds (its position embedding, normalization, attention and feed-forward layers come from
+the packages in ``keras_transformer.py`` and ``third_party.py``)."""
+from __future__ import annotations
+
+from .keras_transformer import EMBEDDING_RET, SIMILARITY, embedding_ret, embedding_sim
+from .registry import NEW_MASK, WeightSpec, compute_dtype, first_input, layer_kind, no_mask
+
+# TokenEmbedding: keras-embed-sim's EmbeddingRet under keras-bert's name;
+# EmbeddingSimilarity: EmbeddingSim, always with its bias.
+layer_kind("TokenEmbedding", **EMBEDDING_RET)(embedding_ret)
+layer_kind("EmbeddingSimilarity", **SIMILARITY)(embedding_sim)
+
+
+def _masked_outputs(node) -> list:
+    """[x] (and its mask as floats with ``return_masked``)."""
+    x = node.input("inputs")[0]
+    types = [(x.shape, x.dtype)]
+    if node.config.get("return_masked"):
+        types.append((x.shape[:-1], compute_dtype(node)))
+    return types
+
+
+@layer_kind("Masked", mask_roles={"inputs": "mask"}, output_mask=lambda node: NEW_MASK)
+def masked(node):
+    """``[x, positions]`` -> x, with the mask ``positions != 0 and mask(x)``."""
+    return _masked_outputs(node)
+
+
+@layer_kind("Extract", output_mask=no_mask)
+def extract(node):
+    """x[:, index]."""
+    shape = first_input(node).shape
+    return [(shape[:1] + shape[2:], compute_dtype(node))]
+
+
+@layer_kind("TaskEmbedding", weights=lambda node: [WeightSpec(
+    "embeddings", "vars/0", (node.config["input_dim"], node.config["output_dim"]))])
+def task_embedding(node):
+    """``[x, task]`` -> x + embeddings[task] (task (B, 1); zeroed for task 0 with
+    ``mask_zero``); x's mask passes on."""
+    return [(node.input("inputs")[0].shape, compute_dtype(node))]
