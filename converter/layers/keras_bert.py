@@ -12,19 +12,15 @@ layer_kind("TokenEmbedding", **EMBEDDING_RET)(embedding_ret)
 layer_kind("EmbeddingSimilarity", **SIMILARITY)(embedding_sim)
 
 
-def _masked_outputs(node) -> list:
-    """[x] (and its mask as floats with ``return_masked``)."""
+@layer_kind("Masked", mask_roles={"inputs": "mask"}, output_mask=lambda node: NEW_MASK)
+def masked(node):
+    """``[x, positions]`` -> x, with the mask ``positions != 0 and mask(x)`` (and that mask
+    as floats with ``return_masked``)."""
     x = node.input("inputs")[0]
     types = [(x.shape, x.dtype)]
     if node.config.get("return_masked"):
         types.append((x.shape[:-1], compute_dtype(node)))
     return types
-
-
-@layer_kind("Masked", mask_roles={"inputs": "mask"}, output_mask=lambda node: NEW_MASK)
-def masked(node):
-    """``[x, positions]`` -> x, with the mask ``positions != 0 and mask(x)``."""
-    return _masked_outputs(node)
 
 
 @layer_kind("Extract", output_mask=no_mask)
