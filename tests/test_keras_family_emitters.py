@@ -47,16 +47,27 @@ def test_keras_family_matches_keras(built, name, suffix, opset):
                                                              f"{cell}")
 
 
-@pytest.mark.parametrize("module, config, family", [
-    ("keras_layer_normalization.layer_normalization", {"axis": -1}, "keras_transformer"),
-    ("keras.layers", {}, "normalization"),
-    ("", {"epsilon": 1e-14, "center": True}, "keras_transformer"),
-    ("", {"axis": -1, "epsilon": 1e-3}, "normalization"),
+@pytest.mark.parametrize("class_name, module, config, family", [
+    ("LayerNormalization", "keras_layer_normalization.layer_normalization", {"axis": -1},
+     "keras_transformer"),
+    ("LayerNormalization", "keras.layers", {}, "normalization"),
+    ("LayerNormalization", "", {"epsilon": 1e-14, "center": True}, "keras_transformer"),
+    ("LayerNormalization", "", {"axis": -1, "epsilon": 1e-3}, "normalization"),
+    ("PositionEmbedding", "keras_pos_embd.pos_embd", {}, "keras_transformer"),
+    ("PositionEmbedding", "", {"input_dim": 8, "output_dim": 4, "mode": "add"},
+     "keras_transformer"),
+    ("PositionEmbedding", "keras_hub.src.layers", {"mode": "add", "input_dim": 8}, None),
+    ("PositionEmbedding", "", {"sequence_length": 8}, None),
+    ("MultiHeadAttention", "keras_multi_head.multi_head_attention", {}, "third_party"),
+    ("MultiHeadAttention", "", {"head_num": 2}, "third_party"),
+    ("MultiHeadAttention", "", {"num_heads": 2, "key_dim": 4}, "attention"),
+    ("MultiHeadAttention", "keras.layers", {"num_heads": 2, "key_dim": 4}, "attention"),
 ])
-def test_shared_class_names_told_apart(module, config, family):
+def test_shared_class_names_told_apart(class_name, module, config, family):
     """By the module a .keras file records, else (legacy .h5, JSON) by config keys."""
     from kerasonnx.layers import kind_for
-    assert kind_for("LayerNormalization", module, config).family == family
+    kind = kind_for(class_name, module, config)
+    assert (kind and kind.family) == family
 
 
 def test_gelu_is_keras_transformers_in_its_models(built):

@@ -12,7 +12,7 @@ layer_kind("TokenEmbedding", **EMBEDDING_RET)(embedding_ret)
 layer_kind("EmbeddingSimilarity", **SIMILARITY)(embedding_sim)
 
 
-@layer_kind("Masked", mask_roles={"inputs": "mask"}, output_mask=lambda node: NEW_MASK)
+@layer_kind("Masked", output_mask=lambda node: NEW_MASK)
 def masked(node):
     """``[x, positions]`` -> x, with the mask ``positions != 0 and mask(x)`` (and that mask
     as floats with ``return_masked``)."""

@@ -5,7 +5,7 @@ keras-layer-normalization (LayerNormalization), keras-position-wise-feed-forward
 layer of its own, only its ``gelu``; keras-bert builds on the same packages."""
 from __future__ import annotations
 
-from .normalization import _layer_norm_weights
+from .normalization import layer_norm_weights
 from .registry import (NEW_MASK, WeightSpec, compute_dtype, first_input, first_mask,
                        from_package, layer_kind, same_as_input, with_last_dim)
 
@@ -49,9 +49,14 @@ def _position_embedding_mask(node):
     return first_mask(node)
 
 
+MODES = ("expand", "add", "concat")
+
+
 def _embedded_shape(node, width: int):
     """Expand mode appends ``width``, concat widens the last axis by it, add keeps it."""
     shape, mode = first_input(node).shape, node.config.get("mode")
+    if mode not in MODES:
+        raise ValueError(f"mode {mode!r} is none of {', '.join(MODES)}")
     if mode == "expand":
         return shape + (width,)
     if mode == "concat":
@@ -83,7 +88,7 @@ def trig_pos_embedding(node):
 
 # (x - mean) / sqrt(var + epsilon) * gamma + beta over the last axis: Keras'
 # LayerNormalization with its default axis, and the same weights.
-layer_kind("LayerNormalization", weights=_layer_norm_weights,
+layer_kind("LayerNormalization", weights=layer_norm_weights,
            matches=from_package("keras_layer_normalization",
                                 lambda config: "axis" not in config))(same_as_input)
 
