@@ -57,6 +57,24 @@ def bert_task_embedding(k, p):
     return k.Model(inputs, output)
 
 
+@case(**BERT_TOKENS)
+def bert_from_config(k, p):
+    """keras-bert's build_model_from_config (what load_trained_model_from_checkpoint
+    builds before loading Google's weights): hidden_act "gelu" from the JSON config, a
+    fixed length; a classifier over MaskedGlobalMaxPool1D of the features."""
+    import json
+    import tempfile
+    config = {"vocab_size": 30, "max_position_embeddings": 16, "hidden_size": 8,
+              "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 12,
+              "hidden_act": "gelu"}
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
+        json.dump(config, f)
+        f.flush()
+        model, _ = p.keras_bert.build_model_from_config(f.name, seq_len=6)
+    pooled = p.keras_bert.layers.MaskedGlobalMaxPool1D(name="pool")(model.output)
+    return k.Model(model.inputs, k.layers.Dense(2, activation="softmax")(pooled))
+
+
 @case(**{"Encoder-Input": 20, "Decoder-Input": 20})
 def transformer_shared(k, p):
     """keras-transformer's encoder-decoder (its README, shrunk): one EmbeddingRet shared by
@@ -195,8 +213,8 @@ def position_embeddings(k, p):
 @case(tokens=20)
 def transformer_parts(k, p):
     """LayerNormalization (no centre, no scale, another epsilon), FeedForward (no bias,
-    dropout, keras_transformer's gelu, saved as "gelu"), EmbeddingRet + EmbeddingSim (keras-embed-sim's
-    README, with and without bias)."""
+    dropout, keras_transformer's gelu, saved as "gelu"), EmbeddingRet + EmbeddingSim
+    (keras-embed-sim's README, with and without bias)."""
     LN = p.keras_layer_normalization.LayerNormalization
     FF = p.keras_position_wise_feed_forward.FeedForward
     ES = p.keras_embed_sim

@@ -57,3 +57,24 @@ def task_embedding(node: Node, b: Builder) -> list:
         embedded = b.op("Mul", [embedded, b.op("Unsqueeze", [chosen, b.ints(
             f"{base}/last", [-1])], f"{base}/task3")], f"{base}/masked")
     return [b.op("Add", [b.value(x), embedded], base)]
+
+
+# What MaskedGlobalMaxPool1D subtracts from masked steps.
+MASKED_STEP_PENALTY = 1e6
+
+
+@emits("MaskedGlobalMaxPool1D")
+def masked_global_max_pool_1d(node: Node, b: Builder) -> list:
+    """max over the steps of x - (1 - mask) * 1e6."""
+    base, x = node.name, b.value(node.input("inputs"))
+    mask = node.input("mask")
+    if mask is not None:
+        dropped = b.op("Sub", [b.constant(f"{base}/one", np.float32(1)),
+                               b.op("Cast", [b.value(mask)], f"{base}/mask_float",
+                                    to=TensorProto.FLOAT)], f"{base}/dropped")
+        penalty = b.op("Mul", [dropped, b.constant(f"{base}/penalty",
+                                                   np.float32(MASKED_STEP_PENALTY))],
+                       f"{base}/penalty")
+        x = b.op("Sub", [x, b.op("Unsqueeze", [penalty, b.ints(f"{base}/last", [-1])],
+                                 f"{base}/penalty3")], f"{base}/masked")
+    return [b.reduce("ReduceMax", x, [-2], base, keepdims=0)]

@@ -36,3 +36,10 @@ def task_embedding(node):
     """``[x, task]`` -> x + embeddings[task] (task (B, 1); zeroed for task 0 with
     ``mask_zero``); x's mask passes on."""
     return [(node.input("inputs")[0].shape, compute_dtype(node))]
+
+
+@layer_kind("MaskedGlobalMaxPool1D", mask_roles={"inputs": "mask"}, output_mask=no_mask)
+def masked_global_max_pool_1d(node):
+    """max over the steps of x - 1e6 where masked: (B, F)."""
+    shape = first_input(node).shape
+    return [(shape[:1] + shape[2:], compute_dtype(node))]
