@@ -75,6 +75,20 @@ def bert_from_config(k, p):
     return k.Model(model.inputs, k.layers.Dense(2, activation="softmax")(pooled))
 
 
+@case(tokens=20)
+def bert_masked_pooling(k, p):
+    """keras-bert's masked layers on an Embedding(mask_zero) sequence: MaskedConv1D (valid,
+    which cuts the mask, dilated, and same padding), MaskedGlobalMaxPool1D after each."""
+    kb = p.keras_bert.layers
+    tokens = k.Input((None,), dtype="int32", name="tokens")
+    x = k.layers.Embedding(20, 6, mask_zero=True)(tokens)
+    valid = kb.MaskedConv1D(filters=4, kernel_size=3, name="valid")(x)
+    dilated = kb.MaskedConv1D(filters=3, kernel_size=3, dilation_rate=2, padding="same",
+                              activation="relu", name="same")(x)
+    return k.Model(tokens, [valid, kb.MaskedGlobalMaxPool1D(name="pool_valid")(valid),
+                            kb.MaskedGlobalMaxPool1D(name="pool_same")(dilated)])
+
+
 @case(**{"Encoder-Input": 20, "Decoder-Input": 20})
 def transformer_shared(k, p):
     """keras-transformer's encoder-decoder (its README, shrunk): one EmbeddingRet shared by

@@ -3,12 +3,16 @@ TokenEmbedding and EmbeddingSimilarity are keras-embed-sim's EmbeddingRet and Em
 under other names."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from onnx import TensorProto
 
-from ..ir import Node
+from ..ir import Node, Tensor
+from ..layers.keras_bert import masked_conv_cut
 from ..model import named_weights
 from .builder import Builder
+from .convolution import convolution
 from .keras_transformer import embedding_ret, embedding_sim
 from .registry import emits
 
@@ -78,3 +82,23 @@ def masked_global_max_pool_1d(node: Node, b: Builder) -> list:
         x = b.op("Sub", [x, b.op("Unsqueeze", [penalty, b.ints(f"{base}/last", [-1])],
                                  f"{base}/penalty3")], f"{base}/masked")
     return [b.reduce("ReduceMax", x, [-2], base, keepdims=0)]
+
+
+@emits("MaskedConv1D")
+def masked_conv_1d(node: Node, b: Builder) -> list:
+    """Conv1D on x * mask[..., None]; the mask loses its first (k // 2) * d * 2 steps with
+    ``valid`` padding."""
+    base, tensor, mask = node.name, node.input("inputs"), node.input("mask")
+    if mask is None:
+        return convolution(node, b)
+    keep = b.op("Unsqueeze", [b.op("Cast", [b.value(mask)], f"{base}/mask_float",
+                                   to=TensorProto.FLOAT), b.ints(f"{base}/last", [-1])],
+                f"{base}/keep")
+    masked_input = Tensor(f"{base}/masked_input", tensor.shape, tensor.dtype)
+    b.bind(masked_input, b.op("Mul", [b.value(tensor), keep], f"{base}/masked_input"))
+    outputs = convolution(replace(node, inputs={"inputs": masked_input}), b)
+    if node.mask_outputs:
+        outputs.append(b.op("Slice", [b.value(mask), b.ints(f"{base}/cut", [masked_conv_cut(node)]),
+                                      b.ints(f"{base}/end", [np.iinfo(np.int64).max]),
+                                      b.ints(f"{base}/axis", [1])], f"{base}/mask"))
+    return outputs

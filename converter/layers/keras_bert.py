@@ -3,8 +3,10 @@ builds (its position embedding, normalization, attention and feed-forward layers
 the packages in ``keras_transformer.py`` and ``third_party.py``)."""
 from __future__ import annotations
 
+from .convolution import conv_settings, conv_weights, convolution
 from .keras_transformer import EMBEDDING_RET, SIMILARITY, embedding_ret, embedding_sim
-from .registry import NEW_MASK, WeightSpec, compute_dtype, first_input, layer_kind, no_mask
+from .registry import (NEW_MASK, WeightSpec, compute_dtype, first_input, first_mask,
+                       layer_kind, no_mask)
 
 # TokenEmbedding: keras-embed-sim's EmbeddingRet under keras-bert's name;
 # EmbeddingSimilarity: EmbeddingSim, always with its bias.
@@ -43,3 +45,23 @@ def masked_global_max_pool_1d(node):
     """max over the steps of x - 1e6 where masked: (B, F)."""
     shape = first_input(node).shape
     return [(shape[:1] + shape[2:], compute_dtype(node))]
+
+
+def _masked_conv_mask(node):
+    """The input's mask, cut by (kernel_size // 2) * dilation_rate * 2 leading steps with
+    ``valid`` padding (the package's rule)."""
+    mask = first_mask(node)
+    if mask is not None and node.config.get("padding", "valid") == "valid":
+        return NEW_MASK
+    return mask
+
+
+# Conv1D on x * mask[..., None].
+layer_kind("MaskedConv1D", mask_roles={"inputs": "mask"}, weights=conv_weights,
+           output_mask=_masked_conv_mask)(convolution)
+
+
+def masked_conv_cut(node) -> int:
+    """Leading steps MaskedConv1D drops from the mask with ``valid`` padding."""
+    kernel, _, dilation = conv_settings(node)
+    return kernel[0] // 2 * dilation[0] * 2
