@@ -1,6 +1,7 @@
-"""keras-bert (``keras_bert``, tf_keras only): the layers of its own that ``get_model``
-builds (its position embedding, normalization, attention and feed-forward layers come from
-the packages in ``keras_transformer.py`` and ``third_party.py``)."""
+"""keras-bert (``keras_bert``, tf_keras only): its own layers, those ``get_model`` builds
+and the masked pooling and convolution it offers for heads (its position embedding,
+normalization, attention and feed-forward layers come from the packages in
+``keras_transformer.py`` and ``third_party.py``)."""
 from __future__ import annotations
 
 from .convolution import conv_settings, conv_weights, convolution
