@@ -9,12 +9,23 @@ FAMILY_TITLES = {
     "normalization": "Normalization", "reshaping": "Reshaping", "pooling": "Pooling",
     "convolution": "Convolution", "recurrent": "Recurrent", "preprocessing": "Preprocessing",
     "third_party": "keras-multi-head", "operations": "Tensor operations",
+    "keras_self_attention": "keras-self-attention",
+    "keras_transformer": "keras-transformer's layers",
+    "keras_bert": "keras-bert",
 }
+
+# The package of each class in a family that gathers several (keras-transformer's parts).
+PACKAGES = {"PositionEmbedding": "keras_pos_embd", "TrigPosEmbedding": "keras_pos_embd",
+            "LayerNormalization": "keras_layer_normalization",
+            "FeedForward": "keras_position_wise_feed_forward",
+            "EmbeddingRet": "keras_embed_sim", "EmbeddingSim": "keras_embed_sim"}
 
 
 def _label(kind) -> str:
     if kind.family == "third_party":
         return f"{kind.class_name} (keras_multi_head)"
+    if kind.family == "keras_transformer":
+        return f"{kind.class_name} ({PACKAGES[kind.class_name]})"
     if kind.family == "operations":
         if kind.class_name in ("TFOpLambda", "SlicingOpLambda"):
             return f"{kind.class_name} (Keras 2)"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .errors import WeightError
 from .ir import Graph, Node
+from .layers.keras_transformer import name_package_gelu
 from .load import load as load_file
 from .parse import parse
 
@@ -15,6 +16,7 @@ def load(path, weights=None) -> Graph:
     try:
         graph = parse(saved)
         graph.source = saved
+        name_package_gelu(graph)
         check_weights(graph)
     except BaseException:
         saved.close()

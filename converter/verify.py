@@ -160,9 +160,8 @@ def verify(keras_model, onnx_model, *, weights=None, inputs=None, batches=(1, 4)
         saved = graph.source
         request = {"model": saved.source, "format": saved.format, "dialect": graph.dialect,
                    "weights": None if weights is None else os.fspath(weights),
-                   "third_party": any(layer.kind is not None
-                                      and layer.kind.family == "third_party"
-                                      for layer in graph.layers.values())}
+                   "families": sorted({layer.kind.family for layer in graph.layers.values()
+                                       if layer.kind is not None})}
         say(f"running {keras_model} in Keras ({graph.dialect}) on {len(input_sets)} input set(s)")
         keras_results = _run_keras(request, [arrays for *_, arrays in input_sets],
                                    layer_names if per_layer else [])
@@ -210,6 +209,11 @@ def _given_inputs(inputs, graph: Graph) -> list:
              arrays)]
 
 
+# Layers that look token ids up in a table of ``input_dim`` rows (the keras-bert and
+# keras-embed-sim ones are Keras' Embedding returning its table too).
+TOKEN_LAYERS = ("Embedding", "TokenEmbedding", "EmbeddingRet")
+
+
 def _generated_inputs(graph: Graph, batches, lengths, seed: int) -> list:
     dynamic = any(d is None for t in graph.inputs for d in t.shape[1:])
     sets = []
@@ -228,7 +232,7 @@ def _input_array(graph: Graph, tensor: Tensor, batch: int, length, rng) -> np.nd
     shape = [batch] + [length if d is None else d for d in tensor.shape[1:]]
     uses = [(node, role) for node in graph.consumers(tensor) for role, t in node.input_tensors()
             if t is tensor]
-    embedding = next((node for node, _ in uses if node.class_name == "Embedding"), None)
+    embedding = next((node for node, _ in uses if node.class_name in TOKEN_LAYERS), None)
     if embedding is not None:
         low = 1 if embedding.config.get("mask_zero") else 0
         ids = rng.integers(low, embedding.config["input_dim"], size=shape)

@@ -2,7 +2,7 @@
 
 Runs as its own process (``python -m converter.verify_keras REQUEST.json``), started by
 ``converter.verify``, so the caller's process never imports TensorFlow and Keras 2 models
-(tf_keras, keras-multi-head) load with ``TF_USE_LEGACY_KERAS=1`` whatever the caller
+(tf_keras, keras-multi-head and its family) load with ``TF_USE_LEGACY_KERAS=1`` whatever the caller
 already imported. Models load in safe mode: a Lambda layer's code is never run.
 
 The request names the model file (and weights), the input files to run, and the top-level
@@ -27,27 +27,56 @@ def _keras(dialect: str):
     return keras
 
 
-def _custom_objects(dialect: str) -> dict:
-    if dialect != "keras2":
+def _keras_multi_head() -> dict:
+    import keras_multi_head
+    return {"MultiHead": keras_multi_head.MultiHead,
+            "MultiHeadAttention": keras_multi_head.MultiHeadAttention}
+
+
+def _keras_self_attention() -> dict:
+    import keras_self_attention as ksa
+    return {cls.__name__: cls for cls in (ksa.SeqSelfAttention, ksa.SeqWeightedAttention,
+                                          ksa.ScaledDotProductAttention)}
+
+
+def _keras_transformer() -> dict:
+    """keras-transformer's own list (its gelu, LayerNormalization, FeedForward, ...) and
+    keras-pos-embd's PositionEmbedding, which it does not list."""
+    import keras_pos_embd
+    import keras_transformer
+    return {**keras_transformer.get_custom_objects(),
+            "PositionEmbedding": keras_pos_embd.PositionEmbedding}
+
+
+def _keras_bert() -> dict:
+    import keras_bert
+    return keras_bert.get_custom_objects()
+
+
+# Families of third-party packages (converter/layers/<family>.py) -> their Keras 2 custom
+# objects, as the packages' users register them when loading.
+PACKAGE_OBJECTS = {"third_party": _keras_multi_head,
+                   "keras_self_attention": _keras_self_attention,
+                   "keras_transformer": _keras_transformer, "keras_bert": _keras_bert}
+
+
+def _custom_objects(request: dict) -> dict:
+    if request["dialect"] != "keras2":
         return {}
-    try:
-        import keras_multi_head
-    except ImportError:
-        return {}
-    objects = {"MultiHead": keras_multi_head.MultiHead,
-               "MultiHeadAttention": keras_multi_head.MultiHeadAttention}
-    try:
-        import keras_self_attention
-        objects["ScaledDotProductAttention"] = keras_self_attention.ScaledDotProductAttention
-    except ImportError:
-        pass
+    objects = {}
+    for family in request.get("families", []):
+        if family in PACKAGE_OBJECTS:
+            try:
+                objects.update(PACKAGE_OBJECTS[family]())
+            except ImportError:
+                pass
     return objects
 
 
 def load_model(request: dict):
     k = _keras(request["dialect"])
     path, weights = request["model"], request.get("weights")
-    objects = _custom_objects(request["dialect"]) if request.get("third_party") else {}
+    objects = _custom_objects(request)
     if request["format"] == "json":
         with open(path) as f:
             model = k.models.model_from_json(f.read(), custom_objects=objects)

@@ -8,13 +8,16 @@ import sys
 from kerasonnx.layer_table import markdown_table
 from conftest import ROOT, fixture_path
 
-HEAVY = ("tensorflow", "keras", "tf_keras", "keras_multi_head", "keras_self_attention")
+HEAVY = ("tensorflow", "keras", "tf_keras", "keras_multi_head", "keras_self_attention",
+         "keras_pos_embd", "keras_layer_normalization", "keras_position_wise_feed_forward",
+         "keras_embed_sim", "keras_transformer", "keras_bert")
 
 
 def test_reading_and_converting_import_no_tensorflow_or_keras():
     fixtures = [fixture_path("keras3", "masked_encoder"), fixture_path("keras2", "kmh_attention"),
                 fixture_path("keras2", "ops_nodes")]
-    converted = [fixture_path("keras3", "three_attention"), fixture_path("keras2", "mha_4d")]
+    converted = [fixture_path("keras3", "three_attention"), fixture_path("keras2", "mha_4d"),
+                 fixture_path("keras2", "keras_bert_pretraining")]
     code = (
         "import sys, kerasonnx, kerasonnx.cli\n"
         f"for path in {[str(p) for p in fixtures]!r}:\n"

@@ -60,6 +60,10 @@ def _resolve(activation, options: dict) -> tuple:
     config = activation.get("config", {})
     if activation.get("class_name") == "Activation":
         return _resolve(config.get("activation"), options)
+    package_function = (activation.get("module"), config) if isinstance(config, str) else None
+    if package_function in PACKAGE_FUNCTIONS:
+        name, package_options = PACKAGE_FUNCTIONS[package_function]
+        return name, {**package_options, **options}
     if activation.get("class_name") in LAYER_ACTIVATIONS:
         name, layer_options = LAYER_ACTIVATIONS[activation["class_name"]](config)
         return name, {**layer_options, **options}
@@ -293,6 +297,10 @@ ACTIVATIONS = {
     "softplus": _unary("Softplus"), "softsign": _unary("Softsign"),
     "hard_silu": _unary("HardSwish"),
 }
+
+# Third-party activation functions, by the (module, name) a config spells them with ->
+# (function name, options): keras_transformer's (and keras_bert's) gelu is the tanh one.
+PACKAGE_FUNCTIONS = {("keras_transformer.gelu", "gelu"): ("gelu", {"approximate": True})}
 
 # Activation layers (as layer configs store them) -> (function name, options)
 LAYER_ACTIVATIONS = {

@@ -55,8 +55,8 @@ def causal_mask(b: Builder, query: str, key: str, shape_q, shape_k, base: str,
         cols = np.arange(shape_k[1]).reshape(1, 1, -1)
         mask = rows >= cols if window is None else np.abs(rows - cols) < window
         return b.constant(base, mask)
-    rows = _positions(b, query, f"{base}/query_positions")
-    cols = _positions(b, key, f"{base}/key_positions")
+    rows = positions(b, query, f"{base}/query_positions")
+    cols = positions(b, key, f"{base}/key_positions")
     rows = unsqueeze(b, rows, [0, 2], f"{base}/rows")
     cols = unsqueeze(b, cols, [0, 1], f"{base}/columns")
     if window is None:
@@ -65,7 +65,7 @@ def causal_mask(b: Builder, query: str, key: str, shape_q, shape_k, base: str,
     return b.op("Less", [distance, b.constant(f"{base}/window", np.int64(window))], base)
 
 
-def _positions(b: Builder, value: str, base: str) -> str:
+def positions(b: Builder, value: str, base: str) -> str:
     length = b.op("Shape", [value], f"{base}/length", start=1, end=2)
     length = b.op("Squeeze", [length], f"{base}/length_scalar")
     return b.op("Range", [b.constant(f"{base}/zero", np.int64(0)), length,

@@ -131,12 +131,18 @@ def _transpose(b: Builder, x: str, letters: str, order: list, base: str) -> str:
 def embedding(node: Node, b: Builder) -> list:
     """y = embeddings[ids] (float ids truncated to int32); with mask_zero the mask is
     ids != 0, on the ids as given."""
+    return embedding_lookup(node, b, b.constant(f"{node.name}/embeddings",
+                                                _weights(node)["embeddings"]))
+
+
+def embedding_lookup(node: Node, b: Builder, table: str) -> list:
+    """[table[ids]] and, when the node computes one, its mask ids != 0 (Embedding and the
+    layers that are an Embedding returning more)."""
     ids_tensor = node.input("inputs")
     ids = b.value(ids_tensor)
     indices = ids
     if ids_tensor.dtype not in ("int32", "int64"):
         indices = b.op("Cast", [ids], f"{node.name}/ids", to=TensorProto.INT32)
-    table = b.constant(f"{node.name}/embeddings", _weights(node)["embeddings"])
     outputs = [b.op("Gather", [table, indices], node.name, axis=0)]
     if node.mask_outputs:
         zero = b.constant(f"{node.name}/zero", np.zeros((), dtype=ids_tensor.dtype))

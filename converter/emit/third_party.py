@@ -12,11 +12,8 @@ from ..model import named_weights
 from .activations import apply_activation
 from .attention import FUSED_ATTENTION_OPSET, causal_mask, fused_attention, unsqueeze
 from .builder import Builder
+from .keras_self_attention import attend
 from .registry import emits, emitter_for
-
-# keras_self_attention's ScaledDotProductAttention subtracts this from masked logits.
-MASK_PENALTY = 10000.0
-
 
 @emits("MultiHeadAttention")
 def keras_multi_head_attention(node: Node, b: Builder) -> list:
@@ -75,33 +72,19 @@ def _matmul_attention(node: Node, b: Builder, q: str, k: str, v: str, heads: int
                  f"{base}/{role}_heads")
         return b.op("Transpose", [x], f"{base}/{role}_t", perm=perm)
 
-    logits = b.op("MatMul", [split(q, [0, 2, 1, 3], "query"), split(k, [0, 2, 3, 1], "key")],
-                  f"{base}/dot")
-    logits = b.op("Div", [logits, b.constant(f"{base}/sqrt_dim",
-                                             np.sqrt(np.float32(head_dim)))],
-                  f"{base}/logits")
+    allowed = []
     if history_only:
         query, key = node.input("query"), node.input("key")
-        allowed = causal_mask(b, b.value(query), b.value(key), query.shape, key.shape, base)
-        logits = _penalize(b, logits, unsqueeze(b, allowed, [1], f"{base}/causal4"),
-                           f"{base}/causal")
+        allowed.append(unsqueeze(b, causal_mask(b, b.value(query), b.value(key), query.shape,
+                                                key.shape, base), [1], f"{base}/causal4"))
     if key_mask is not None:
-        logits = _penalize(b, logits, unsqueeze(b, key_mask, [1, 2], f"{base}/key_mask4"),
-                           f"{base}/key_masked")
-    probabilities = b.op("Softmax", [logits], f"{base}/probabilities", axis=-1)
-    context = b.op("MatMul", [probabilities, split(v, [0, 2, 1, 3], "value")],
-                   f"{base}/context_heads")
+        allowed.append(unsqueeze(b, key_mask, [1, 2], f"{base}/key_mask4"))
+    context, _ = attend(b, split(q, [0, 2, 1, 3], "query"), split(k, [0, 2, 3, 1], "key"),
+                        split(v, [0, 2, 1, 3], "value"), np.sqrt(np.float32(head_dim)),
+                        allowed, base)
     context = b.op("Transpose", [context], f"{base}/context_t", perm=[0, 2, 1, 3])
     return b.op("Reshape", [context, b.ints(f"{base}/merge_heads", [0, 0, -1])],
                 f"{base}/context")
-
-
-def _penalize(b: Builder, logits: str, allowed: str, base: str) -> str:
-    """logits - 10000 where ``allowed`` (bool, broadcast) is False."""
-    penalty = b.op("Where", [allowed, b.constant(f"{base}/zero", np.float32(0)),
-                             b.constant(f"{base}/penalty", np.float32(MASK_PENALTY))],
-                   f"{base}/penalty")
-    return b.op("Sub", [logits, penalty], base)
 
 
 @emits("MultiHead")

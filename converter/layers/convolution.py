@@ -43,7 +43,7 @@ def conv_settings(node) -> tuple:
             as_tuple(node.config.get("dilation_rate", 1)))
 
 
-def _conv_weights(node):
+def conv_weights(node):
     kernel, _, _ = conv_settings(node)
     _, channels = split_channels(node, first_input(node).shape)
     filters, groups = node.config["filters"], node.config.get("groups", 1)
@@ -64,7 +64,7 @@ def _windowed(node, channels) -> list:
     return [(join_channels(node, shape[0], dims, channels), compute_dtype(node))]
 
 
-@layer_kind("Conv1D", "Conv2D", weights=_conv_weights, output_mask=no_mask)
+@layer_kind("Conv1D", "Conv2D", weights=conv_weights, output_mask=no_mask)
 def convolution(node):
     """y = activation(conv(x, kernel) + bias), windows of ``kernel_size`` moved by
     ``strides``, spaced by ``dilation_rate``; ``groups`` split the channels."""

@@ -15,7 +15,7 @@ def normalized_axes(node) -> list:
                   for a in (axis if isinstance(axis, list) else [axis]))
 
 
-def _layer_norm_weights(node):
+def layer_norm_weights(node):
     """gamma with ``scale`` (Keras 3: or ``rms_scaling``), beta with ``center`` (Keras 3:
     and not ``rms_scaling``), each of the input's sizes on the normalized axes."""
     shape = first_input(node).shape
@@ -29,7 +29,7 @@ def _layer_norm_weights(node):
 
 # LayerNormalization: (x - mean) / sqrt(var + epsilon) * gamma + beta over ``axis``
 # (x / sqrt(var + epsilon) * gamma with Keras 3's rms_scaling).
-layer_kind("LayerNormalization", weights=_layer_norm_weights)(same_as_input)
+layer_kind("LayerNormalization", weights=layer_norm_weights)(same_as_input)
 
 
 def _batch_norm_weights(node):

@@ -82,6 +82,21 @@ def kind_for(class_name: str, module: Optional[str], config: dict) -> Optional[L
     return None
 
 
+def from_package(package: str, config_test: Callable[[dict], bool]) -> Callable:
+    """The ``matches`` test of a class that a third-party package shares its name with a
+    Keras class (``LayerNormalization``, ``PositionEmbedding``, ``MultiHeadAttention``): by
+    the module the file records (``.keras`` files: ``keras_pos_embd.pos_embd`` vs
+    ``keras.layers``), else by ``config_test(config)`` on the config keys only that class
+    writes (a legacy ``.h5`` or a JSON config records no module)."""
+
+    def matches(module: str, config: dict) -> bool:
+        if module:
+            return module.split(".")[0] == package
+        return config_test(config)
+
+    return matches
+
+
 def known_kinds() -> list:
     """Every registered kind, by family then class name."""
     kinds = [kind for group in _KINDS.values() for kind in group]

@@ -5,11 +5,9 @@ from __future__ import annotations
 from typing import Optional
 
 from ..ir import Layer, Node, Tensor
-from .registry import WeightSpec, compute_dtype, first_input, kind_for, layer_kind
-
-
-def _is_keras_multi_head(module: str, config: dict) -> bool:
-    return "head_num" in config or module.startswith("keras_multi_head")
+from .keras_self_attention import bind_query_key_value
+from .registry import (WeightSpec, compute_dtype, first_input, from_package, kind_for,
+                       layer_kind)
 
 
 def _multi_head_weights(node):
@@ -25,20 +23,8 @@ def _multi_head_weights(node):
     return [WeightSpec(n, f"vars/{i}", shape) for i, (n, shape) in enumerate(specs)]
 
 
-def bind_query_key_value(arguments: dict) -> tuple:
-    """``inputs`` is one tensor (self-attention) or ``[query, key, value]``; ``mask`` alike."""
-    arguments = dict(arguments)
-    inputs = arguments.pop("inputs")
-    inputs = inputs if isinstance(inputs, list) else [inputs] * 3
-    roles = dict(zip(("query", "key", "value"), inputs))
-    mask = arguments.pop("mask", None)
-    masks = mask if isinstance(mask, list) else [mask] * 3
-    roles.update((f"{role}_mask", m) for role, m in zip(("query", "key", "value"), masks)
-                 if m is not None)
-    return roles, arguments
-
-
-@layer_kind("MultiHeadAttention", matches=_is_keras_multi_head, bind_roles=bind_query_key_value,
+@layer_kind("MultiHeadAttention", bind_roles=bind_query_key_value,
+            matches=from_package("keras_multi_head", lambda config: "head_num" in config),
             mask_roles={"query": "query_mask", "key": "key_mask", "value": "value_mask"},
             weights=_multi_head_weights,
             output_mask=lambda node: node.input("query").mask)
