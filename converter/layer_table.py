@@ -8,13 +8,16 @@ FAMILY_TITLES = {
     "attention": "Attention", "core": "Core", "merge": "Merging",
     "normalization": "Normalization", "reshaping": "Reshaping", "pooling": "Pooling",
     "convolution": "Convolution", "recurrent": "Recurrent",
-    "third_party": "keras-multi-head", "operations": "Tensor operations",
+    "operations": "Tensor operations",
+    # third-party libraries, one family per package (its import name is the module's name)
+    "keras_multi_head": "keras-multi-head", "keras_hub": "KerasHub",
 }
+LIBRARIES = ("keras_multi_head", "keras_hub")
 
 
 def _label(kind) -> str:
-    if kind.family == "third_party":
-        return f"{kind.class_name} (keras_multi_head)"
+    if kind.family in LIBRARIES:
+        return f"{kind.class_name} ({kind.family})"
     if kind.family == "operations":
         return "TFOpLambda (Keras 2)" if kind.class_name == "TFOpLambda" else f"ops.{kind.class_name}"
     return kind.class_name
@@ -26,7 +29,9 @@ def layer_rows() -> list:
     rows = {}
     for kind in known_kinds():
         done, read_only = rows.setdefault(FAMILY_TITLES[kind.family], ([], []))
-        (done if (kind.family, kind.class_name) in converted else read_only).append(_label(kind))
+        # a composite layer converts through the layers it expands into
+        emitted = (kind.family, kind.class_name) in converted or kind.expand is not None
+        (done if emitted else read_only).append(_label(kind))
     return [(family, done, read_only) for family, (done, read_only) in rows.items()]
 
 

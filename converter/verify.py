@@ -24,6 +24,7 @@ import onnxruntime as ort
 from .convert import TENSOR_MAP_KEY
 from .errors import ConversionError, ModelFileError
 from .ir import Graph, Tensor
+from .layers.keras_hub import is_keras_hub
 from .model import load
 
 REPORT_SCHEMA = "kerasonnx.verify/1"
@@ -161,8 +162,10 @@ def verify(keras_model, onnx_model, *, weights=None, inputs=None, batches=(1, 4)
         request = {"model": saved.source, "format": saved.format, "dialect": graph.dialect,
                    "weights": None if weights is None else os.fspath(weights),
                    "third_party": any(layer.kind is not None
-                                      and layer.kind.family == "third_party"
-                                      for layer in graph.layers.values())}
+                                      and layer.kind.family == "keras_multi_head"
+                                      for layer in graph.layers.values()),
+                   "keras_hub": any(is_keras_hub(layer.module)
+                                    for layer in graph.layers.values())}
         say(f"running {keras_model} in Keras ({graph.dialect}) on {len(input_sets)} input set(s)")
         keras_results = _run_keras(request, [arrays for *_, arrays in input_sets],
                                    layer_names if per_layer else [])
@@ -354,14 +357,14 @@ def _tensor_map(proto: onnx.ModelProto) -> dict:
 
 def _layer_names(graph: Graph, tensor_map: dict) -> list:
     """Top-level layers called once whose output the ONNX file records, in graph order."""
-    return [node.name for node in graph.nodes
+    return [node.name for node, _ in graph.calls()
             if "/" not in node.name and node.outputs and node.outputs[0].name in tensor_map]
 
 
 def _compare_layers(report: VerifyReport, proto, graph: Graph, tensor_map: dict,
                     input_sets: list, keras_results: list) -> None:
     wanted = []
-    for node in graph.nodes:
+    for node, _ in graph.calls():
         for i, tensor in enumerate(node.outputs):
             if tensor.name in tensor_map and "/" not in node.name:
                 wanted.append((node.name, i, tensor.name, tensor_map[tensor.name]))

@@ -170,7 +170,7 @@ def test_sequential_holding_a_functional_block(dialect):
 def test_keras_multi_head_layers_told_apart():
     with load("keras2", "kmh_attention") as graph:
         node = graph.node("kmh_qkv")
-        assert node.layer.kind.family == "third_party"
+        assert node.layer.kind.family == "keras_multi_head"
         assert {r: names(v) for r, v in node.inputs.items()} == {
             "query": "q", "key": "k", "value": "v"}
         assert node.outputs[0].shape == (None, 4, 6)

@@ -51,7 +51,7 @@ class _Operation:
                               f"is not supported yet (only tensors and Python numbers)")
 
     def rank(self) -> int:
-        shape = self.node.data_inputs()[0].shape
+        shape = next(t for _, t in self.node.input_tensors()).shape
         if shape is None:
             raise ConversionError(f"layer {self.base!r}: {_label(self.node)} needs the rank "
                                   f"of its input, which the saved model does not give")

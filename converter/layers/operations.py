@@ -226,7 +226,7 @@ def _is_known_tf_function(module: str, config: dict) -> bool:
 def operation_output_types(node):
     """Output shape of an operation: NumPy broadcasting, matmul, reshape, reductions."""
     name, attributes = operation(node)
-    shapes = [t.shape for t in node.data_inputs()]
+    shapes = [t.shape for _, t in node.input_tensors()]  # masks too: composites use them
     first = shapes[0] if shapes else None
     dtype = operation_dtypes(node)[1]
     if name in ARITHMETIC or name in COMPARISONS or name in LOGICAL:

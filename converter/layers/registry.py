@@ -46,6 +46,9 @@ class LayerKind:
     # Roles whose tensors lose their mask once the call is made (Keras 3's
     # MultiHeadAttention deletes its inputs' masks): later calls see them unmasked.
     clears_masks_of: Callable[[Node], tuple] = lambda node: ()
+    # A composite layer: ``expand(node, expansion)`` describes its call as inner calls of
+    # known layers (see converter/composite.py) and returns the call's outputs.
+    expand: Optional[Callable] = None
 
     def __post_init__(self):
         if self.output_mask is None:

@@ -1,0 +1,176 @@
+"""Emitters for KerasHub's layers (see converter/layers/keras_hub.py). Its transformer
+blocks and TokenAndPositionEmbedding are composite layers, emitted through the layers they
+expand into; what remains here has no composition of known layers: the position encodings,
+ReversibleEmbedding, and CachedMultiHeadAttention (Keras' MultiHeadAttention emitter)."""
+from __future__ import annotations
+
+import numpy as np
+from onnx import TensorProto
+
+from ..errors import ConversionError
+from ..ir import Node
+from ..model import named_weights
+from .attention import multi_head_attention, unsqueeze
+from .builder import Builder
+from .core import embedding
+from .registry import emits
+
+
+@emits("CachedMultiHeadAttention")
+def cached_multi_head_attention(node: Node, b: Builder) -> list:
+    """Without a cache, Keras' MultiHeadAttention (its masks only from attention_mask)."""
+    return multi_head_attention(node, b)
+
+
+@emits("ReversibleEmbedding")
+def reversible_embedding(node: Node, b: Builder) -> list:
+    """Forward: Embedding. ``reverse=True``: logits = x @ embeddingsᵀ (or @
+    reverse_embeddings without tie_weights), then cap * tanh(logits / cap) with
+    ``logit_soft_cap``."""
+    if not node.arguments.get("reverse"):
+        return embedding(node, b)
+    config, base = node.config, node.name
+    if config.get("reverse_dtype") not in (None, "float32"):
+        raise ConversionError(f"layer {base!r}: ReversibleEmbedding with reverse_dtype="
+                              f"{config['reverse_dtype']!r} is not supported yet")
+    weights = named_weights(node)
+    kernel = (weights["embeddings"].T if config.get("tie_weights", True)
+              else weights["reverse_embeddings"])
+    logits = b.op("MatMul", [b.value(node.input("inputs")),
+                             b.constant(f"{base}/kernel", np.asarray(kernel, np.float32))],
+                  f"{base}/logits")
+    cap = config.get("logit_soft_cap")
+    if cap is None:
+        return [logits]
+    cap = b.constant(f"{base}/soft_cap", np.float32(cap))
+    capped = b.op("Tanh", [b.op("Div", [logits, cap], f"{base}/scaled")], f"{base}/tanh")
+    return [b.op("Mul", [capped, cap], base)]
+
+
+def _start_index(node: Node) -> int:
+    """The ``start_index`` call argument, a Python int (a tensor one is refused)."""
+    if node.input("positions") is not None or node.input("start_index") is not None:
+        raise ConversionError(f"layer {node.name!r}: {node.class_name} called with "
+                              f"positions or a tensor start_index is not supported yet")
+    return int(node.arguments.get("start_index", 0))
+
+
+def _positions(b: Builder, x: str, axis: int, start: int, base: str) -> str:
+    """float32 [start, start + length of ``axis`` of x), as KerasHub's arange."""
+    length = b.op("Shape", [x], f"{base}/length", start=axis, end=axis + 1)
+    length = b.op("Squeeze", [length], f"{base}/length_scalar")
+    positions = b.op("Range", [b.constant(f"{base}/zero", np.int64(0)), length,
+                               b.constant(f"{base}/one", np.int64(1))], f"{base}/range")
+    positions = b.op("Cast", [positions], f"{base}/float", to=TensorProto.FLOAT)
+    if start:
+        positions = b.op("Add", [positions, b.constant(f"{base}/start", np.float32(start))],
+                         base)
+    return positions
+
+
+def _broadcast_to_input(b: Builder, table: str, x: str, base: str) -> str:
+    return b.op("Expand", [table, b.op("Shape", [x], f"{base}/shape")], base)
+
+
+@emits("PositionEmbedding")
+def position_embedding(node: Node, b: Builder) -> list:
+    """embeddings[start : start + T] (T: the input's second-to-last axis) broadcast to the
+    input's shape."""
+    tensor, base = node.input("inputs"), node.name
+    start = _start_index(node)
+    table = np.asarray(named_weights(node)["embeddings"], np.float32)
+    x = b.value(tensor)
+    length = tensor.shape[-2]
+    if length is not None:
+        rows = b.constant(f"{base}/embeddings", table[start:start + length])
+    else:
+        size = b.op("Shape", [x], f"{base}/length", start=-2, end=-1)
+        end = b.op("Add", [size, b.ints(f"{base}/start", [start])], f"{base}/end")
+        rows = b.op("Slice", [b.constant(f"{base}/embeddings", table),
+                              b.ints(f"{base}/starts", [start]), end,
+                              b.ints(f"{base}/axes", [0])], f"{base}/rows")
+    return [_broadcast_to_input(b, rows, x, base)]
+
+
+@emits("SinePositionEncoding")
+def sine_position_encoding(node: Node, b: Builder) -> list:
+    """pe[t, i] = sin(t w_i) (even i) or cos(t w_i) (odd i), w_i = (1 / max_wavelength) **
+    (2 (i // 2) / hidden) computed in float32 as KerasHub does, broadcast to the input."""
+    tensor, base = node.input("inputs"), node.name
+    hidden = tensor.shape[-1]
+    if hidden is None:
+        raise ConversionError(f"layer {base!r}: SinePositionEncoding needs a fixed feature "
+                              f"size")
+    x = b.value(tensor)
+    rank = len(tensor.shape)
+    positions = _positions(b, x, rank - 2, _start_index(node), f"{base}/positions")
+    index = np.arange(hidden)
+    min_frequency = np.float32(1 / node.config.get("max_wavelength", 10000))
+    timescales = np.power(min_frequency, (2 * (index // 2)).astype(np.float32)
+                          / np.float32(hidden)).astype(np.float32)
+    angles = b.op("Mul", [unsqueeze(b, positions, [1], f"{base}/positions_column"),
+                          b.constant(f"{base}/timescales", timescales[None, :])],
+                  f"{base}/angles")
+    odd = b.constant(f"{base}/odd", (index % 2 == 1)[None, :])
+    table = b.op("Where", [odd, b.op("Cos", [angles], f"{base}/cos"),
+                           b.op("Sin", [angles], f"{base}/sin")], f"{base}/table")
+    return [_broadcast_to_input(b, table, x, base)]
+
+
+def rotary_inverse_frequencies(config: dict, dim: int) -> np.ndarray:
+    """θ_j = max_wavelength ** (-2j / (denominator_dim or dim)), divided by scaling_factor
+    ("linear"), by scaling_factor ** (dim / (dim - 2)) ("dynamic"), in float32."""
+    f32 = np.float32
+    index = np.arange(0, dim, 2, dtype=f32)
+    inverse = np.power(f32(config.get("max_wavelength", 10000)),
+                       -(index / f32(config.get("denominator_dim") or dim)))
+    rope, factor = config.get("rope_type", "linear"), f32(config.get("scaling_factor", 1.0))
+    if rope == "linear":
+        inverse = inverse / factor
+    elif rope == "dynamic":
+        inverse = inverse / np.power(factor, f32(dim) / f32(max(1, dim - 2)))
+    elif rope == "yarn":
+        raise ValueError("rope_type 'yarn'")
+    return inverse.astype(f32)
+
+
+@emits("RotaryEmbedding")
+def rotary_embedding(node: Node, b: Builder) -> list:
+    """y = x cos(t θ) + rotate_half(x) sin(t θ), rotate_half(x) = [-x2, x1] for the halves
+    of the feature axis, t the position on the sequence axis; the angles repeat [t θ, t θ]
+    over the feature axis as KerasHub's ``stack`` + ``reshape`` lays them out."""
+    tensor, base, config = node.input("inputs"), node.name, node.config
+    rank = len(tensor.shape)
+    sequence = config.get("sequence_axis", 1) % rank
+    feature = config.get("feature_axis", -1) % rank
+    dim = tensor.shape[feature]
+    if dim is None:
+        raise ConversionError(f"layer {base!r}: RotaryEmbedding needs a fixed feature size")
+    try:
+        inverse = rotary_inverse_frequencies(config, dim)
+    except ValueError as exc:
+        raise ConversionError(f"layer {base!r}: RotaryEmbedding with {exc} is not supported "
+                              f"yet") from None
+    # Keras' moveaxis(x, (feature, sequence), (-1, 1)) as a permutation, and back.
+    perm = [int(d) - 2 for d in np.moveaxis(np.empty(tuple(range(2, rank + 2))),
+                                            (feature, sequence), (-1, 1)).shape]
+    x = b.value(tensor)
+    if perm != list(range(rank)):
+        x = b.op("Transpose", [x], f"{base}/moved", perm=perm)
+    positions = _positions(b, x, 1, _start_index(node), f"{base}/positions")
+    frequencies = b.op("Mul", [unsqueeze(b, positions, [1], f"{base}/positions_column"),
+                               b.constant(f"{base}/inverse_frequencies", inverse[None, :])],
+                       f"{base}/frequencies")
+    angles = b.op("Concat", [frequencies, frequencies], f"{base}/angles", axis=-1)
+    angles = unsqueeze(b, angles, [0] + list(range(2, rank - 1)), f"{base}/angles_nd")
+    half = dim // 2
+    x1, x2 = b.op("Split", [x, b.ints(f"{base}/halves", [half, half])], f"{base}/half",
+                  outputs=2, axis=-1)
+    rotated = b.op("Concat", [b.op("Neg", [x2], f"{base}/minus_x2"), x1], f"{base}/rotated",
+                   axis=-1)
+    y = b.op("Add", [b.op("Mul", [x, b.op("Cos", [angles], f"{base}/cos")], f"{base}/x_cos"),
+                     b.op("Mul", [rotated, b.op("Sin", [angles], f"{base}/sin")],
+                          f"{base}/rotated_sin")], f"{base}/rotary")
+    if perm != list(range(rank)):
+        y = b.op("Transpose", [y], base, perm=[int(i) for i in np.argsort(perm)])
+    return [y]
