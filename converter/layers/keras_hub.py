@@ -118,25 +118,19 @@ def _expand_encoder(node, x) -> list:
     layers = _sublayers(x, "encoder", inputs.shape[-1])
     mask = _merged_attention_mask(x, inputs, node.input("padding_mask"),
                                   node.input("attention_mask"), "self_attention_mask")
-    want_scores = bool(node.arguments.get("return_attention_scores"))
 
     def attend(h):
-        outputs = x.call(layers["_self_attention_layer"], query=h, value=h,
-                         attention_mask=mask, return_attention_scores=want_scores)
-        return outputs[0], outputs[1:]
+        return x.call(layers["_self_attention_layer"], query=h, value=h,
+                      attention_mask=mask)[0], None
 
-    h, scores = _residual_block(x, layers, "_self_attention", inputs, attend)
-    return [_feedforward(x, layers, h)] + list(scores)
+    h = _residual_block(x, layers, "_self_attention", inputs, attend)[0]
+    return [_feedforward(x, layers, h)]
 
 
 def _encoder_types(node):
-    """The input's shape; with return_attention_scores also (B, heads, T, T)."""
-    shape = node.input("inputs").shape
-    dtype = compute_dtype(node)
-    types = [(shape, dtype)]
-    if node.arguments.get("return_attention_scores"):
-        types.append(((shape[0], node.config["num_heads"], shape[1], shape[1]), dtype))
-    return types
+    """The input's shape. (With return_attention_scores Keras' symbolic call still gives
+    one output, its compute_output_shape's: a functional model cannot use the scores.)"""
+    return [(node.input("inputs").shape, compute_dtype(node))]
 
 
 hub_kind("TransformerEncoder",

@@ -1,0 +1,95 @@
+"""KerasHub's layers (``keras_hub``, Keras 3 only): every case of ``keras_hub_cases`` built
+with real KerasHub, weights randomized, saved as ``.keras``, converted at opset 23 and 17,
+run in onnxruntime at batch 1 and 3 and two lengths, and every element compared with
+Keras; plus what the composite expansion looks like to inspect and verify."""
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from conftest import requires_keras
+from keras_check import check_conversion
+from keras_hub_cases import CASES
+
+import kerasonnx
+from kerasonnx.convert import convert
+from kerasonnx.model import load
+
+pytestmark = [requires_keras, pytest.mark.skipif(
+    importlib.util.find_spec("keras_hub") is None, reason="needs keras-hub")]
+
+OPSETS = (23, 17)
+
+
+@pytest.fixture(scope="module")
+def saved_models(tmp_path_factory):
+    return CASES.cache(tmp_path_factory.mktemp("keras_hub_models"))
+
+
+@pytest.mark.parametrize("opset", OPSETS)
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_keras_hub_matches_keras(saved_models, name, opset):
+    model, path = saved_models(name, "keras3")
+    check_conversion(model, path, opsets=(opset,), **CASES[name].check)
+
+
+def test_encoder_expands_into_known_layers(saved_models):
+    """A TransformerEncoder call becomes inner calls named after its sublayers, each
+    reading its weights under the encoder's; the composite call itself is kept apart."""
+    _, path = saved_models("text_classifier", "keras3")
+    with load(path) as graph:
+        inner = [(n.name, n.class_name) for n in graph.nodes
+                 if n.name.startswith("transformer_encoder/_")]
+        assert inner == [
+            ("transformer_encoder/_self_attention_layer", "MultiHeadAttention"),
+            ("transformer_encoder/_self_attention_dropout", "Dropout"),
+            ("transformer_encoder/_self_attention_layer_norm", "LayerNormalization"),
+            ("transformer_encoder/_feedforward_intermediate_dense", "Dense"),
+            ("transformer_encoder/_feedforward_output_dense", "Dense"),
+            ("transformer_encoder/_feedforward_dropout", "Dropout"),
+            ("transformer_encoder/_feedforward_layer_norm", "LayerNormalization")]
+        attention = graph.node("transformer_encoder/_self_attention_layer")
+        assert attention.layer.weights.shape("query_dense/vars/0") == (8, 2, 4)
+        assert attention.input("attention_mask") is not None
+        assert [c.name for c in graph.composites] == [
+            "token_and_position_embedding", "transformer_encoder"]
+        encoder = graph.composites[1]
+        assert encoder.outputs[0].name == "transformer_encoder"
+        assert encoder.outputs[0].producer.name == "transformer_encoder/_feedforward_layer_norm"
+        # the encoder's output carries the token embedding's mask, as in Keras
+        assert encoder.outputs[0].mask.name == "token_and_position_embedding/token_embedding/mask"
+
+
+def test_inspect_groups_inner_calls(saved_models):
+    _, path = saved_models("text_classifier", "keras3")
+    report = kerasonnx.inspect(path)
+    by_name = {n["name"]: n for n in report["nodes"]}
+    encoder = by_name["transformer_encoder"]
+    assert encoder["composite"] and encoder["depth"] == 0 and encoder["params"] == 600
+    inner = by_name["transformer_encoder/_self_attention_layer"]
+    assert inner["inside"] == "transformer_encoder" and inner["depth"] == 1
+    names = [n["name"] for n in report["nodes"]]
+    assert names.index("transformer_encoder") < names.index(
+        "transformer_encoder/_self_attention_layer")
+    from kerasonnx.report import render_text
+    text = render_text(report)
+    assert "\n  transformer_encoder  TransformerEncoder  params 600" in text
+    assert "\n      transformer_encoder/_self_attention_layer  MultiHeadAttention" in text
+
+
+def test_verify_runs_keras_hub_models(saved_models, tmp_path):
+    """verify imports keras_hub in its Keras process and compares the composite calls'
+    outputs (the encoder's as a whole) with Keras' layers."""
+    _, path = saved_models("text_classifier", "keras3")
+    report = kerasonnx.verify(path, convert(path).model, batches=(2,), lengths=(5,),
+                              per_layer=True)
+    assert report.passed, report.summary()
+    compared = {c.name for c in report.runs[0].layers}
+    assert {"token_and_position_embedding", "transformer_encoder"} <= compared
+
+
+def test_attention_operator_at_opset_23(saved_models):
+    _, path = saved_models("miniature_gpt", "keras3")
+    assert "Attention" in {n.op_type for n in convert(path, opset=23).model.graph.node}
+    assert "Attention" not in {n.op_type for n in convert(path, opset=17).model.graph.node}
