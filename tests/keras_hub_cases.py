@@ -226,3 +226,17 @@ def cached_attention(k):
     cross = CachedMultiHeadAttention(num_heads=2, key_dim=3, value_dim=5)(
         x, memory, attention_mask=attention)
     return k.Model([tokens, memory, attention], [self_attention, cross])
+
+
+@case()
+def rms_and_alibi(k):
+    """KerasHub's RMSNormalization (fixed epsilon) and AlibiBias on attention scores, with
+    a power-of-two and another number of heads."""
+    from keras_hub.src.layers.modeling.rms_normalization import RMSNormalization
+    layers = hub()
+    x = k.Input((None, 8), name="x")
+    normalized = RMSNormalization(8)(x)
+    _, scores4 = k.layers.MultiHeadAttention(4, 2)(x, x, return_attention_scores=True)
+    _, scores3 = k.layers.MultiHeadAttention(3, 2)(x, x, return_attention_scores=True)
+    return k.Model(x, [normalized, layers.AlibiBias()(scores4),
+                       layers.AlibiBias(alibi_bias_max=4)(scores3)])

@@ -4,6 +4,8 @@ expand into; what remains here has no composition of known layers: the position 
 ReversibleEmbedding, and CachedMultiHeadAttention (Keras' MultiHeadAttention emitter)."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from onnx import TensorProto
 
@@ -174,3 +176,51 @@ def rotary_embedding(node: Node, b: Builder) -> list:
     if perm != list(range(rank)):
         y = b.op("Transpose", [y], base, perm=[int(i) for i in np.argsort(perm)])
     return [y]
+
+
+@emits("RMSNormalization")
+def rms_normalization(node: Node, b: Builder) -> list:
+    """x * rsqrt(mean(x², last axis) + 1e-6) * scale (KerasHub's fixed epsilon)."""
+    tensor, base = node.input("inputs"), node.name
+    x = b.value(tensor)
+    if tensor.dtype != "float32":
+        x = b.op("Cast", [x], f"{base}/float", to=TensorProto.FLOAT)
+    mean = b.reduce("ReduceMean", b.op("Mul", [x, x], f"{base}/square"), [-1], f"{base}/mean")
+    root = b.op("Sqrt", [b.op("Add", [mean, b.constant(f"{base}/epsilon", np.float32(1e-6))],
+                              f"{base}/mean_eps")], f"{base}/root")
+    normalized = b.op("Mul", [x, b.op("Reciprocal", [root], f"{base}/rsqrt")],
+                      f"{base}/normalized")
+    scale = np.asarray(named_weights(node)["scale"], np.float32)
+    return [b.op("Mul", [normalized, b.constant(f"{base}/scale", scale)], base)]
+
+
+def alibi_slopes(heads: int, bias_max: float) -> list:
+    """KerasHub's ALiBi slopes: 2^(-bias_max / n) ** (i + 1) for a power of two n, else
+    those of the power of two below, then every other slope of twice that."""
+    if math.log2(heads).is_integer():
+        start = 2 ** (-(2 ** -(math.log2(heads) - math.log2(bias_max))))
+        return [start * start ** i for i in range(heads)]
+    power = 2 ** math.floor(math.log2(heads))
+    return (alibi_slopes(power, bias_max)
+            + alibi_slopes(2 * power, bias_max)[0::2][:heads - power])
+
+
+@emits("AlibiBias")
+def alibi_bias(node: Node, b: Builder) -> list:
+    """scores + slopes[h] * (1 - S + j) for key position j, broadcast (1, heads, 1, S)."""
+    tensor, base = node.input("attention_scores"), node.name
+    if tensor.shape is None or len(tensor.shape) != 4 or tensor.shape[-3] is None:
+        raise ConversionError(f"layer {base!r}: AlibiBias needs (batch, heads, query, key) "
+                              f"scores with a fixed number of heads")
+    heads = tensor.shape[-3]
+    slopes = np.asarray(alibi_slopes(heads, node.config.get("alibi_bias_max", 8)),
+                        np.float32).reshape(1, heads, 1, 1)
+    scores = b.value(tensor)
+    length = b.op("Shape", [scores], f"{base}/key_length", start=-1)
+    length = b.op("Squeeze", [length], f"{base}/key_length_scalar")
+    start = b.op("Sub", [b.constant(f"{base}/one", np.int64(1)), length], f"{base}/start")
+    offsets = b.op("Range", [start, b.constant(f"{base}/end", np.int64(1)),
+                             b.constant(f"{base}/step", np.int64(1))], f"{base}/offsets")
+    offsets = b.op("Cast", [offsets], f"{base}/offsets_float", to=TensorProto.FLOAT)
+    bias = b.op("Mul", [b.constant(f"{base}/slopes", slopes), offsets], f"{base}/bias")
+    return [b.op("Add", [scores, bias], base)]

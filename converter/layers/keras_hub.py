@@ -292,3 +292,21 @@ def rotary_embedding(node):
     """x * cos(t θ) + rotate_half(x) * sin(t θ) along ``feature_axis``, positions t along
     ``sequence_axis``, θ_j = max_wavelength ** (-2j / d) / scaling_factor."""
     return [(first_input(node).shape, compute_dtype(node))]
+
+
+# ---------------------------------------------------------------------- other layers
+
+
+@hub_kind("RMSNormalization", weights=lambda node: [
+    WeightSpec("scale", "vars/0", (node.config["input_dim"],))])
+def rms_normalization(node):
+    """KerasHub's own (not Keras'): x * rsqrt(mean(x², last axis) + 1e-6) * scale, in
+    float32."""
+    return [(first_input(node).shape, "float32")]
+
+
+@hub_kind("AlibiBias", signature=("attention_scores",), output_mask=no_mask)
+def alibi_bias(node):
+    """scores (B, heads, T, S) + slope_h * (j - (S - 1)), the slopes a geometric series
+    set by ``alibi_bias_max``."""
+    return [(first_input(node).shape, compute_dtype(node))]
