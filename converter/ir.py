@@ -130,7 +130,8 @@ class Graph:
         self.close()
 
     def node(self, name: str) -> Node:
-        for node in self.nodes:
+        """The call named ``name``: a node, or a composite call."""
+        for node in self.nodes + self.composites:
             if node.name == name:
                 return node
         raise KeyError(name)

@@ -186,6 +186,13 @@ def test_multi_head_wrapper_stacks_copies():
         node = graph.node("Multi-LSTMs")
         assert node.outputs[0].shape == (None, 8, 3)
         assert node.layer.param_count() == 3 * (4 * 8 * (20 + 8 + 1))
+        # a composite: its copies are ordinary LSTM calls reading the wrapper's weights
+        assert [(n.name, n.class_name) for n in graph.nodes if n.parent is node] == [
+            ("Multi-LSTMs/sub_0", "LSTM"), ("Multi-LSTMs/sub_0/stacked", "ExpandDims"),
+            ("Multi-LSTMs/sub_1", "LSTM"), ("Multi-LSTMs/sub_1/stacked", "ExpandDims"),
+            ("Multi-LSTMs/sub_2", "LSTM"), ("Multi-LSTMs/sub_2/stacked", "ExpandDims"),
+            ("Multi-LSTMs/stack", "Concatenate")]
+        assert graph.node("Multi-LSTMs/sub_1").layer.param_count() == 4 * 8 * (20 + 8 + 1)
 
 
 def test_old_keras2_sequential_without_input_layer(tmp_path):
