@@ -66,10 +66,12 @@ class Expansion:
                  module: str = "keras.layers", prefixes: Optional[tuple] = None,
                  weights=None) -> Layer:
         """The layer the composite holds as ``attribute``: ``class_name`` with ``config``
-        (the composite's dtype policy unless given), reading its weights under
-        ``prefixes`` (legacy, saving_lib) of the composite's, by default the attribute
-        without its leading underscores (how the loader names saving_lib groups), or
-        from ``weights`` when given. One Layer for every call of the composite."""
+        (its ``name`` by default the attribute without leading underscores; the
+        composite's dtype policy unless given), reading its weights under ``prefixes``
+        (legacy, saving_lib) of the composite's: by default its name (legacy ``.h5`` weight
+        names) and the attribute without its leading underscores (how the loader names
+        saving_lib groups); or from ``weights`` when given. One Layer for every call of
+        the composite."""
         outer = self.node.layer
         name = f"{outer.name}/{attribute}"
         if name in self.graph.layers:
@@ -83,8 +85,8 @@ class Expansion:
             raise ModelConfigError(f"{self.source}: layer {outer.name!r} holds a "
                                    f"{class_name}, which kerasonnx does not know")
         if weights is None and outer.weights is not None:
-            path = attribute.lstrip("_") + "/"
-            weights = outer.weights.view(prefixes or (path, path))
+            prefixes = prefixes or (config["name"] + "/", attribute.lstrip("_") + "/")
+            weights = outer.weights.view(prefixes)
         layer = Layer(name, class_name, module, config, weights, kind, outer.dialect)
         self.graph.layers[name] = layer
         return layer

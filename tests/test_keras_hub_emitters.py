@@ -93,3 +93,65 @@ def test_attention_operator_at_opset_23(saved_models):
     _, path = saved_models("miniature_gpt", "keras3")
     assert "Attention" in {n.op_type for n in convert(path, opset=23).model.graph.node}
     assert "Attention" not in {n.op_type for n in convert(path, opset=17).model.graph.node}
+
+
+def test_keras_nlp_names(saved_models, tmp_path):
+    """Files from keras_nlp (KerasHub's former name) carry keras_nlp modules and
+    ``keras_nlp>`` registered names: the same layers, the same numbers."""
+    import json
+    import zipfile
+
+    import numpy as np
+
+    from keras_check import assert_same, run_onnx
+    from keras_hub_cases import hub_inputs
+
+    model, path = saved_models("translator", "keras3")
+    renamed = tmp_path / "keras_nlp.keras"
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(renamed, "w") as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "config.json":
+                text = data.decode().replace("keras_hub.src.", "keras_nlp.src.")
+                data = text.replace('"keras_hub>', '"keras_nlp>').encode()
+                assert "keras_hub" not in data.decode()
+            target.writestr(item, data)
+    with load(renamed) as graph:
+        assert {c.class_name for c in graph.composites} >= {"TransformerDecoder"}
+    arrays = hub_inputs(model, 3, 6, np.random.default_rng(1))
+    expected = [np.asarray(model(arrays, training=False))]
+    for opset in OPSETS:
+        assert_same(expected, run_onnx(convert(renamed, opset=opset).model, arrays),
+                    f"keras_nlp names, opset {opset}")
+
+
+def test_keras_hub_classes_told_apart_from_same_named_ones():
+    """A class named like a KerasHub one but from another package is not claimed."""
+    from kerasonnx.layers import kind_for
+    for class_name, module in (("RMSNormalization", "keras.layers"),
+                               ("PositionEmbedding", "keras_pos_embd.pos_embd")):
+        kind = kind_for(class_name, module, {})
+        assert kind is None or kind.family != "keras_hub"
+    hub = kind_for("PositionEmbedding", "keras_hub.src.layers.modeling.position_embedding",
+                   {"sequence_length": 4})
+    nlp = kind_for("PositionEmbedding", "keras_nlp>PositionEmbedding", {"sequence_length": 4})
+    assert hub is nlp is not None and hub.family == "keras_hub"
+
+
+@pytest.mark.parametrize("name", ["translator", "text_classifier"])
+def test_legacy_h5_written_by_keras3(saved_models, tmp_path, name):
+    """Keras 3's legacy .h5 names a KerasHub class by its registered name alone and its
+    sublayers' weights by their layer names (``decoder/self_attention/query/kernel``)."""
+    import numpy as np
+
+    from keras_check import assert_same, run_onnx
+    from keras_hub_cases import hub_inputs
+
+    model, _ = saved_models(name, "keras3")
+    path = tmp_path / f"{name}.h5"
+    model.save(path)
+    arrays = hub_inputs(model, 3, 5, np.random.default_rng(2))
+    expected = [np.asarray(model(arrays if len(arrays) > 1 else arrays[0], training=False))]
+    for opset in OPSETS:
+        assert_same(expected, run_onnx(convert(path, opset=opset).model, arrays),
+                    f"{name}.h5 opset {opset}")

@@ -70,7 +70,10 @@ def _sublayers(x, kind: str, hidden: int) -> dict:
         blocks.append("_cross_attention")
     layers = {}
     for block in blocks:
-        layers[f"{block}_layer"] = x.sublayer(f"{block}_layer", attention_class, attention,
+        # the encoder names its attention "self_attention_layer", the decoder "self_attention"
+        name = block.lstrip("_") + ("_layer" if kind == "encoder" else "")
+        layers[f"{block}_layer"] = x.sublayer(f"{block}_layer", attention_class,
+                                             dict(attention, name=name),
                                              module=attention_module)
         layers[f"{block}_layer_norm"] = x.sublayer(f"{block}_layer_norm", "LayerNormalization",
                                                   {"epsilon": epsilon, "axis": -1})

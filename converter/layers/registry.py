@@ -76,6 +76,9 @@ def layer_kind(*class_names: str, **options):
 
 
 def kind_for(class_name: str, module: Optional[str], config: dict) -> Optional[LayerKind]:
+    if ">" in class_name:  # Keras 3's legacy .h5 writes a registered name, no module
+        module = module or class_name
+        class_name = class_name.split(">", 1)[1]
     for kind in _KINDS.get(class_name, []):
         if kind.matches is None or kind.matches(module or "", config):
             return kind
