@@ -92,9 +92,9 @@ class Expansion:
         return layer
 
     @staticmethod
-    def sliced_weights(weights, entries: dict) -> "SlicedWeights":
-        """A view of ``weights`` for an inner layer (see ``SlicedWeights``)."""
-        return SlicedWeights(weights, entries)
+    def derived_weights(layout: str, entries: dict) -> "DerivedWeights":
+        """Weights for an inner layer read from stored ones (see ``DerivedWeights``)."""
+        return DerivedWeights(layout, entries)
 
     def call(self, layer: Layer, *args, **kwargs) -> list:
         """Call an inner layer as Keras' ``Layer.__call__`` would (tensor arguments bound
@@ -191,29 +191,38 @@ class Expansion:
         return node is self.node
 
 
-class SlicedWeights:
-    """Weights of an inner layer read from the composite's as slices of its last axis
-    (keras-multi-head's ``MultiHead`` projects the input once for all its copies):
-    ``entries`` maps each name the inner layer asks for to (stored name, slice)."""
+class DerivedWeights:
+    """Weights of an inner layer read from other layers' stored weights, NumPy-transformed
+    at conversion time: keras-multi-head's ``MultiHead`` projects its input once for all
+    its copies (each copy's Dense reads a slice of the projection), KerasHub's
+    ``MaskedLMHead`` projects onto a token embedding's table (a Dense reading it
+    transposed). ``entries`` maps each name the inner layer asks for to (weights, stored
+    name, transform of the array or None)."""
 
-    def __init__(self, weights, entries: dict):
-        self.layout = weights.layout
-        self._weights, self._entries = weights, entries
+    def __init__(self, layout: str, entries: dict):
+        self.layout = layout
+        self._entries = entries
 
     def names(self) -> list:
-        return [name for name, (stored, _) in self._entries.items() if stored in self._weights]
+        return [name for name, (weights, stored, _) in self._entries.items()
+                if stored in weights]
 
     def __contains__(self, name: str) -> bool:
         return name in self.names()
 
     def shape(self, name: str) -> tuple:
-        stored, part = self._entries[name]
-        shape = self._weights.shape(stored)
-        return shape[:-1] + (len(range(shape[-1])[part]),)
+        weights, stored, transform = self._entries[name]
+        shape = weights.shape(stored)
+        if transform is None:
+            return shape
+        # the transform applied to a stand-in of that shape that holds no memory
+        proxy = np.lib.stride_tricks.as_strided(np.zeros(1, bool), shape, (0,) * len(shape))
+        return tuple(transform(proxy).shape)
 
     def get(self, name: str) -> np.ndarray:
-        stored, part = self._entries[name]
-        return self._weights.get(stored)[..., part]
+        weights, stored, transform = self._entries[name]
+        value = weights.get(stored)
+        return value if transform is None else np.ascontiguousarray(transform(value))
 
     def param_count(self) -> int:
         return int(sum(np.prod(self.shape(name)) for name in self.names()))

@@ -1,7 +1,8 @@
 """Keras 3 models built with real KerasHub layers (``keras_hub``), the way the keras.io
 KerasHub examples build them, plus the options of each layer. ``k`` is Keras 3.
 
-Inputs come from ``hub_inputs``: token ids (int inputs, and float inputs named ``*tokens``)
+Inputs come from ``hub_inputs``: int inputs named ``*positions`` index the sequence; token
+ids (other int inputs, and float inputs named ``*tokens``)
 get padding zeros (row 1 at its tail, row 2 entirely), bool inputs named ``*padding_mask``
 follow the tokens' padding (or pad the same way without tokens), other bool inputs are
 (B, T, S) attention masks, floats are normal.
@@ -23,7 +24,9 @@ def hub_inputs(model, batch: int, length: int, rng) -> list:
         name = tensor.name.split(":")[0]
         shape = [batch] + [length if d is None else d for d in tensor.shape[1:]]
         dtype = tensor.dtype if isinstance(tensor.dtype, str) else tensor.dtype.name
-        if "int" in dtype or name.endswith("tokens"):
+        if name.endswith("positions"):  # positions into the sequence
+            array = rng.integers(0, length, size=shape).astype(dtype)
+        elif "int" in dtype or name.endswith("tokens"):
             array = rng.integers(1, VOCAB, size=shape).astype(dtype)
             pad_rows(array)
             tokens = array if tokens is None else tokens
@@ -240,3 +243,22 @@ def rms_and_alibi(k):
     _, scores3 = k.layers.MultiHeadAttention(3, 2)(x, x, return_attention_scores=True)
     return k.Model(x, [normalized, layers.AlibiBias()(scores4),
                        layers.AlibiBias(alibi_bias_max=4)(scores3)])
+
+
+@case()
+def masked_lm_heads(k):
+    """MaskedLMHead at given positions: projecting onto the (shared, tied) token embedding
+    of a TokenAndPositionEmbedding with a softmax, onto an untied ReversibleEmbedding,
+    and with its own output kernel and a gelu intermediate."""
+    layers = hub()
+    tokens = k.Input((None,), dtype="int32", name="tokens")
+    positions = k.Input((3,), dtype="int32", name="mask_positions")
+    embedding = layers.TokenAndPositionEmbedding(VOCAB, 16, 8)
+    untied = layers.ReversibleEmbedding(VOCAB, 8, tie_weights=False)
+    x = layers.TransformerEncoder(16, 2)(k.layers.Add()([embedding(tokens), untied(tokens)]))
+    return k.Model([tokens, positions], [
+        layers.MaskedLMHead(token_embedding=embedding.token_embedding,
+                            activation="softmax")(x, mask_positions=positions),
+        layers.MaskedLMHead(token_embedding=untied)(x, positions),
+        layers.MaskedLMHead(vocabulary_size=VOCAB, intermediate_activation="gelu",
+                            layer_norm_epsilon=1e-6)(x, positions)])

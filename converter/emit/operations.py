@@ -296,6 +296,27 @@ def concatenate(op: _Operation) -> str:
     return op.finish(op.b.op("Concat", values, op.base, axis=op.attributes.get("axis", 0)))
 
 
+@lowering("TakeAlongAxis")
+def take_along_axis(op: _Operation) -> str:
+    """x's values at ``indices`` along ``axis`` (NumPy's take_along_axis): both broadcast
+    to their common shape on the other axes, negative indices counted from the end."""
+    axis = op.attributes.get("axis")
+    if axis is None:
+        raise ConversionError(f"layer {op.base!r}: {_label(op.node)} without an axis (on the "
+                              f"flattened tensor) is not supported yet")
+    values, indices = operands(op.node)
+    x, index = op.operand(values, 0), op.b.value(indices)
+    rank = op.rank()
+    axis = axis + rank if axis < 0 else axis
+    shapes = [op.b.op("Shape", [v], f"{op.base}/shape{i}") for i, v in enumerate((x, index))]
+    common = op.b.op("Max", shapes, f"{op.base}/common_shape")
+    on_axis = op.b.constant(f"{op.base}/on_axis", np.arange(rank) == axis)
+    x, index = (op.b.op("Expand", [v, op.b.op("Where", [on_axis, shape, common],
+                                              f"{op.base}/target{i}")], f"{op.base}/broadcast{i}")
+                for i, (v, shape) in enumerate(zip((x, index), shapes)))
+    return op.finish(op.b.op("GatherElements", [x, index], op.base, axis=axis))
+
+
 # ---------------------------------------------------------------------- the emitter
 
 

@@ -313,3 +313,96 @@ def alibi_bias(node):
     """scores (B, heads, T, S) + slope_h * (j - (S - 1)), the slopes a geometric series
     set by ``alibi_bias_max``."""
     return [(first_input(node).shape, compute_dtype(node))]
+
+
+# ---------------------------------------------------------------------- MaskedLMHead
+
+
+def _shared_embedding(node, x, embedding: dict):
+    """The weights of the ReversibleEmbedding a MaskedLMHead projects onto: saved under
+    the head (``token_embedding/``) when the head was saved first, else with the model's
+    layer of that name (Keras saves a shared layer once)."""
+    own = node.layer.weights
+    if own is not None and any(n.startswith("token_embedding/") for n in own.names()):
+        return own.view(("token_embedding/", "token_embedding/"))
+    name = embedding.get("config", {}).get("name")
+    found = [layer for layer in x.graph.layers.values()
+             if layer.config.get("name") == name and layer.class_name.endswith(
+                 "ReversibleEmbedding") and layer.weights is not None]
+    if len(found) != 1:
+        raise UnsupportedLayerError(f"{x.source}: layer {node.name!r}: the token embedding "
+                                    f"{name!r} it projects onto is "
+                                    f"{'ambiguous' if found else 'not in the model'}")
+    return found[0].weights
+
+
+def _output_weights(node, x, vocabulary: int):
+    """The output projection as a Dense(vocabulary)'s kernel and bias: the head's own
+    output_kernel, or its token embedding's table transposed (its reverse_embeddings
+    without tie_weights), and the head's output_bias."""
+    own = node.layer.weights
+    if own is None:
+        return None
+    saving = own.layout == "saving_lib"
+    embedding = x.config.get("token_embedding")
+    entries = {}
+    if embedding is None:
+        entries["vars/0" if saving else "kernel"] = (own, "vars/0" if saving else
+                                                     "output_kernel", None)
+        bias = "vars/1" if saving else "output_bias"
+    else:
+        table = _shared_embedding(node, x, embedding)
+        if embedding["config"].get("tie_weights", True):
+            source, transform = ("vars/0" if saving else "embeddings"), np_transpose
+        else:
+            source, transform = ("vars/1" if saving else "reverse_embeddings"), None
+        entries["vars/0" if saving else "kernel"] = (table, source, transform)
+        bias = "vars/0" if saving else "output_bias"
+    entries["vars/1" if saving else "bias"] = (own, bias, None)
+    return x.derived_weights(own.layout, entries)
+
+
+def np_transpose(array):
+    return array.T
+
+
+def _expand_masked_lm_head(node, x) -> list:
+    """KerasHub's MaskedLMHead: the hidden states at ``mask_positions``
+    (take_along_axis), Dense(width, intermediate_activation), LayerNormalization, then
+    the projection onto the vocabulary (its own kernel, or its token embedding's table
+    transposed) plus output_bias, then ``activation``: one Dense."""
+    config = x.config
+    embedding = config.get("token_embedding")
+    if embedding is not None:
+        for option in ("logit_soft_cap", "reverse_dtype"):
+            if embedding["config"].get(option) is not None:
+                raise UnsupportedLayerError(
+                    f"{x.source}: layer {node.name!r}: MaskedLMHead over a token embedding "
+                    f"with {option} is not supported yet")
+    inputs = node.input("inputs")
+    width = embedding["config"]["output_dim"] if embedding else inputs.shape[-1]
+    vocabulary = embedding["config"]["input_dim"] if embedding else config["vocabulary_size"]
+    positions = x.op("ExpandDims", node.input("mask_positions"), axis=-1, label="positions")
+    h = x.op("TakeAlongAxis", inputs, positions, axis=1, label="gathered")
+    dense = x.sublayer("_intermediate_dense", "Dense", {
+        "name": "intermediate_dense", "units": width,
+        "activation": config.get("intermediate_activation", "relu")})
+    norm = x.sublayer("_intermediate_layer_norm", "LayerNormalization", {
+        "name": "intermediate_layer_norm", "axis": -1,
+        "epsilon": config.get("layer_norm_epsilon", 1e-5)})
+    output = x.sublayer("output_projection", "Dense", {
+        "units": vocabulary, "activation": config.get("activation")},
+        weights=_output_weights(node, x, vocabulary))
+    h = x.call(norm, x.call(dense, h)[0])[0]
+    return x.call(output, h)
+
+
+def _masked_lm_types(node):
+    config = node.config
+    embedding = config.get("token_embedding")
+    vocabulary = embedding["config"]["input_dim"] if embedding else config["vocabulary_size"]
+    return [(node.input("mask_positions").shape + (vocabulary,), compute_dtype(node))]
+
+
+hub_kind("MaskedLMHead", signature=("inputs", "mask_positions"), output_mask=no_mask,
+         expand=_expand_masked_lm_head)(_masked_lm_types)

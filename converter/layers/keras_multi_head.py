@@ -72,7 +72,8 @@ def _projection_weights(node, expansion, i: int):
     part = slice(i * hidden, (i + 1) * hidden)
     stored = ({"vars/0": "vars/0", "vars/1": "vars/1"} if weights.layout == "saving_lib"
               else {"kernel": f"{name}_W", "bias": f"{name}_b"})
-    return expansion.sliced_weights(weights, {k: (v, part) for k, v in stored.items()})
+    return expansion.derived_weights(weights.layout, {
+        key: (weights, value, lambda array: array[..., part]) for key, value in stored.items()})
 
 
 def _expand_multi_head(node, expansion) -> list:

@@ -13,6 +13,8 @@ tensor's dtype; Keras 3 promotes like ``keras.backend.result_type`` (Python scal
 """
 from __future__ import annotations
 
+from typing import Optional
+
 from ..ir import Tensor
 from .registry import broadcast_shapes, layer_kind, no_mask, normalize_axis
 
@@ -26,7 +28,7 @@ FLOAT_UNARY = {"Exp", "Log", "Sqrt", "Rsqrt", "Tanh", "Sigmoid", "Softmax", "Log
 SAME_DTYPE_UNARY = {"Relu", "Abs", "Absolute", "Negative", "Square"}
 REDUCTIONS = {"Mean", "Sum", "Max", "Min", "Prod", "Any", "All"}
 STRUCTURAL = {"Cast", "Matmul", "Transpose", "Reshape", "ExpandDims", "Squeeze",
-              "Concatenate"}
+              "Concatenate", "TakeAlongAxis"}
 # Keras 3 arithmetic that treats Python scalars as weak (``x * 2.0`` keeps x's dtype);
 # the other ops convert them to int32 / float32 tensors first.
 WEAK_SCALAR_OPS = ARITHMETIC - {"Mod"}
@@ -164,6 +166,8 @@ def operation_dtypes(node) -> tuple:
         return "bool", "bool"
     if name == "Cast":
         return first, str(attributes.get("dtype", first))
+    if name == "TakeAlongAxis":  # values keep their dtype, indices are not cast
+        return first, first
     if name == "Prod" and attributes.get("dtype"):  # keras.ops.prod(x, dtype=...)
         return str(attributes["dtype"]), str(attributes["dtype"])
     if name in COMPARISONS:
@@ -264,7 +268,21 @@ def operation_output_types(node):
     if name in REDUCTIONS:
         return [(_reduced(first, attributes.get("axis"), attributes.get("keepdims", False)),
                  dtype)]
+    if name == "TakeAlongAxis" and attributes.get("axis") is not None and len(shapes) == 2:
+        return [(take_along_axis_shape(first, shapes[1], attributes["axis"]), dtype)]
     return None
+
+
+def take_along_axis_shape(values: tuple, indices: tuple, axis: int) -> Optional[tuple]:
+    """NumPy's take_along_axis: the two shapes broadcast except on ``axis``, which is the
+    indices' size."""
+    if indices is None:
+        return None
+    axis = normalize_axis(axis, len(values))
+    shape = list(broadcast_shapes([values[:axis] + (1,) + values[axis + 1:],
+                                   indices[:axis] + (1,) + indices[axis + 1:]]))
+    shape[axis] = indices[axis]
+    return tuple(shape)
 
 
 def as_axes(axis, rank: int) -> list:
