@@ -262,3 +262,16 @@ def masked_lm_heads(k):
         layers.MaskedLMHead(token_embedding=untied)(x, positions),
         layers.MaskedLMHead(vocabulary_size=VOCAB, intermediate_activation="gelu",
                             layer_norm_epsilon=1e-6)(x, positions)])
+
+
+@case()
+def fnet(k):
+    """FNetEncoder (the real part of a 2-D Fourier transform mixes the tokens) twice,
+    over embedded tokens."""
+    layers = hub()
+    tokens = k.Input((None,), dtype="int32", name="tokens")
+    x = layers.TokenAndPositionEmbedding(VOCAB, 16, 8)(tokens)
+    x = layers.FNetEncoder(intermediate_dim=16)(x)
+    x = layers.FNetEncoder(intermediate_dim=12, activation="gelu", layer_norm_epsilon=1e-6,
+                           dropout=0.1)(x)
+    return k.Model(tokens, x)

@@ -83,7 +83,8 @@ LOWERINGS = {}
 
 
 def lowering(*names: str):
-    """Register the decorated ``lower(op) -> ONNX name`` for the operations ``names``."""
+    """Register the decorated ``lower(op) -> ONNX name`` (a list of names for operations
+    with several outputs) for the operations ``names``."""
     def register(function):
         for name in names:
             LOWERINGS[name] = function
@@ -317,6 +318,33 @@ def take_along_axis(op: _Operation) -> str:
     return op.finish(op.b.op("GatherElements", [x, index], op.base, axis=axis))
 
 
+@lowering("FFT2")
+def fft2(op: _Operation) -> list:
+    """(real, imaginary) of the 2-D discrete Fourier transform over the last two axes of
+    real + i imaginary (a Python number broadcasts): ONNX's DFT on each axis in turn."""
+    real_item, imaginary_item = operands(op.node)[0]
+    real, imaginary = op.values([real_item, imaginary_item])
+    if not isinstance(imaginary_item, Tensor):
+        imaginary = op.b.op("Expand", [imaginary, op.b.op("Shape", [real],
+                                                          f"{op.base}/shape")],
+                            f"{op.base}/imaginary")
+    rank = op.rank()
+    parts = [op.b.op("Unsqueeze", [v, op.b.ints(f"{op.base}/part{i}_axis", [-1])],
+                     f"{op.base}/part{i}") for i, v in enumerate((real, imaginary))]
+    spectrum = op.b.op("Concat", parts, f"{op.base}/complex", axis=-1)
+    for axis in (rank - 1, rank - 2):
+        if op.b.opset >= 20:  # the axis became an input
+            spectrum = op.b.op("DFT", [spectrum, None, op.b.constant(
+                f"{op.base}/axis{axis}", np.int64(axis))], f"{op.base}/dft{axis}")
+        else:
+            spectrum = op.b.op("DFT", [spectrum], f"{op.base}/dft{axis}", axis=axis)
+    real, imaginary = op.b.op("Split", [spectrum, op.b.ints(f"{op.base}/halves", [1, 1])],
+                              f"{op.base}/split", outputs=2, axis=-1)
+    return [op.finish(op.b.op("Squeeze", [v, op.b.ints(f"{op.base}/last{i}", [-1])],
+                              f"{op.base}/{part}"))
+            for i, (v, part) in enumerate(((real, "real"), (imaginary, "imaginary")))]
+
+
 # ---------------------------------------------------------------------- the emitter
 
 
@@ -330,4 +358,5 @@ def tensor_operation(node: Node, b: Builder) -> list:
         raise ConversionError(f"layer {node.name!r}: {_label(node)} with {listed} is not "
                               f"supported yet")
     compute, result = operation_dtypes(node)
-    return [LOWERINGS[name](_Operation(node, b, name, attributes, compute, result))]
+    lowered = LOWERINGS[name](_Operation(node, b, name, attributes, compute, result))
+    return lowered if isinstance(lowered, list) else [lowered]

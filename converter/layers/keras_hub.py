@@ -406,3 +406,33 @@ def _masked_lm_types(node):
 
 hub_kind("MaskedLMHead", signature=("inputs", "mask_positions"), output_mask=no_mask,
          expand=_expand_masked_lm_head)(_masked_lm_types)
+
+
+# ---------------------------------------------------------------------- FNetEncoder
+
+
+def _expand_fnet(node, x) -> list:
+    """KerasHub's FNetEncoder: m = norm(x + real(fft2(x))) over the last two axes, then
+    y = norm(m + dropout(Dense(hidden)(Dense(intermediate_dim, activation)(m))))."""
+    config, inputs = x.config, node.input("inputs")
+    epsilon = config.get("layer_norm_epsilon", 1e-5)
+
+    def norm(attribute):
+        return x.sublayer(attribute, "LayerNormalization",
+                          {"name": attribute.lstrip("_"), "epsilon": epsilon, "axis": -1})
+
+    intermediate = x.sublayer("_intermediate_dense", "Dense", {
+        "name": "intermediate_dense", "units": config["intermediate_dim"],
+        "activation": config.get("activation", "relu")})
+    output = x.sublayer("_output_dense", "Dense", {"name": "output_dense",
+                                                   "units": inputs.shape[-1]})
+    dropout = x.sublayer("_output_dropout", "Dropout", {"name": "output_dropout",
+                                                        "rate": config.get("dropout", 0)})
+    mixed = x.op("FFT2", [inputs, 0.0], label="fourier")
+    mixed = x.call(norm("_mixing_layer_norm"), x.op("Add", inputs, mixed, label="mixing_sum"))[0]
+    h = x.call(dropout, x.call(output, x.call(intermediate, mixed)[0])[0])[0]
+    return x.call(norm("_output_layer_norm"), x.op("Add", mixed, h, label="output_sum"))
+
+
+hub_kind("FNetEncoder", output_mask=no_mask, expand=_expand_fnet)(
+    lambda node: [(first_input(node).shape, compute_dtype(node))])

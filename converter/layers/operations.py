@@ -29,6 +29,8 @@ SAME_DTYPE_UNARY = {"Relu", "Abs", "Absolute", "Negative", "Square"}
 REDUCTIONS = {"Mean", "Sum", "Max", "Min", "Prod", "Any", "All"}
 STRUCTURAL = {"Cast", "Matmul", "Transpose", "Reshape", "ExpandDims", "Squeeze",
               "Concatenate", "TakeAlongAxis"}
+# (real, imaginary) in, (real, imaginary) out: the 2-D Fourier transform of the last two axes
+SPECTRAL = {"FFT2"}
 # Keras 3 arithmetic that treats Python scalars as weak (``x * 2.0`` keeps x's dtype);
 # the other ops convert them to int32 / float32 tensors first.
 WEAK_SCALAR_OPS = ARITHMETIC - {"Mod"}
@@ -159,7 +161,7 @@ def operation_dtypes(node) -> tuple:
     """(dtype the operands are cast to, dtype of the result) of an operation node."""
     name, attributes = operation(node)
     values = operands(node)
-    if name == "Concatenate" and values:
+    if name in ("Concatenate", "FFT2") and values:
         values = values[0]
     first = next((v.dtype for v in values if isinstance(v, Tensor)), "float32")
     if name in LOGICAL or name in ("Any", "All"):
@@ -168,6 +170,8 @@ def operation_dtypes(node) -> tuple:
         return first, str(attributes.get("dtype", first))
     if name == "TakeAlongAxis":  # values keep their dtype, indices are not cast
         return first, first
+    if name in SPECTRAL:
+        return "float32", "float32"
     if name == "Prod" and attributes.get("dtype"):  # keras.ops.prod(x, dtype=...)
         return str(attributes["dtype"]), str(attributes["dtype"])
     if name in COMPARISONS:
@@ -268,6 +272,8 @@ def operation_output_types(node):
     if name in REDUCTIONS:
         return [(_reduced(first, attributes.get("axis"), attributes.get("keepdims", False)),
                  dtype)]
+    if name in SPECTRAL:
+        return [(first, dtype), (first, dtype)]
     if name == "TakeAlongAxis" and attributes.get("axis") is not None and len(shapes) == 2:
         return [(take_along_axis_shape(first, shapes[1], attributes["axis"]), dtype)]
     return None
@@ -309,7 +315,7 @@ def _reduced(shape, axis, keepdims) -> tuple:
 
 
 KERAS_OPS = sorted(ARITHMETIC | COMPARISONS | LOGICAL | FLOAT_UNARY | SAME_DTYPE_UNARY
-                   | REDUCTIONS | STRUCTURAL)
+                   | REDUCTIONS | STRUCTURAL | SPECTRAL)
 layer_kind(*KERAS_OPS, signature=(), matches=_is_keras_op, mask_roles={},
            output_mask=no_mask)(operation_output_types)
 layer_kind("TFOpLambda", signature=(), matches=_is_known_tf_function, mask_roles={},
