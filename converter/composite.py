@@ -37,8 +37,8 @@ def expand(node: Node, graph: Graph, source: str) -> list:
     if inner is None:  # the kind cannot describe this call: it stays one node
         return None
     if len(inner) != len(node.outputs):
-        raise ModelConfigError(f"{source}: layer {node.name!r} ({node.class_name}): kerasonnx expanded "
-                               f"it into {len(inner)} output(s), the call has "
+        raise ModelConfigError(f"{source}: layer {node.name!r} ({node.class_name}): kerasonnx "
+                               f"expanded it into {len(inner)} output(s), the call has "
                                f"{len(node.outputs)}; please report this with the model")
     for outer, tensor in zip(node.outputs, inner):
         expansion.adopt(outer, tensor)
@@ -56,9 +56,6 @@ class Expansion:
     @property
     def config(self) -> dict:
         return self.node.config
-
-    def input(self, role: str):
-        return self.node.input(role)
 
     # ------------------------------------------------------------------ sublayers
 

@@ -164,7 +164,7 @@ def verify(keras_model, onnx_model, *, weights=None, inputs=None, batches=(1, 4)
                    "third_party": any(layer.kind is not None
                                       and layer.kind.family == "keras_multi_head"
                                       for layer in graph.layers.values()),
-                   "keras_hub": any(is_keras_hub(layer.module)
+                   "keras_hub": any(is_keras_hub(layer.module or layer.class_name)
                                     for layer in graph.layers.values())}
         say(f"running {keras_model} in Keras ({graph.dialect}) on {len(input_sets)} input set(s)")
         keras_results = _run_keras(request, [arrays for *_, arrays in input_sets],

@@ -3,7 +3,8 @@
 Runs as its own process (``python -m converter.verify_keras REQUEST.json``), started by
 ``converter.verify``, so the caller's process never imports TensorFlow and Keras 2 models
 (tf_keras, keras-multi-head) load with ``TF_USE_LEGACY_KERAS=1`` whatever the caller
-already imported; KerasHub is imported when the model uses its layers. Models load in safe mode: a Lambda layer's code is never run.
+already imported; KerasHub is imported when the model uses its layers. Models load in safe
+mode: a Lambda layer's code is never run.
 
 The request names the model file (and weights), the input files to run, and the top-level
 layers whose outputs are wanted too; every result is written to an ``.npz`` per input file:

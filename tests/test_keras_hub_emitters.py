@@ -155,3 +155,20 @@ def test_legacy_h5_written_by_keras3(saved_models, tmp_path, name):
     for opset in OPSETS:
         assert_same(expected, run_onnx(convert(path, opset=opset).model, arrays),
                     f"{name}.h5 opset {opset}")
+
+
+def test_verify_says_when_keras_hub_is_missing(saved_models, tmp_path, monkeypatch):
+    """Where keras_hub cannot be imported, verify's Keras process says what to install."""
+    import os
+
+    from kerasonnx.errors import ConversionError
+
+    _, path = saved_models("text_classifier", "keras3")
+    blocker = tmp_path / "blocked" / "keras_hub"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('no keras_hub here')\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(blocker.parent)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+                                 if p]))
+    with pytest.raises(ConversionError, match="keras-hub is not installed here"):
+        kerasonnx.verify(path, convert(path).model, batches=(1,), lengths=(4,))

@@ -8,7 +8,8 @@ TransformerDecoder and TokenAndPositionEmbedding are composite layers (converter
 their calls expand into the Keras layers and operations KerasHub's ``call`` runs. The
 position encodings and ReversibleEmbedding's reverse projection are lowered by hand.
 
-Masks as KerasHub moves them: a TransformerEncoder/Decoder reads its inputs' Keras mask
+An expansion function is ``expand(node, e)``: ``e`` is the ``composite.Expansion`` that
+makes the inner calls. Masks as KerasHub moves them: a TransformerEncoder/Decoder reads its inputs' Keras mask
 (unless a padding mask is passed) and merges it into the attention mask its attention layer
 gets (``merge_padding_and_attention_mask``); its output carries its first input's mask.
 """
@@ -38,25 +39,25 @@ def hub_kind(*class_names: str, **options):
 # ---------------------------------------------------------------------- transformer blocks
 
 
-def _merged_attention_mask(x, sequence, padding_mask, attention_mask, label: str):
+def _merged_attention_mask(e, sequence, padding_mask, attention_mask, label: str):
     """KerasHub's ``merge_padding_and_attention_mask``: the padding mask (else the
     sequence's Keras mask) as int32 (B, 1, S), combined by minimum with the attention mask
     as int32; None when neither is present."""
     mask = padding_mask if padding_mask is not None else sequence.mask
     merged = None
     if mask is not None:
-        merged = x.op("Cast", x.op("ExpandDims", mask, axis=1, label=f"{label}/padding"),
+        merged = e.op("Cast", e.op("ExpandDims", mask, axis=1, label=f"{label}/padding"),
                       dtype="int32", label=f"{label}/padding_int")
     if attention_mask is not None:
-        explicit = x.op("Cast", attention_mask, dtype="int32", label=f"{label}/explicit_int")
-        merged = explicit if merged is None else x.op("Minimum", merged, explicit,
+        explicit = e.op("Cast", attention_mask, dtype="int32", label=f"{label}/explicit_int")
+        merged = explicit if merged is None else e.op("Minimum", merged, explicit,
                                                       label=f"{label}/merged")
     return merged
 
 
-def _sublayers(x, kind: str, hidden: int) -> dict:
+def _sublayers(e, kind: str, hidden: int) -> dict:
     """The sublayers a TransformerEncoder / TransformerDecoder builds, by attribute."""
-    config = x.config
+    config = e.config
     epsilon = config.get("layer_norm_epsilon", 1e-5)
     dropout = config.get("dropout", 0)
     heads = config["num_heads"]
@@ -72,62 +73,62 @@ def _sublayers(x, kind: str, hidden: int) -> dict:
     for block in blocks:
         # the encoder names its attention "self_attention_layer", the decoder "self_attention"
         name = block.lstrip("_") + ("_layer" if kind == "encoder" else "")
-        layers[f"{block}_layer"] = x.sublayer(f"{block}_layer", attention_class,
+        layers[f"{block}_layer"] = e.sublayer(f"{block}_layer", attention_class,
                                              dict(attention, name=name),
                                              module=attention_module)
-        layers[f"{block}_layer_norm"] = x.sublayer(f"{block}_layer_norm", "LayerNormalization",
+        layers[f"{block}_layer_norm"] = e.sublayer(f"{block}_layer_norm", "LayerNormalization",
                                                   {"epsilon": epsilon, "axis": -1})
-        layers[f"{block}_dropout"] = x.sublayer(f"{block}_dropout", "Dropout",
+        layers[f"{block}_dropout"] = e.sublayer(f"{block}_dropout", "Dropout",
                                                {"rate": dropout})
-    layers["_feedforward_layer_norm"] = x.sublayer("_feedforward_layer_norm",
+    layers["_feedforward_layer_norm"] = e.sublayer("_feedforward_layer_norm",
                                                    "LayerNormalization",
                                                    {"epsilon": epsilon, "axis": -1})
-    layers["_feedforward_intermediate_dense"] = x.sublayer(
+    layers["_feedforward_intermediate_dense"] = e.sublayer(
         "_feedforward_intermediate_dense", "Dense",
         {"units": config["intermediate_dim"], "activation": config.get("activation", "relu")})
-    layers["_feedforward_output_dense"] = x.sublayer("_feedforward_output_dense", "Dense",
+    layers["_feedforward_output_dense"] = e.sublayer("_feedforward_output_dense", "Dense",
                                                      {"units": hidden})
-    layers["_feedforward_dropout"] = x.sublayer("_feedforward_dropout", "Dropout",
+    layers["_feedforward_dropout"] = e.sublayer("_feedforward_dropout", "Dropout",
                                                 {"rate": dropout})
     return layers
 
 
-def _residual_block(x, layers: dict, block: str, inputs, body):
+def _residual_block(e, layers: dict, block: str, inputs, body):
     """``normalize_first``: y = inputs + dropout(body(norm(inputs))); else
     y = norm(inputs + dropout(body(inputs))). ``body(h)`` returns (output, extras)."""
     norm = layers[f"{block}_layer_norm"]
-    first = x.config.get("normalize_first", False)
-    h = x.call(norm, inputs)[0] if first else inputs
+    first = e.config.get("normalize_first", False)
+    h = e.call(norm, inputs)[0] if first else inputs
     h, extras = body(h)
-    h = x.call(layers[f"{block}_dropout"], h)[0]
-    h = x.op("Add", h, inputs, label=f"{block.lstrip('_')}_residual")
-    return (h if first else x.call(norm, h)[0]), extras
+    h = e.call(layers[f"{block}_dropout"], h)[0]
+    h = e.op("Add", h, inputs, label=f"{block.lstrip('_')}_residual")
+    return (h if first else e.call(norm, h)[0]), extras
 
 
-def _feedforward(x, layers: dict, inputs):
+def _feedforward(e, layers: dict, inputs):
     def body(h):
-        h = x.call(layers["_feedforward_intermediate_dense"], h)[0]
-        return x.call(layers["_feedforward_output_dense"], h)[0], None
+        h = e.call(layers["_feedforward_intermediate_dense"], h)[0]
+        return e.call(layers["_feedforward_output_dense"], h)[0], None
 
-    return _residual_block(x, layers, "_feedforward", inputs, body)[0]
+    return _residual_block(e, layers, "_feedforward", inputs, body)[0]
 
 
-def _expand_encoder(node, x) -> list:
+def _expand_encoder(node, e) -> list:
     """KerasHub's TransformerEncoder.call: self-attention block (MultiHeadAttention on the
     merged padding/attention mask, dropout, residual, LayerNormalization; the norm first
     with ``normalize_first``), then the feed-forward block (Dense(intermediate_dim,
     activation), Dense(hidden), dropout, residual, norm)."""
     inputs = node.input("inputs")
-    layers = _sublayers(x, "encoder", inputs.shape[-1])
-    mask = _merged_attention_mask(x, inputs, node.input("padding_mask"),
+    layers = _sublayers(e, "encoder", inputs.shape[-1])
+    mask = _merged_attention_mask(e, inputs, node.input("padding_mask"),
                                   node.input("attention_mask"), "self_attention_mask")
 
     def attend(h):
-        return x.call(layers["_self_attention_layer"], query=h, value=h,
+        return e.call(layers["_self_attention_layer"], query=h, value=h,
                       attention_mask=mask)[0], None
 
-    h = _residual_block(x, layers, "_self_attention", inputs, attend)[0]
-    return [_feedforward(x, layers, h)]
+    h = _residual_block(e, layers, "_self_attention", inputs, attend)[0]
+    return [_feedforward(e, layers, h)]
 
 
 def _encoder_types(node):
@@ -150,7 +151,7 @@ DECODER_SIGNATURE = ("decoder_sequence", "encoder_sequence", "decoder_padding_ma
                      "cross_attention_cache_update_index", "use_causal_mask", "training")
 
 
-def _expand_decoder(node, x) -> list:
+def _expand_decoder(node, e) -> list:
     """KerasHub's TransformerDecoder.call without caches: causal self-attention
     (CachedMultiHeadAttention on the merged decoder padding/attention mask AND the causal
     mask), then, with an ``encoder_sequence``, cross-attention on it (merged encoder
@@ -158,30 +159,30 @@ def _expand_decoder(node, x) -> list:
     TransformerEncoder."""
     for cache in ("self_attention_cache", "cross_attention_cache"):
         if node.input(cache) is not None:
-            raise UnsupportedLayerError(f"{x.source}: layer {node.name!r}: TransformerDecoder "
+            raise UnsupportedLayerError(f"{e.source}: layer {node.name!r}: TransformerDecoder "
                                         f"called with a {cache} is not supported yet")
     decoder, encoder = node.input("decoder_sequence"), node.input("encoder_sequence")
-    layers = _sublayers(x, "decoder" if encoder is None else "cross", decoder.shape[-1])
-    self_mask = _merged_attention_mask(x, decoder, node.input("decoder_padding_mask"),
+    layers = _sublayers(e, "decoder" if encoder is None else "cross", decoder.shape[-1])
+    self_mask = _merged_attention_mask(e, decoder, node.input("decoder_padding_mask"),
                                        node.input("decoder_attention_mask"),
                                        "self_attention_mask")
     cross_mask = None if encoder is None else _merged_attention_mask(
-        x, encoder, node.input("encoder_padding_mask"), node.input("encoder_attention_mask"),
+        e, encoder, node.input("encoder_padding_mask"), node.input("encoder_attention_mask"),
         "cross_attention_mask")
     causal = node.arguments.get("use_causal_mask", True)
 
     def self_attend(h):
-        return x.call(layers["_self_attention_layer"], query=h, value=h,
+        return e.call(layers["_self_attention_layer"], query=h, value=h,
                       attention_mask=self_mask, use_causal_mask=causal)[0], None
 
     def cross_attend(h):
-        return x.call(layers["_cross_attention_layer"], query=h, value=encoder,
+        return e.call(layers["_cross_attention_layer"], query=h, value=encoder,
                       attention_mask=cross_mask)[0], None
 
-    h = _residual_block(x, layers, "_self_attention", decoder, self_attend)[0]
+    h = _residual_block(e, layers, "_self_attention", decoder, self_attend)[0]
     if encoder is not None:
-        h = _residual_block(x, layers, "_cross_attention", h, cross_attend)[0]
-    return [_feedforward(x, layers, h)]
+        h = _residual_block(e, layers, "_cross_attention", h, cross_attend)[0]
+    return [_feedforward(e, layers, h)]
 
 
 hub_kind("TransformerDecoder", signature=DECODER_SIGNATURE,
@@ -211,28 +212,28 @@ hub_kind("CachedMultiHeadAttention",
 # ---------------------------------------------------------------------- embeddings
 
 
-def _expand_token_and_position(node, x) -> list:
+def _expand_token_and_position(node, e) -> list:
     """ReversibleEmbedding(vocabulary_size, embedding_dim, mask_zero) of the token ids plus
     PositionEmbedding(sequence_length) of the result; the sum carries the token mask."""
-    config = x.config
+    config = e.config
     if node.input("positions") is not None:
-        raise UnsupportedLayerError(f"{x.source}: layer {node.name!r}: "
+        raise UnsupportedLayerError(f"{e.source}: layer {node.name!r}: "
                                     f"TokenAndPositionEmbedding called with positions is "
                                     f"not supported yet")
     module = "keras_hub.src.layers.modeling"
-    tokens = x.sublayer("token_embedding", "ReversibleEmbedding",
+    tokens = e.sublayer("token_embedding", "ReversibleEmbedding",
                         {"input_dim": config["vocabulary_size"],
                          "output_dim": config["embedding_dim"],
                          "tie_weights": config.get("tie_weights", True),
                          "mask_zero": config.get("mask_zero", False)},
                         module=f"{module}.reversible_embedding")
-    positions = x.sublayer("position_embedding", "PositionEmbedding",
+    positions = e.sublayer("position_embedding", "PositionEmbedding",
                            {"sequence_length": config["sequence_length"]},
                            module=f"{module}.position_embedding")
-    embedded = x.call(tokens, node.input("inputs"))[0]
-    located = x.call(positions, embedded,
+    embedded = e.call(tokens, node.input("inputs"))[0]
+    located = e.call(positions, embedded,
                      start_index=node.arguments.get("start_index", 0))[0]
-    summed = x.op("Add", embedded, located, label="sum")
+    summed = e.op("Add", embedded, located, label="sum")
     summed.mask = embedded.mask
     return [summed]
 
@@ -318,7 +319,7 @@ def alibi_bias(node):
 # ---------------------------------------------------------------------- MaskedLMHead
 
 
-def _shared_embedding(node, x, embedding: dict):
+def _shared_embedding(node, e, embedding: dict):
     """The weights of the ReversibleEmbedding a MaskedLMHead projects onto: saved under
     the head (``token_embedding/``) when the head was saved first, else with the model's
     layer of that name (Keras saves a shared layer once)."""
@@ -326,17 +327,17 @@ def _shared_embedding(node, x, embedding: dict):
     if own is not None and any(n.startswith("token_embedding/") for n in own.names()):
         return own.view(("token_embedding/", "token_embedding/"))
     name = embedding.get("config", {}).get("name")
-    found = [layer for layer in x.graph.layers.values()
+    found = [layer for layer in e.graph.layers.values()
              if layer.config.get("name") == name and layer.class_name.endswith(
                  "ReversibleEmbedding") and layer.weights is not None]
     if len(found) != 1:
-        raise UnsupportedLayerError(f"{x.source}: layer {node.name!r}: the token embedding "
+        raise UnsupportedLayerError(f"{e.source}: layer {node.name!r}: the token embedding "
                                     f"{name!r} it projects onto is "
                                     f"{'ambiguous' if found else 'not in the model'}")
     return found[0].weights
 
 
-def _output_weights(node, x, vocabulary: int):
+def _output_weights(node, e):
     """The output projection as a Dense(vocabulary)'s kernel and bias: the head's own
     output_kernel, or its token embedding's table transposed (its reverse_embeddings
     without tie_weights), and the head's output_bias."""
@@ -344,57 +345,57 @@ def _output_weights(node, x, vocabulary: int):
     if own is None:
         return None
     saving = own.layout == "saving_lib"
-    embedding = x.config.get("token_embedding")
+    embedding = e.config.get("token_embedding")
     entries = {}
     if embedding is None:
         entries["vars/0" if saving else "kernel"] = (own, "vars/0" if saving else
                                                      "output_kernel", None)
         bias = "vars/1" if saving else "output_bias"
     else:
-        table = _shared_embedding(node, x, embedding)
+        table = _shared_embedding(node, e, embedding)
         if embedding["config"].get("tie_weights", True):
-            source, transform = ("vars/0" if saving else "embeddings"), np_transpose
+            source, transform = ("vars/0" if saving else "embeddings"), _transposed
         else:
             source, transform = ("vars/1" if saving else "reverse_embeddings"), None
         entries["vars/0" if saving else "kernel"] = (table, source, transform)
         bias = "vars/0" if saving else "output_bias"
     entries["vars/1" if saving else "bias"] = (own, bias, None)
-    return x.derived_weights(own.layout, entries)
+    return e.derived_weights(own.layout, entries)
 
 
-def np_transpose(array):
+def _transposed(array):
     return array.T
 
 
-def _expand_masked_lm_head(node, x) -> list:
+def _expand_masked_lm_head(node, e) -> list:
     """KerasHub's MaskedLMHead: the hidden states at ``mask_positions``
     (take_along_axis), Dense(width, intermediate_activation), LayerNormalization, then
     the projection onto the vocabulary (its own kernel, or its token embedding's table
     transposed) plus output_bias, then ``activation``: one Dense."""
-    config = x.config
+    config = e.config
     embedding = config.get("token_embedding")
     if embedding is not None:
         for option in ("logit_soft_cap", "reverse_dtype"):
             if embedding["config"].get(option) is not None:
                 raise UnsupportedLayerError(
-                    f"{x.source}: layer {node.name!r}: MaskedLMHead over a token embedding "
+                    f"{e.source}: layer {node.name!r}: MaskedLMHead over a token embedding "
                     f"with {option} is not supported yet")
     inputs = node.input("inputs")
     width = embedding["config"]["output_dim"] if embedding else inputs.shape[-1]
     vocabulary = embedding["config"]["input_dim"] if embedding else config["vocabulary_size"]
-    positions = x.op("ExpandDims", node.input("mask_positions"), axis=-1, label="positions")
-    h = x.op("TakeAlongAxis", inputs, positions, axis=1, label="gathered")
-    dense = x.sublayer("_intermediate_dense", "Dense", {
+    positions = e.op("ExpandDims", node.input("mask_positions"), axis=-1, label="positions")
+    h = e.op("TakeAlongAxis", inputs, positions, axis=1, label="gathered")
+    dense = e.sublayer("_intermediate_dense", "Dense", {
         "name": "intermediate_dense", "units": width,
         "activation": config.get("intermediate_activation", "relu")})
-    norm = x.sublayer("_intermediate_layer_norm", "LayerNormalization", {
+    norm = e.sublayer("_intermediate_layer_norm", "LayerNormalization", {
         "name": "intermediate_layer_norm", "axis": -1,
         "epsilon": config.get("layer_norm_epsilon", 1e-5)})
-    output = x.sublayer("output_projection", "Dense", {
+    output = e.sublayer("output_projection", "Dense", {
         "units": vocabulary, "activation": config.get("activation")},
-        weights=_output_weights(node, x, vocabulary))
-    h = x.call(norm, x.call(dense, h)[0])[0]
-    return x.call(output, h)
+        weights=_output_weights(node, e))
+    h = e.call(norm, e.call(dense, h)[0])[0]
+    return e.call(output, h)
 
 
 def _masked_lm_types(node):
@@ -411,27 +412,27 @@ hub_kind("MaskedLMHead", signature=("inputs", "mask_positions"), output_mask=no_
 # ---------------------------------------------------------------------- FNetEncoder
 
 
-def _expand_fnet(node, x) -> list:
+def _expand_fnet(node, e) -> list:
     """KerasHub's FNetEncoder: m = norm(x + real(fft2(x))) over the last two axes, then
     y = norm(m + dropout(Dense(hidden)(Dense(intermediate_dim, activation)(m))))."""
-    config, inputs = x.config, node.input("inputs")
+    config, inputs = e.config, node.input("inputs")
     epsilon = config.get("layer_norm_epsilon", 1e-5)
 
     def norm(attribute):
-        return x.sublayer(attribute, "LayerNormalization",
+        return e.sublayer(attribute, "LayerNormalization",
                           {"name": attribute.lstrip("_"), "epsilon": epsilon, "axis": -1})
 
-    intermediate = x.sublayer("_intermediate_dense", "Dense", {
+    intermediate = e.sublayer("_intermediate_dense", "Dense", {
         "name": "intermediate_dense", "units": config["intermediate_dim"],
         "activation": config.get("activation", "relu")})
-    output = x.sublayer("_output_dense", "Dense", {"name": "output_dense",
+    output = e.sublayer("_output_dense", "Dense", {"name": "output_dense",
                                                    "units": inputs.shape[-1]})
-    dropout = x.sublayer("_output_dropout", "Dropout", {"name": "output_dropout",
+    dropout = e.sublayer("_output_dropout", "Dropout", {"name": "output_dropout",
                                                         "rate": config.get("dropout", 0)})
-    mixed = x.op("FFT2", [inputs, 0.0], label="fourier")
-    mixed = x.call(norm("_mixing_layer_norm"), x.op("Add", inputs, mixed, label="mixing_sum"))[0]
-    h = x.call(dropout, x.call(output, x.call(intermediate, mixed)[0])[0])[0]
-    return x.call(norm("_output_layer_norm"), x.op("Add", mixed, h, label="output_sum"))
+    mixed = e.op("FFT2", [inputs, 0.0], label="fourier")
+    mixed = e.call(norm("_mixing_layer_norm"), e.op("Add", inputs, mixed, label="mixing_sum"))[0]
+    h = e.call(dropout, e.call(output, e.call(intermediate, mixed)[0])[0])[0]
+    return e.call(norm("_output_layer_norm"), e.op("Add", mixed, h, label="output_sum"))
 
 
 hub_kind("FNetEncoder", output_mask=no_mask, expand=_expand_fnet)(
