@@ -150,7 +150,8 @@ def small_vit(k):
 def position_encodings(k):
     """SinePositionEncoding (two wavelengths, a start index), PositionEmbedding on a
     dynamic length, RotaryEmbedding over (B, T, d), (B, T, heads, d) and a (B, d, T)
-    layout, with scaling_factor, max_wavelength and start_index."""
+    layout, with scaling_factor, max_wavelength, start_index, denominator_dim, and the
+    dynamic and YaRN rope types."""
     layers = hub()
     x = k.Input((None, 8), name="x")
     heads = k.Input((None, 2, 6), name="heads")
@@ -163,9 +164,14 @@ def position_encodings(k):
                                                                            start_index=1)
     moved = layers.RotaryEmbedding(sequence_axis=2, feature_axis=1)(channels_first)
     dynamic = layers.RotaryEmbedding(rope_type="dynamic", scaling_factor=3.0)(heads)
+    yarn = layers.RotaryEmbedding(rope_type="yarn", scaling_factor=4.0, max_wavelength=50,
+                                  original_max_position_embeddings=16)(x)
+    untruncated = layers.RotaryEmbedding(rope_type="yarn", scaling_factor=2.0, truncate=False,
+                                         beta_fast=8.0, original_max_position_embeddings=32)(x)
+    wide = layers.RotaryEmbedding(denominator_dim=16)(x)
     return k.Model([x, heads, channels_first],
                    [k.layers.Add()([x, sine]), sine_short, learned, rotary, scaled, moved,
-                    dynamic])
+                    dynamic, yarn, untruncated, wide])
 
 
 @case()

@@ -121,19 +121,53 @@ def sine_position_encoding(node: Node, b: Builder) -> list:
 
 def rotary_inverse_frequencies(config: dict, dim: int) -> np.ndarray:
     """θ_j = max_wavelength ** (-2j / (denominator_dim or dim)), divided by scaling_factor
-    ("linear"), by scaling_factor ** (dim / (dim - 2)) ("dynamic"), in float32."""
+    ("linear"), by scaling_factor ** (dim / (dim - 2)) ("dynamic"), or YaRN's blend of the
+    plain and the interpolated frequencies ("yarn"), in float32 as KerasHub computes them."""
     f32 = np.float32
     index = np.arange(0, dim, 2, dtype=f32)
-    inverse = np.power(f32(config.get("max_wavelength", 10000)),
-                       -(index / f32(config.get("denominator_dim") or dim)))
-    rope, factor = config.get("rope_type", "linear"), f32(config.get("scaling_factor", 1.0))
+    base, factor = f32(config.get("max_wavelength", 10000)), f32(config.get("scaling_factor", 1.0))
+    rope = config.get("rope_type", "linear")
+    if rope == "yarn":
+        return _yarn_inverse_frequencies(config, dim, base, factor)
+    inverse = np.power(base, -(index / f32(config.get("denominator_dim") or dim)))
     if rope == "linear":
         inverse = inverse / factor
     elif rope == "dynamic":
         inverse = inverse / np.power(factor, f32(dim) / f32(max(1, dim - 2)))
-    elif rope == "yarn":
-        raise ValueError("rope_type 'yarn'")
     return inverse.astype(f32)
+
+
+def _yarn_inverse_frequencies(config: dict, dim: int, base, factor) -> np.ndarray:
+    """KerasHub's ``_get_yarn_inverse_freq``: extrapolated frequencies (1 / base ** (2j /
+    dim)) where they rotate fast, interpolated ones (divided by scaling_factor) where slow,
+    a linear ramp between the correction dims of beta_fast and beta_slow."""
+    f32 = np.float32
+    powers = np.power(base, np.arange(0, dim, 2, dtype=f32) / f32(dim))
+    extrapolated, interpolated = f32(1.0) / powers, f32(1.0) / (factor * powers)
+    longest = f32(config.get("original_max_position_embeddings", 4096))
+
+    def correction_dim(rotations):
+        return (f32(dim) * np.log(longest / (f32(rotations) * f32(2) * f32(np.pi)))) / (
+            f32(2) * np.log(base))
+
+    low = correction_dim(config.get("beta_fast", 32.0))
+    high = correction_dim(config.get("beta_slow", 1.0))
+    if config.get("truncate", True):
+        low, high = np.floor(low), np.ceil(high)
+    low, high = np.maximum(low, f32(0)), np.minimum(high, f32(dim - 1))
+    ramp = np.clip((np.arange(dim // 2, dtype=f32) - low) / np.maximum(high - low, f32(0.001)),
+                   0, 1)
+    extrapolation = f32(1) - ramp
+    return (interpolated * (f32(1) - extrapolation)
+            + extrapolated * extrapolation).astype(f32)
+
+
+def rotary_amplitude(config: dict):
+    """YaRN scales cos and sin by 0.1 ln(scaling_factor) + 1; None otherwise."""
+    if config.get("rope_type", "linear") != "yarn":
+        return None
+    f32 = np.float32
+    return f32(f32(0.1) * np.log(f32(config.get("scaling_factor", 1.0)))) + f32(1.0)
 
 
 @emits("RotaryEmbedding")
@@ -148,11 +182,7 @@ def rotary_embedding(node: Node, b: Builder) -> list:
     dim = tensor.shape[feature]
     if dim is None:
         raise ConversionError(f"layer {base!r}: RotaryEmbedding needs a fixed feature size")
-    try:
-        inverse = rotary_inverse_frequencies(config, dim)
-    except ValueError as exc:
-        raise ConversionError(f"layer {base!r}: RotaryEmbedding with {exc} is not supported "
-                              f"yet") from None
+    inverse = rotary_inverse_frequencies(config, dim)
     # Keras' moveaxis(x, (feature, sequence), (-1, 1)) as a permutation, and back.
     perm = [int(d) - 2 for d in np.moveaxis(np.empty(tuple(range(2, rank + 2))),
                                             (feature, sequence), (-1, 1)).shape]
@@ -170,9 +200,14 @@ def rotary_embedding(node: Node, b: Builder) -> list:
                   outputs=2, axis=-1)
     rotated = b.op("Concat", [b.op("Neg", [x2], f"{base}/minus_x2"), x1], f"{base}/rotated",
                    axis=-1)
-    y = b.op("Add", [b.op("Mul", [x, b.op("Cos", [angles], f"{base}/cos")], f"{base}/x_cos"),
-                     b.op("Mul", [rotated, b.op("Sin", [angles], f"{base}/sin")],
-                          f"{base}/rotated_sin")], f"{base}/rotary")
+    cos, sin = (b.op(f, [angles], f"{base}/{f.lower()}") for f in ("Cos", "Sin"))
+    amplitude = rotary_amplitude(config)
+    if amplitude is not None:
+        scale = b.constant(f"{base}/amplitude", amplitude)
+        cos, sin = (b.op("Mul", [v, scale], f"{base}/{n}_scaled")
+                    for v, n in ((cos, "cos"), (sin, "sin")))
+    y = b.op("Add", [b.op("Mul", [x, cos], f"{base}/x_cos"),
+                     b.op("Mul", [rotated, sin], f"{base}/rotated_sin")], f"{base}/rotary")
     if perm != list(range(rank)):
         y = b.op("Transpose", [y], base, perm=[int(i) for i in np.argsort(perm)])
     return [y]

@@ -4,14 +4,16 @@ Its layers serialize with ``module: keras_hub.src.layers.modeling.<file>`` and
 ``registered_name: keras_hub>Class`` (older files: ``keras_nlp``); their configs hold the
 constructor arguments, their weights sit under the attribute names of their sublayers
 (``transformer_encoder/_self_attention_layer/query_dense/vars/0``). TransformerEncoder,
-TransformerDecoder and TokenAndPositionEmbedding are composite layers (converter/composite.py):
-their calls expand into the Keras layers and operations KerasHub's ``call`` runs. The
-position encodings and ReversibleEmbedding's reverse projection are lowered by hand.
+TransformerDecoder, TokenAndPositionEmbedding, MaskedLMHead and FNetEncoder are composite
+layers (converter/composite.py): their calls expand into the Keras layers and operations
+KerasHub's ``call`` runs. The position encodings, ReversibleEmbedding, RMSNormalization
+and AlibiBias are lowered by hand (emit/keras_hub.py).
 
 An expansion function is ``expand(node, e)``: ``e`` is the ``composite.Expansion`` that
-makes the inner calls. Masks as KerasHub moves them: a TransformerEncoder/Decoder reads its inputs' Keras mask
-(unless a padding mask is passed) and merges it into the attention mask its attention layer
-gets (``merge_padding_and_attention_mask``); its output carries its first input's mask.
+makes the inner calls. Masks as KerasHub moves them: a TransformerEncoder/Decoder reads its
+inputs' Keras mask (unless a padding mask is passed) and merges it into the attention mask
+its attention layer gets (``merge_padding_and_attention_mask``); its output carries its
+first input's mask.
 """
 from __future__ import annotations
 
