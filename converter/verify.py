@@ -150,10 +150,12 @@ def verify(keras_model, onnx_model, *, weights=None, inputs=None, batches=(1, 4)
     say = progress or (lambda message: None)
     proto, onnx_path = _read_onnx(onnx_model)
     with load(keras_model, weights) as graph:
+        report = VerifyReport(os.fspath(keras_model), onnx_path, atol, rtol)
+        if inputs is None:
+            lengths = _within_limits(graph, lengths, report)
         input_sets = (_given_inputs(inputs, graph) if inputs is not None
                       else _generated_inputs(graph, batches, lengths, seed))
         tensor_map = _tensor_map(proto)
-        report = VerifyReport(os.fspath(keras_model), onnx_path, atol, rtol)
         if not tensor_map:
             report.notes.append("the ONNX file has no kerasonnx layer map: per-layer "
                                 "comparison is not possible (was it written by kerasonnx?)")
@@ -213,6 +215,18 @@ def _given_inputs(inputs, graph: Graph) -> list:
              arrays)]
 
 
+def _within_limits(graph: Graph, lengths, report: VerifyReport) -> list:
+    """Generated lengths no longer than any call accepts (a learned position table of
+    KerasHub's PositionEmbedding has ``sequence_length`` rows)."""
+    limits = [node.layer.kind.max_length(node) for node in graph.nodes
+              if node.layer.kind is not None and node.layer.kind.max_length is not None]
+    if not limits or max(lengths) <= min(limits):
+        return list(lengths)
+    report.notes.append(f"generated lengths capped at {min(limits)}, the longest sequence "
+                        f"the model's position embeddings cover")
+    return sorted({min(length, min(limits)) for length in lengths})
+
+
 def _generated_inputs(graph: Graph, batches, lengths, seed: int) -> list:
     dynamic = any(d is None for t in graph.inputs for d in t.shape[1:])
     sets = []
@@ -231,7 +245,8 @@ def _input_array(graph: Graph, tensor: Tensor, batch: int, length, rng) -> np.nd
     shape = [batch] + [length if d is None else d for d in tensor.shape[1:]]
     uses = [(node, role) for node in graph.consumers(tensor) for role, t in node.input_tensors()
             if t is tensor]
-    embedding = next((node for node, _ in uses if node.class_name == "Embedding"), None)
+    embedding = next((node for node, _ in uses
+                      if node.class_name in ("Embedding", "ReversibleEmbedding")), None)
     if embedding is not None:
         low = 1 if embedding.config.get("mask_zero") else 0
         ids = rng.integers(low, embedding.config["input_dim"], size=shape)

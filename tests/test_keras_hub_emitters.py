@@ -80,11 +80,14 @@ def test_inspect_groups_inner_calls(saved_models):
 
 def test_verify_runs_keras_hub_models(saved_models, tmp_path):
     """verify imports keras_hub in its Keras process and compares the composite calls'
-    outputs (the encoder's as a whole) with Keras' layers."""
+    outputs (the encoder's as a whole) with Keras' layers; generated lengths stay within
+    the position table (16 rows)."""
     _, path = saved_models("text_classifier", "keras3")
-    report = kerasonnx.verify(path, convert(path).model, batches=(2,), lengths=(5,),
+    report = kerasonnx.verify(path, convert(path).model, batches=(2,), lengths=(5, 32),
                               per_layer=True)
     assert report.passed, report.summary()
+    assert [run.length for run in report.runs] == [5, 16]
+    assert any("capped at 16" in note for note in report.notes)
     compared = {c.name for c in report.runs[0].layers}
     assert {"token_and_position_embedding", "transformer_encoder"} <= compared
 

@@ -278,7 +278,9 @@ def _position_weights(node):
 
 
 @hub_kind("PositionEmbedding", signature=("inputs", "start_index", "positions"),
-          weights=_position_weights, output_mask=no_mask)
+          weights=_position_weights, output_mask=no_mask,
+          max_length=lambda node: (node.config["sequence_length"]
+                                   - int(node.arguments.get("start_index", 0))))
 def position_embedding(node):
     """embeddings[start_index : start_index + T] broadcast to the input's shape."""
     return [(first_input(node).shape, compute_dtype(node))]

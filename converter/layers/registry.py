@@ -49,6 +49,8 @@ class LayerKind:
     # A composite layer: ``expand(node, expansion)`` describes its call as inner calls of
     # known layers (see converter/composite.py) and returns the call's outputs.
     expand: Optional[Callable] = None
+    # The longest sequence a call accepts (a learned position table's rows), or None.
+    max_length: Optional[Callable[[Node], Optional[int]]] = None
 
     def __post_init__(self):
         if self.output_mask is None:
