@@ -21,6 +21,9 @@ from .registry import emits
 @emits("CachedMultiHeadAttention")
 def cached_multi_head_attention(node: Node, b: Builder) -> list:
     """Without a cache, Keras' MultiHeadAttention (its masks only from attention_mask)."""
+    if node.input("cache") is not None:
+        raise ConversionError(f"layer {node.name!r}: CachedMultiHeadAttention called with a "
+                              f"cache is not supported yet (call it without one)")
     return multi_head_attention(node, b)
 
 

@@ -193,14 +193,6 @@ hub_kind("TransformerDecoder", signature=DECODER_SIGNATURE,
     lambda node: [(node.input("decoder_sequence").shape, compute_dtype(node))])
 
 
-def _cached_attention_roles(arguments: dict) -> tuple:
-    roles, arguments = bind_mha_roles(arguments)
-    if roles.get("cache") is not None:
-        raise UnsupportedLayerError("CachedMultiHeadAttention called with a cache is not "
-                                    "supported yet (call it without one)")
-    return roles, arguments
-
-
 # CachedMultiHeadAttention without a cache is Keras' MultiHeadAttention, except that its
 # call takes no Keras masks (masks reach it only as ``attention_mask``) and leaves its
 # inputs' masks alone. KerasHub's TransformerDecoder builds its mask with the causal one,
@@ -208,7 +200,7 @@ def _cached_attention_roles(arguments: dict) -> tuple:
 hub_kind("CachedMultiHeadAttention",
          signature=("query", "value", "key", "attention_mask", "cache", "cache_update_index",
                     "return_attention_scores", "training"),
-         bind_roles=_cached_attention_roles, weights=_mha_weights)(multi_head_attention)
+         bind_roles=bind_mha_roles, weights=_mha_weights)(multi_head_attention)
 
 
 # ---------------------------------------------------------------------- embeddings
