@@ -281,3 +281,15 @@ def fnet(k):
     x = layers.FNetEncoder(intermediate_dim=12, activation="gelu", layer_norm_epsilon=1e-6,
                            dropout=0.1)(x)
     return k.Model(tokens, x)
+
+
+@case()
+def shared_encoder(k):
+    """One TransformerEncoder applied twice (ALBERT-style weight sharing), the second call
+    on a padding mask: two expansions reading one set of weights."""
+    layers = hub()
+    tokens = k.Input((None,), dtype="int32", name="tokens")
+    padding = k.Input((None,), dtype="bool", name="padding_mask")
+    encoder = layers.TransformerEncoder(16, 2, normalize_first=True)
+    x = layers.TokenAndPositionEmbedding(VOCAB, 16, 8, mask_zero=True)(tokens)
+    return k.Model([tokens, padding], encoder(encoder(x), padding_mask=padding))
