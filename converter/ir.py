@@ -72,6 +72,9 @@ class Node:
     arguments: dict = field(default_factory=dict)
     outputs: list = field(default_factory=list)
     mask_outputs: list = field(default_factory=list)  # masks this node computes
+    # The composite call this node is an inner call of (``transformer_encoder`` for
+    # ``transformer_encoder/_self_attention_layer``), or None.
+    parent: Optional["Node"] = None
 
     @property
     def class_name(self) -> str:
@@ -112,6 +115,8 @@ class Graph:
     output_names: list = field(default_factory=list)  # Keras' names for the outputs
     nodes: list = field(default_factory=list)
     layers: dict = field(default_factory=dict)  # path name -> Layer
+    # Calls of composite layers: not emitted themselves, their inner calls are in ``nodes``.
+    composites: list = field(default_factory=list)
     source: Any = None  # the load.SavedModel it came from (owns the open weights file)
 
     def close(self) -> None:
@@ -125,10 +130,28 @@ class Graph:
         self.close()
 
     def node(self, name: str) -> Node:
-        for node in self.nodes:
+        """The call named ``name``: a node, or a composite call."""
+        for node in self.nodes + self.composites:
             if node.name == name:
                 return node
         raise KeyError(name)
+
+    def calls(self) -> list:
+        """``(node, depth)`` for every layer call as a reader sees it, in order: each
+        composite call just before its inner calls, which are one level deeper."""
+        listed, ordered = set(), []
+        for node in self.nodes:
+            chain = []
+            parent = node.parent
+            while parent is not None:
+                chain.append(parent)
+                parent = parent.parent
+            for depth, composite in enumerate(reversed(chain)):
+                if id(composite) not in listed:
+                    listed.add(id(composite))
+                    ordered.append((composite, depth))
+            ordered.append((node, len(chain)))
+        return ordered
 
     def consumers(self, tensor: Tensor) -> list:
         return [n for n in self.nodes if any(t is tensor for _, t in n.input_tensors())]

@@ -8,11 +8,14 @@ FAMILY_TITLES = {
     "attention": "Attention", "core": "Core", "merge": "Merging",
     "normalization": "Normalization", "reshaping": "Reshaping", "pooling": "Pooling",
     "convolution": "Convolution", "recurrent": "Recurrent", "preprocessing": "Preprocessing",
-    "third_party": "keras-multi-head", "operations": "Tensor operations",
+    "operations": "Tensor operations",
+    # third-party libraries, one family per package (its import name is the module's name)
+    "keras_multi_head": "keras-multi-head", "keras_hub": "KerasHub",
     "keras_self_attention": "keras-self-attention",
     "keras_transformer": "keras-transformer's layers",
     "keras_bert": "keras-bert",
 }
+LIBRARIES = ("keras_multi_head", "keras_hub", "keras_self_attention", "keras_bert")
 
 # The package of each class in a family that gathers several (keras-transformer's parts).
 PACKAGES = {"PositionEmbedding": "keras_pos_embd", "TrigPosEmbedding": "keras_pos_embd",
@@ -22,8 +25,8 @@ PACKAGES = {"PositionEmbedding": "keras_pos_embd", "TrigPosEmbedding": "keras_po
 
 
 def _label(kind) -> str:
-    if kind.family == "third_party":
-        return f"{kind.class_name} (keras_multi_head)"
+    if kind.family in LIBRARIES:
+        return f"{kind.class_name} ({kind.family})"
     if kind.family == "keras_transformer":
         return f"{kind.class_name} ({PACKAGES[kind.class_name]})"
     if kind.family == "operations":
@@ -39,7 +42,9 @@ def layer_rows() -> list:
     rows = {}
     for kind in known_kinds():
         done, read_only = rows.setdefault(FAMILY_TITLES[kind.family], ([], []))
-        (done if (kind.family, kind.class_name) in converted else read_only).append(_label(kind))
+        # a composite layer converts through the layers it expands into
+        emitted = (kind.family, kind.class_name) in converted or kind.expand is not None
+        (done if emitted else read_only).append(_label(kind))
     return [(family, done, read_only) for family, (done, read_only) in rows.items()]
 
 

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Optional
 
+from .composite import expand
 from .errors import ModelConfigError
 from .ir import Graph, Layer, Node, Tensor
 from .layers import NEW_MASK, contains_tensor, kind_for, split_tensors
@@ -362,6 +363,10 @@ class _Parser:
         if kind is not None:
             for role in kind.clears_masks_of(node):
                 node.inputs[role].mask = None
+            if kind.expand is not None:  # a composite layer: its inner calls instead
+                outputs = expand(node, self.graph, self.source)
+                if outputs is not None:
+                    return outputs
         self.graph.nodes.append(node)
         return node.outputs
 

@@ -1,7 +1,9 @@
 """``inspect``: what the parser understood, for people (text) and machines (JSON).
 
 For every layer call: its class, its inputs BY ROLE, its non-tensor arguments, its outputs
-with shapes and dtypes, its parameter count and the masks that flow in and out.
+with shapes and dtypes, its parameter count and the masks that flow in and out. A composite
+layer's call (KerasHub's TransformerEncoder, keras-multi-head's MultiHead) is listed with
+the inner calls it expands into indented under it.
 """
 from __future__ import annotations
 
@@ -24,7 +26,8 @@ def describe(graph: Graph) -> dict:
         "inputs": [_tensor(t) for t in graph.inputs],
         "outputs": [dict(_tensor(t), name=name, tensor=t.name)
                     for name, t in zip(graph.output_names, graph.outputs)],
-        "nodes": [_node(n) for n in graph.nodes],
+        "nodes": [_node(n, depth, any(n is c for c in graph.composites))
+                  for n, depth in graph.calls()],
         "unsupported": unsupported_layers(graph),
     }
 
@@ -48,7 +51,7 @@ def _names(value):
     return value
 
 
-def _node(node: Node) -> dict:
+def _node(node: Node, depth: int, composite: bool) -> dict:
     inputs = {r: _names(v) for r, v in node.inputs.items() if r not in MASK_ROLES}
     masks = {r: _names(v) for r, v in node.inputs.items() if r in MASK_ROLES}
     return {
@@ -64,6 +67,9 @@ def _node(node: Node) -> dict:
         "computed_masks": [_tensor(t) for t in node.mask_outputs],
         "params": node.layer.param_count(),
         "supported": node.layer.kind is not None,
+        "composite": composite,  # expanded: the calls that follow, one level deeper
+        "inside": None if node.parent is None else node.parent.name,
+        "depth": depth,
     }
 
 
@@ -77,16 +83,19 @@ def render_text(report: dict) -> str:
     for node in report["nodes"]:
         params = "?" if node["params"] is None else f"{node['params']:,}"
         flag = "" if node["supported"] else "   [not supported]"
-        lines.append(f"  {node['name']}  {node['class_name']}  params {params}{flag}")
-        lines.append(f"      in:   {_roles_text(node['inputs']) or '-'}")
+        flag += "   [composite: its inner calls follow]" if node.get("composite") else ""
+        indent = "    " * node.get("depth", 0)
+        lines.append(f"{indent}  {node['name']}  {node['class_name']}  params {params}{flag}")
+        lines.append(f"{indent}      in:   {_roles_text(node['inputs']) or '-'}")
         if node["arguments"]:
             args = " ".join(f"{k}={v!r}" for k, v in node["arguments"].items())
-            lines.append(f"      args: {args}")
+            lines.append(f"{indent}      args: {args}")
         for out in node["outputs"]:
             mask = f"  mask={out['mask']}" if out["mask"] else ""
-            lines.append(f"      out:  {out['name']}  {_shape_text(out)}  {out['dtype']}{mask}")
+            lines.append(f"{indent}      out:  {out['name']}  {_shape_text(out)}  "
+                         f"{out['dtype']}{mask}")
         if node["masks"]:
-            lines.append(f"      masks in: {_roles_text(node['masks'])}")
+            lines.append(f"{indent}      masks in: {_roles_text(node['masks'])}")
     lines += ["", "outputs:"]
     lines += [f"  {o['name']}  = {o['tensor']}  {_shape_text(o)}  {o['dtype']}"
               for o in report["outputs"]]

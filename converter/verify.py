@@ -24,6 +24,7 @@ import onnxruntime as ort
 from .convert import TENSOR_MAP_KEY
 from .errors import ConversionError, ModelFileError
 from .ir import Graph, Tensor
+from .layers.keras_hub import is_keras_hub
 from .model import load
 
 REPORT_SCHEMA = "kerasonnx.verify/1"
@@ -149,10 +150,12 @@ def verify(keras_model, onnx_model, *, weights=None, inputs=None, batches=(1, 4)
     say = progress or (lambda message: None)
     proto, onnx_path = _read_onnx(onnx_model)
     with load(keras_model, weights) as graph:
+        report = VerifyReport(os.fspath(keras_model), onnx_path, atol, rtol)
+        if inputs is None:
+            lengths = _within_limits(graph, lengths, report)
         input_sets = (_given_inputs(inputs, graph) if inputs is not None
                       else _generated_inputs(graph, batches, lengths, seed))
         tensor_map = _tensor_map(proto)
-        report = VerifyReport(os.fspath(keras_model), onnx_path, atol, rtol)
         if not tensor_map:
             report.notes.append("the ONNX file has no kerasonnx layer map: per-layer "
                                 "comparison is not possible (was it written by kerasonnx?)")
@@ -161,7 +164,9 @@ def verify(keras_model, onnx_model, *, weights=None, inputs=None, batches=(1, 4)
         request = {"model": saved.source, "format": saved.format, "dialect": graph.dialect,
                    "weights": None if weights is None else os.fspath(weights),
                    "families": sorted({layer.kind.family for layer in graph.layers.values()
-                                       if layer.kind is not None})}
+                                       if layer.kind is not None}),
+                   "keras_hub": any(is_keras_hub(layer.module or layer.class_name)
+                                    for layer in graph.layers.values())}
         say(f"running {keras_model} in Keras ({graph.dialect}) on {len(input_sets)} input set(s)")
         keras_results = _run_keras(request, [arrays for *_, arrays in input_sets],
                                    layer_names if per_layer else [])
@@ -209,9 +214,21 @@ def _given_inputs(inputs, graph: Graph) -> list:
              arrays)]
 
 
-# Layers that look token ids up in a table of ``input_dim`` rows (the keras-bert and
-# keras-embed-sim ones are Keras' Embedding returning its table too).
-TOKEN_LAYERS = ("Embedding", "TokenEmbedding", "EmbeddingRet")
+def _within_limits(graph: Graph, lengths, report: VerifyReport) -> list:
+    """Generated lengths no longer than any call accepts (a learned position table of
+    KerasHub's PositionEmbedding has ``sequence_length`` rows)."""
+    limits = [node.layer.kind.max_length(node) for node in graph.nodes
+              if node.layer.kind is not None and node.layer.kind.max_length is not None]
+    if not limits or max(lengths) <= min(limits):
+        return list(lengths)
+    report.notes.append(f"generated lengths capped at {min(limits)}, the longest sequence "
+                        f"the model's position embeddings cover")
+    return sorted({min(length, min(limits)) for length in lengths})
+
+
+# Layers that look token ids up in a table of ``input_dim`` rows (the keras-bert,
+# keras-embed-sim and KerasHub ones are Keras' Embedding under another name).
+TOKEN_LAYERS = ("Embedding", "TokenEmbedding", "EmbeddingRet", "ReversibleEmbedding")
 
 
 def _generated_inputs(graph: Graph, batches, lengths, seed: int) -> list:
@@ -357,14 +374,14 @@ def _tensor_map(proto: onnx.ModelProto) -> dict:
 
 def _layer_names(graph: Graph, tensor_map: dict) -> list:
     """Top-level layers called once whose output the ONNX file records, in graph order."""
-    return [node.name for node in graph.nodes
+    return [node.name for node, _ in graph.calls()
             if "/" not in node.name and node.outputs and node.outputs[0].name in tensor_map]
 
 
 def _compare_layers(report: VerifyReport, proto, graph: Graph, tensor_map: dict,
                     input_sets: list, keras_results: list) -> None:
     wanted = []
-    for node in graph.nodes:
+    for node, _ in graph.calls():
         for i, tensor in enumerate(node.outputs):
             if tensor.name in tensor_map and "/" not in node.name:
                 wanted.append((node.name, i, tensor.name, tensor_map[tensor.name]))

@@ -1,9 +1,10 @@
 """The Keras side of ``verify``: run a saved model in the real Keras that wrote it.
 
-Runs as its own process (``python -m converter.verify_keras REQUEST.json``), started by
-``converter.verify``, so the caller's process never imports TensorFlow and Keras 2 models
-(tf_keras, keras-multi-head and its family) load with ``TF_USE_LEGACY_KERAS=1`` whatever the caller
-already imported. Models load in safe mode: a Lambda layer's code is never run.
+Runs as its own process (``python verify_keras.py REQUEST.json``), started by
+``kerasonnx.verify``, so the caller's process never imports TensorFlow and Keras 2 models
+(tf_keras, keras-multi-head and its family) load with ``TF_USE_LEGACY_KERAS=1`` whatever the
+caller already imported; KerasHub is imported when the model uses its layers. Models load in
+safe mode: a Lambda layer's code is never run.
 
 The request names the model file (and weights), the input files to run, and the top-level
 layers whose outputs are wanted too; every result is written to an ``.npz`` per input file:
@@ -55,7 +56,7 @@ def _keras_bert() -> dict:
 
 # Families of third-party packages (converter/layers/<family>.py) -> their Keras 2 custom
 # objects, as the packages' users register them when loading.
-PACKAGE_OBJECTS = {"third_party": _keras_multi_head,
+PACKAGE_OBJECTS = {"keras_multi_head": _keras_multi_head,
                    "keras_self_attention": _keras_self_attention,
                    "keras_transformer": _keras_transformer, "keras_bert": _keras_bert}
 
@@ -73,8 +74,21 @@ def _custom_objects(request: dict) -> dict:
     return objects
 
 
+def _import_keras_hub() -> None:
+    """KerasHub registers its classes (``keras_hub>...`` and the older ``keras_nlp>...``
+    names) when imported; without it Keras cannot rebuild its layers."""
+    try:
+        import keras_hub  # noqa: F401
+    except ImportError:
+        sys.exit("kerasonnx verify: the model uses KerasHub layers (keras_hub / keras_nlp) "
+                 "and keras-hub is not installed here: pip install keras-hub "
+                 "(it needs tensorflow-text of the same minor version as tensorflow)")
+
+
 def load_model(request: dict):
     k = _keras(request["dialect"])
+    if request.get("keras_hub"):
+        _import_keras_hub()
     path, weights = request["model"], request.get("weights")
     objects = _custom_objects(request)
     if request["format"] == "json":

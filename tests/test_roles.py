@@ -170,7 +170,7 @@ def test_sequential_holding_a_functional_block(dialect):
 def test_keras_multi_head_layers_told_apart():
     with load("keras2", "kmh_attention") as graph:
         node = graph.node("kmh_qkv")
-        assert node.layer.kind.family == "third_party"
+        assert node.layer.kind.family == "keras_multi_head"
         assert {r: names(v) for r, v in node.inputs.items()} == {
             "query": "q", "key": "k", "value": "v"}
         assert node.outputs[0].shape == (None, 4, 6)
@@ -186,6 +186,13 @@ def test_multi_head_wrapper_stacks_copies():
         node = graph.node("Multi-LSTMs")
         assert node.outputs[0].shape == (None, 8, 3)
         assert node.layer.param_count() == 3 * (4 * 8 * (20 + 8 + 1))
+        # a composite: its copies are ordinary LSTM calls reading the wrapper's weights
+        assert [(n.name, n.class_name) for n in graph.nodes if n.parent is node] == [
+            ("Multi-LSTMs/sub_0", "LSTM"), ("Multi-LSTMs/sub_0/stacked", "ExpandDims"),
+            ("Multi-LSTMs/sub_1", "LSTM"), ("Multi-LSTMs/sub_1/stacked", "ExpandDims"),
+            ("Multi-LSTMs/sub_2", "LSTM"), ("Multi-LSTMs/sub_2/stacked", "ExpandDims"),
+            ("Multi-LSTMs/stack", "Concatenate")]
+        assert graph.node("Multi-LSTMs/sub_1").layer.param_count() == 4 * 8 * (20 + 8 + 1)
 
 
 def test_old_keras2_sequential_without_input_layer(tmp_path):

@@ -115,16 +115,22 @@ class Builder:
         can, else add an Identity (graph inputs, values already named as an output)."""
         if current == wanted:
             return
+        if wanted in self._used and wanted not in named:
+            # an inner value took the name (a shared layer's first call): it moves aside
+            self._rename(wanted, self.fresh(f"{wanted}/inner"))
         producer = next((n for n in self.nodes if current in n.output), None)
-        if producer is None or wanted in self._used or current in named:
+        if producer is None or wanted in named or current in named:
             self.nodes.append(helper.make_node("Identity", [current], [wanted],
                                                name=self.fresh(f"{wanted}/Identity")))
         else:
-            for node in self.nodes:
-                node.input[:] = [wanted if i == current else i for i in node.input]
-                node.output[:] = [wanted if o == current else o for o in node.output]
-            self._values = {t: (wanted if v == current else v) for t, v in self._values.items()}
+            self._rename(current, wanted)
         self._used.add(wanted)
+
+    def _rename(self, current: str, wanted: str) -> None:
+        for node in self.nodes:
+            node.input[:] = [wanted if i == current else i for i in node.input]
+            node.output[:] = [wanted if o == current else o for o in node.output]
+        self._values = {t: (wanted if v == current else v) for t, v in self._values.items()}
 
     def _prune(self, outputs: list) -> None:
         """Drop nodes and initializers nothing needs (masks computed but never used)."""

@@ -60,8 +60,9 @@ class _Operation:
 
     def shape(self, tensor: Tensor = None) -> tuple:
         """The static shape (None for unknown dims) of ``tensor``, by default the first
-        input; its rank must be known."""
-        tensor = tensor or self.node.data_inputs()[0]
+        input tensor (a mask, when a composite applies the op to one); its rank must be
+        known."""
+        tensor = tensor or next(t for _, t in self.node.input_tensors())
         if tensor.shape is None:
             raise ConversionError(f"layer {self.base!r}: {_label(self.node)} needs the rank "
                                   f"of its input, which the saved model does not give")
@@ -100,7 +101,8 @@ LOWERINGS = {}
 
 
 def lowering(*names: str):
-    """Register the decorated ``lower(op) -> ONNX name`` for the operations ``names``."""
+    """Register the decorated ``lower(op) -> ONNX name`` (a list of names for operations
+    with several outputs) for the operations ``names``."""
     def register(function):
         for name in names:
             LOWERINGS[name] = function
@@ -680,6 +682,54 @@ def range_operation(op: _Operation) -> str:
             value = op.b.op("Squeeze", [value], f"{op.base}/scalar{i}")
         bounds.append(value)
     return op.finish(op.b.op("Range", bounds, op.base))
+
+
+@lowering("TakeAlongAxis")
+def take_along_axis(op: _Operation) -> str:
+    """x's values at ``indices`` along ``axis`` (NumPy's take_along_axis): both broadcast
+    to their common shape on the other axes, negative indices counted from the end."""
+    axis = op.attributes.get("axis")
+    if axis is None:
+        raise ConversionError(f"layer {op.base!r}: {_label(op.node)} without an axis (on the "
+                              f"flattened tensor) is not supported yet")
+    values, indices = operands(op.node)
+    x, index = op.operand(values, 0), op.b.value(indices)
+    rank = op.rank()
+    axis = axis + rank if axis < 0 else axis
+    shapes = [op.b.op("Shape", [v], f"{op.base}/shape{i}") for i, v in enumerate((x, index))]
+    common = op.b.op("Max", shapes, f"{op.base}/common_shape")
+    on_axis = op.b.constant(f"{op.base}/on_axis", np.arange(rank) == axis)
+    x, index = (op.b.op("Expand", [v, op.b.op("Where", [on_axis, shape, common],
+                                              f"{op.base}/target{i}")], f"{op.base}/broadcast{i}")
+                for i, (v, shape) in enumerate(zip((x, index), shapes)))
+    return op.finish(op.b.op("GatherElements", [x, index], op.base, axis=axis))
+
+
+@lowering("FFT2")
+def fft2(op: _Operation) -> list:
+    """(real, imaginary) of the 2-D discrete Fourier transform over the last two axes of
+    real + i imaginary (a Python number broadcasts): ONNX's DFT on each axis in turn."""
+    real_item, imaginary_item = operands(op.node)[0]
+    real, imaginary = op.values([real_item, imaginary_item])
+    if not isinstance(imaginary_item, Tensor):
+        imaginary = op.b.op("Expand", [imaginary, op.b.op("Shape", [real],
+                                                          f"{op.base}/shape")],
+                            f"{op.base}/imaginary")
+    rank = op.rank()
+    parts = [op.b.op("Unsqueeze", [v, op.b.ints(f"{op.base}/part{i}_axis", [-1])],
+                     f"{op.base}/part{i}") for i, v in enumerate((real, imaginary))]
+    spectrum = op.b.op("Concat", parts, f"{op.base}/complex", axis=-1)
+    for axis in (rank - 1, rank - 2):
+        if op.b.opset >= 20:  # the axis became an input
+            spectrum = op.b.op("DFT", [spectrum, None, op.b.constant(
+                f"{op.base}/axis{axis}", np.int64(axis))], f"{op.base}/dft{axis}")
+        else:
+            spectrum = op.b.op("DFT", [spectrum], f"{op.base}/dft{axis}", axis=axis)
+    real, imaginary = op.b.op("Split", [spectrum, op.b.ints(f"{op.base}/halves", [1, 1])],
+                              f"{op.base}/split", outputs=2, axis=-1)
+    return [op.finish(op.b.op("Squeeze", [v, op.b.ints(f"{op.base}/last{i}", [-1])],
+                              f"{op.base}/{part}"))
+            for i, (v, part) in enumerate(((real, "real"), (imaginary, "imaginary")))]
 
 
 # ---------------------------------------------------------------------- the emitter

@@ -15,6 +15,8 @@ tensor's dtype; Keras 3 promotes like ``keras.backend.result_type`` (Python scal
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 
 from ..ir import Tensor
@@ -30,11 +32,13 @@ FLOAT_UNARY = {"Exp", "Log", "Sqrt", "Rsqrt", "Tanh", "Sigmoid", "Softmax", "Log
 SAME_DTYPE_UNARY = {"Relu", "Abs", "Absolute", "Negative", "Square"}
 REDUCTIONS = {"Mean", "Sum", "Max", "Min", "Prod", "Any", "All"}
 STRUCTURAL = {"Cast", "Matmul", "Transpose", "Reshape", "ExpandDims", "Squeeze",
-              "Concatenate"}
+              "Concatenate", "TakeAlongAxis"}
 # Ops that move or pick elements: the result keeps the dtype of the first tensor.
 INDEXING = {"GetItem", "Take", "Slice", "Split", "Tile", "Repeat"}
 JOINING = {"Concatenate", "Stack"}  # a list of tensors, promoted to one dtype
 OTHER_OPS = {"Where", "Einsum", "Cumsum"}
+# (real, imaginary) in, (real, imaginary) out: the 2-D Fourier transform of the last two axes
+SPECTRAL = {"FFT2"}
 # Keras 3 arithmetic that treats Python scalars as weak (``x * 2.0`` keeps x's dtype);
 # the other ops convert them to int32 / float32 tensors first.
 WEAK_SCALAR_OPS = ARITHMETIC - {"Mod"}
@@ -287,7 +291,7 @@ def operation_dtypes(node) -> tuple:
     """(dtype the operands are cast to, dtype of the result) of an operation node."""
     name, attributes = operation(node)
     values = operands(node)
-    if name in JOINING and values:
+    if (name in JOINING or name in SPECTRAL) and values:
         values = values[0]
     if name == "Where":  # the condition is cast to bool; x1 and x2 are promoted
         values = values[1:]
@@ -308,6 +312,10 @@ def operation_dtypes(node) -> tuple:
         return ("int32", "int32") if dtype == "bool" else (dtype, dtype)
     if name == "Cast":
         return first, str(attributes.get("dtype", first))
+    if name == "TakeAlongAxis":  # values keep their dtype, indices are not cast
+        return first, first
+    if name in SPECTRAL:
+        return "float32", "float32"
     if name == "Prod" and attributes.get("dtype"):  # keras.ops.prod(x, dtype=...)
         return str(attributes["dtype"]), str(attributes["dtype"])
     if name in COMPARISONS:
@@ -392,7 +400,7 @@ def _is_known_tf_function(module: str, config: dict) -> bool:
 def operation_output_types(node):
     """Output shape of an operation: NumPy broadcasting, matmul, reshape, reductions."""
     name, attributes = operation(node)
-    shapes = [t.shape for t in node.data_inputs()]
+    shapes = [t.shape for _, t in node.input_tensors()]  # masks too: composites use them
     first = shapes[0] if shapes else None
     dtype = operation_dtypes(node)[1]
     if name in ARITHMETIC or name in COMPARISONS or name in LOGICAL:
@@ -532,6 +540,18 @@ def _einsum_types(node, attributes, shapes, dtype):
     return [(tuple(sizes[letter] for letter in output), dtype)]
 
 
+@shape_of(*SPECTRAL)
+def _spectral_types(node, attributes, shapes, dtype):
+    return [(shapes[0], dtype), (shapes[0], dtype)]
+
+
+@shape_of("TakeAlongAxis")
+def _take_along_axis_types(node, attributes, shapes, dtype):
+    if attributes.get("axis") is None or len(shapes) != 2:
+        return None
+    return [(take_along_axis_shape(shapes[0], shapes[1], attributes["axis"]), dtype)]
+
+
 @shape_of("Shape")
 def _shape_types(node, attributes, shapes, dtype):
     return [((len(shapes[0]),), dtype)]
@@ -610,6 +630,18 @@ def parse_einsum(subscripts: str, ranks: list) -> tuple:
     return expanded, output
 
 
+def take_along_axis_shape(values: tuple, indices: tuple, axis: int) -> Optional[tuple]:
+    """NumPy's take_along_axis: the two shapes broadcast except on ``axis``, which is the
+    indices' size."""
+    if indices is None:
+        return None
+    axis = normalize_axis(axis, len(values))
+    shape = list(broadcast_shapes([values[:axis] + (1,) + values[axis + 1:],
+                                   indices[:axis] + (1,) + indices[axis + 1:]]))
+    shape[axis] = indices[axis]
+    return tuple(shape)
+
+
 def as_axes(axis, rank: int) -> list:
     """``axis`` (an int, a list, or None for every axis) as sorted non-negative axes."""
     if axis is None:
@@ -634,7 +666,8 @@ def _reduced(shape, axis, keepdims) -> tuple:
 
 
 KERAS_OPS = sorted(ARITHMETIC | COMPARISONS | LOGICAL | FLOAT_UNARY | SAME_DTYPE_UNARY
-                   | REDUCTIONS | STRUCTURAL | INDEXING | JOINING | OTHER_OPS)
+                   | REDUCTIONS | STRUCTURAL | INDEXING | JOINING | OTHER_OPS
+                   | SPECTRAL)
 _OPERATION = {"signature": (), "mask_roles": {}, "output_mask": no_mask}
 layer_kind(*(n for n in KERAS_OPS if n != "GetItem"), matches=_is_keras_op,
            **_OPERATION)(operation_output_types)

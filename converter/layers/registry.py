@@ -49,6 +49,11 @@ class LayerKind:
     # The Python class's name when Keras registers the class under another one
     # (GroupedQueryAttention is saved as "GroupQueryAttention"); weight paths use it.
     python_name: Optional[str] = None
+    # A composite layer: ``expand(node, expansion)`` describes its call as inner calls of
+    # known layers (see converter/composite.py) and returns the call's outputs.
+    expand: Optional[Callable] = None
+    # The longest sequence a call accepts (a learned position table's rows), or None.
+    max_length: Optional[Callable[[Node], Optional[int]]] = None
 
     def __post_init__(self):
         if self.output_mask is None:
@@ -76,6 +81,9 @@ def layer_kind(*class_names: str, **options):
 
 
 def kind_for(class_name: str, module: Optional[str], config: dict) -> Optional[LayerKind]:
+    if ">" in class_name:  # Keras 3's legacy .h5 writes a registered name, no module
+        module = module or class_name
+        class_name = class_name.split(">", 1)[1]
     for kind in _KINDS.get(class_name, []):
         if kind.matches is None or kind.matches(module or "", config):
             return kind

@@ -1,19 +1,18 @@
 """Emitters for keras-multi-head (``keras_multi_head``, tf_keras only): its
-MultiHeadAttention and the MultiHead wrapper (see converter/layers/third_party.py)."""
+MultiHeadAttention (see converter/layers/keras_multi_head.py). The MultiHead wrapper is a
+composite layer: its copies are emitted by their own classes' emitters."""
 from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ConversionError
 from ..ir import Node
-from ..layers.registry import NEW_MASK
-from ..layers.third_party import copy_nodes
 from ..model import named_weights
 from .activations import apply_activation
 from .attention import FUSED_ATTENTION_OPSET, causal_mask, fused_attention, unsqueeze
 from .builder import Builder
 from .keras_self_attention import attend
-from .registry import emits, emitter_for
+from .registry import emits
+
 
 @emits("MultiHeadAttention")
 def keras_multi_head_attention(node: Node, b: Builder) -> list:
@@ -87,45 +86,3 @@ def _matmul_attention(node: Node, b: Builder, q: str, k: str, v: str, heads: int
                 f"{base}/context")
 
 
-@emits("MultiHead")
-def multi_head(node: Node, b: Builder) -> list:
-    """y[..., i] = layer_i(x), or layer_i(x W[:, i*hidden:(i+1)*hidden] + b[i*hidden:...])
-    with ``hidden_dim``: each copy is emitted by its own class's emitter on a call that
-    reads its weights under ``sub_<i>/``, and the outputs are stacked on a new last axis."""
-    copies = copy_nodes(node)
-    base = node.name
-    unconvertible = sorted({c.class_name for c in copies or [] if emitter_for(c.layer) is None})
-    if copies is None or unconvertible:
-        what = ", ".join(unconvertible) or "an unknown layer"
-        raise ConversionError(f"layer {base!r}: MultiHead around {what} cannot be converted "
-                              f"yet")
-    if copies[0].layer.kind.output_mask(copies[0]) == NEW_MASK:
-        raise ConversionError(f"layer {base!r}: MultiHead around a layer that computes a "
-                              f"mask ({copies[0].class_name}) is not supported yet")
-    projected = _hidden_projection(node, b, len(copies))
-    stacked = []
-    for i, call in enumerate(copies):
-        source = call.data_inputs()[0]
-        if projected is not None:
-            b.bind(source, projected[i])
-        output = emitter_for(call.layer)(call, b)[0]
-        stacked.append(unsqueeze(b, output, [-1], f"{call.name}/stacked"))
-    return [b.op("Concat", stacked, base, axis=-1)]
-
-
-def _hidden_projection(node: Node, b: Builder, count: int):
-    """The input projected once to hidden_dim * copies features and split per copy, or
-    None without ``hidden_dim``."""
-    hidden = node.config.get("hidden_dim")
-    if hidden is None:
-        return None
-    weights = named_weights(node)
-    name, base = node.config["name"], f"{node.name}/hidden"
-    x = b.op("MatMul", [b.value(node.data_inputs()[0]),
-                        b.constant(f"{base}/W", weights[f"{name}_W"])], f"{base}/matmul")
-    if f"{name}_b" in weights:
-        x = b.op("Add", [x, b.constant(f"{base}/b", weights[f"{name}_b"])], f"{base}/biased")
-    if count == 1:
-        return [x]
-    return b.op("Split", [x, b.ints(f"{base}/sizes", [hidden] * count)], base,
-                outputs=count, axis=-1)
