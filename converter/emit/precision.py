@@ -48,6 +48,11 @@ FLOAT32_LAYERS = {  # class: (autocast, round via the input dtype)
     "RMSNormalization": (True, False),
 }
 NO_AUTOCAST = {"LayerNormalization", "GroupNormalization", "Embedding"}
+# The Attention operator adds its mask to the logits: a half mask cannot hold Keras'
+# mask values (-0.7 * float32 max; -1e9) and a fully masked row would no longer average
+# every value, so the operator runs in float32 between casts (its logits and softmax are
+# float32 in Keras' fused path too).
+FLOAT32_OPS = {"Attention"}
 # --precision float16 keeps these in float32 besides FLOAT32_LAYERS.
 FLOAT16_MODE_FLOAT32_LAYERS = {"UnitNormalization"}
 FLOAT16_MODE_FLOAT32_OPS = {"Softmax", "LogSoftmax"}
@@ -59,6 +64,10 @@ BFLOAT16_KERNELS = {"Cast", "Concat", "Gather", "Identity", "Pad", "Reshape", "S
                     "ConstantOfShape"}
 # Inputs that are float32 whatever the data type: (op, input index).
 FIXED_FLOAT32_INPUTS = {("Resize", 1), ("Resize", 2)}
+# verify's default (atol, rtol) by the least precise dtype either side computes in; see
+# the README's precision section for how they were chosen.
+TOLERANCES = {"float64": (1e-5, 1e-4), "float32": (1e-5, 1e-4), "float16": (5e-3, 1e-2),
+              "bfloat16": (4e-2, 8e-2)}
 HALF_RANGE = {"float16": float(np.finfo(np.float16).max), "bfloat16": 3.3895313892515355e38}
 
 
@@ -143,17 +152,23 @@ def apply_precision(builder, graph: Graph, mode: str) -> dict:
     (``kerasonnx.precision`` metadata): the mode, the dtypes the graph computes in and the
     dtypes Keras computes in."""
     plans = {node: Plan(node, mode) for node in graph.nodes}
-    keras_computes = {Plan(node, "keras").dtype for node in graph.nodes} & set(FLOATS)
     rewriter = _Rewriter(builder, graph, plans, mode)
     rewriter.run()
     return {"precision": mode,
-            "graph_computes": sorted(rewriter.computes, key=PRECISION_ORDER.index),
-            "keras_computes": sorted(keras_computes, key=PRECISION_ORDER.index)}
+            "graph_computes": sorted(rewriter.computes or {"float32"},
+                                     key=PRECISION_ORDER.index),
+            "keras_computes": keras_compute_dtypes(graph)}
 
 
-def tolerance_dtype(info: dict) -> str:
-    """The least precise dtype either side computes in."""
-    present = set(info.get("graph_computes", [])) | set(info.get("keras_computes", []))
+def keras_compute_dtypes(graph: Graph) -> list:
+    """The float dtypes Keras computes the model's layers in, least precise first."""
+    dtypes = {Plan(node, "keras").dtype for node in graph.nodes} & set(FLOATS)
+    return sorted(dtypes or {"float32"}, key=PRECISION_ORDER.index)
+
+
+def tolerance_dtype(precision: dict) -> str:
+    """The least precise dtype either side computes in (``graph``, ``keras`` lists)."""
+    present = set(precision.get("graph", [])) | set(precision.get("keras", []))
     return next((d for d in PRECISION_ORDER if d in present), "float32")
 
 
@@ -172,7 +187,11 @@ class _Rewriter:
                                                            self.types.get(tensor.name))
 
     def interface_dtype(self, dtype: str) -> str:
-        return "float32" if self.mode == "float32" and dtype in FLOATS else dtype
+        """The dtype of a graph input or output: Keras' own, except bfloat16, which
+        onnxruntime's Python API cannot pass (float32 holds every bfloat16 exactly)."""
+        if dtype == "bfloat16" or (self.mode == "float32" and dtype in FLOATS):
+            return "float32"
+        return dtype
 
     def run(self) -> None:
         owner = self.b.emitted_by
@@ -196,7 +215,26 @@ class _Rewriter:
             self.b.bind(tensor, self.cast_to(self.keras_value(tensor),
                                              self.interface_dtype(tensor.dtype), tensor.name))
         self.b.nodes = self.out
+        self.free_output_names()
         self.b.output_dtypes = {t: self.interface_dtype(t.dtype) for t in self.graph.outputs}
+
+    def free_output_names(self) -> None:
+        """A graph output now held by a cast frees its Keras name, which the uncast value
+        had, so the builder can give the name to the output."""
+        tensors = [t for k in self.graph.nodes for t in k.outputs + k.mask_outputs
+                   if self.b.has_value(t)] + list(self.graph.inputs)
+        produced = {o for n in self.b.nodes for o in n.output}
+        for name, tensor in zip(self.graph.output_names, self.graph.outputs):
+            if self.b.value(tensor) == name or name not in produced:
+                continue
+            renamed = self.b.fresh(f"{name}/uncast")
+            for n in self.b.nodes:
+                n.input[:] = [renamed if i == name else i for i in n.input]
+                n.output[:] = [renamed if o == name else o for o in n.output]
+            self.types[renamed] = self.types.get(name)
+            for t in tensors:
+                if self.b.value(t) == name:
+                    self.b.bind(t, renamed)
 
     # ---------------------------------------------------------------- one Keras node
 
@@ -239,16 +277,20 @@ class _Rewriter:
         return cast
 
     def float32_nodes(self, plan: Plan, nodes: list) -> set:
+        """Names of the layer's ONNX nodes that compute in float32: all of a float32
+        layer's; else the softmax (when Keras' softmax is float32) and the Attention
+        operator's mask, with what leads to them after the logits MatMul (the masking)."""
         if plan.all_float32:
             return {n.name for n in nodes}
-        if not plan.float32_softmax:
-            return set()
-        # The softmax and what leads to it from the logits MatMul (masking), in float32.
         producer = {o: n for n in nodes for o in n.output}
-        keep, stack = set(), [n for n in nodes if n.op_type in FLOAT16_MODE_FLOAT32_OPS]
+        stack = [producer.get(n.input[3]) for n in nodes
+                 if n.op_type == "Attention" and len(n.input) > 3]
+        if plan.float32_softmax:
+            stack += [n for n in nodes if n.op_type in FLOAT16_MODE_FLOAT32_OPS]
+        keep = set()
         while stack:
             n = stack.pop()
-            if n.name in keep or n.op_type == "MatMul":
+            if n is None or n.name in keep or n.op_type == "MatMul":
                 continue
             keep.add(n.name)
             stack.extend(producer[i] for i in n.input if i in producer
@@ -256,7 +298,8 @@ class _Rewriter:
         return keep
 
     def rewrite_op(self, n, plan: Plan, entry: dict, float32: bool) -> None:
-        dtype = "float32" if float32 or plan.dtype not in FLOATS else plan.dtype
+        dtype = ("float32" if float32 or plan.dtype not in FLOATS or n.op_type in FLOAT32_OPS
+                 else plan.dtype)
         emulate = not has_kernel(n.op_type, dtype)
         compute = "float32" if emulate else dtype
         inputs = []
@@ -280,8 +323,6 @@ class _Rewriter:
             if value.dtype.kind == "f":
                 _set_attribute(node, "value", numpy_helper.from_array(
                     _as_dtype(value, compute), "value"))
-        if n.op_type == "Attention" and plan.float32_softmax and compute != "float32":
-            _set_attribute(node, "softmax_precision", TensorProto.FLOAT)
         outputs_float = [o for o in n.output if self.types.get(o) in FLOAT_NAMES]
         if outputs_float:
             self.computes.add(dtype)
