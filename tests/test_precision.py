@@ -29,20 +29,22 @@ def saved(tmp_path_factory):
     return CASES.cache(tmp_path_factory.mktemp("precision_models"))
 
 
-def _policy_cases(build):
+def _policy_cases(*dialects):
     """Register ``build(k, policy)`` once per mixed policy and once in float32."""
-    for policy in POLICIES + ("float32",):
-        def bound(k, policy=policy):
-            return build(k, policy)
-        bound.__name__ = f"{build.__name__}_{policy}"
-        CASES.register("keras3", **MASKED_IDS)(bound)
-    return build
+    def register(build):
+        for policy in POLICIES + ("float32",):
+            def bound(k, policy=policy):
+                return build(k, policy)
+            bound.__name__ = f"{build.__name__}_{policy}"
+            CASES.register(*dialects, **MASKED_IDS)(bound)
+        return build
+    return register
 
 
 MASKED_IDS = {"inputs": masked_inputs, "batches": (1, 3), "lengths": (4, 7), "seed": 5}
 
 
-@_policy_cases
+@_policy_cases("keras3")
 def encoder(k, policy):
     """Embedding with padding, self-attention (Keras' fused path), residuals,
     LayerNormalization, a GELU feed-forward, and the float32 head mixed precision asks for;
@@ -57,7 +59,23 @@ def encoder(k, policy):
     return k.Model(ids, [head, x])
 
 
-@_policy_cases
+@_policy_cases("keras2")
+def keras2_encoder(k, policy):
+    """tf_keras: the same block with Add layers, a BatchNormalization and the float32 head;
+    Keras 2 masks the logits with -65504 + logit in float16."""
+    L = k.layers
+    ids = k.Input((None,), dtype="int32", name="ids")
+    x = L.Embedding(VOCAB, 16, mask_zero=True, dtype=policy)(ids)
+    x = L.LayerNormalization(dtype=policy)(
+        L.Add(dtype=policy)([x, L.MultiHeadAttention(2, 8, dtype=policy)(x, x)]))
+    ff = L.Dense(16, dtype=policy)(L.Dense(32, activation="gelu", dtype=policy)(x))
+    x = L.LayerNormalization(epsilon=1e-6, dtype=policy)(L.Add(dtype=policy)([x, ff]))
+    x = L.BatchNormalization(dtype=policy)(x)
+    head = L.Activation("softmax", dtype="float32")(L.Dense(5, dtype="float32")(x))
+    return k.Model(ids, [head, x])
+
+
+@_policy_cases("keras3")
 def causal_scores(k, policy):
     """Causal self-attention returning its scores (Keras' explicit, half-precision softmax),
     BatchNormalization and a float32-policy LayerNormalization fed half values."""
@@ -77,10 +95,11 @@ def _tolerance(policy: str) -> dict:
     return {"atol": atol, "rtol": rtol}
 
 
-@pytest.mark.parametrize("name", ["encoder", "causal_scores"])
+@pytest.mark.parametrize("name, dialect", [("encoder", "keras3"), ("causal_scores", "keras3"),
+                                           ("keras2_encoder", "keras2")])
 @pytest.mark.parametrize("policy", POLICIES)
-def test_mixed_policy_matches_keras(saved, name, policy):
-    model, path = saved(f"{name}_{policy}", "keras3")
+def test_mixed_policy_matches_keras(saved, name, dialect, policy):
+    model, path = saved(f"{name}_{policy}", dialect)
     if policy == "mixed_bfloat16":  # bfloat16 outputs are float32 in ONNX (exactly)
         model = _as_float32(model)
     check_conversion(model, path, **CASES[f"{name}_{policy}"].check, **_tolerance(policy))
@@ -144,6 +163,11 @@ def test_unknown_precision_is_refused(saved):
 
 def _as_float32(model):
     """The Keras model whose outputs are cast to float32 (what a float32 graph outputs)."""
+    if type(model).__module__.startswith("tf_keras"):
+        import tf_keras
+        return tf_keras.Model(model.inputs, [tf_keras.layers.Activation(
+            "linear", dtype="float32", name=f"as_float32_{i}")(o)
+            for i, o in enumerate(model.outputs)])
     import keras
     return keras.Model(model.inputs, [keras.ops.cast(o, "float32") for o in model.outputs])
 

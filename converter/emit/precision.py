@@ -7,7 +7,7 @@ computes it in, with the casts where Keras casts:
   float32 variables). Keras casts variables at call time, so a float32 initializer the
   layer reads is stored already cast (bit-identical); a float input is cast on entry to the
   layer (Keras 3: every floating argument; Keras 2: the first argument) unless the class
-  turns autocasting off (LayerNormalization, GroupNormalization, Embedding); its outputs
+  turns autocasting off (Keras 3's LayerNormalization, GroupNormalization, Embedding); its outputs
   carry the compute dtype. A float32 layer (the usual float32 head) fed float16 casts up.
 - Keras operations (``x + y``, ``ops.*``) have no policy: operands are cast to the dtype
   Keras 3 promotes them to.
@@ -33,6 +33,7 @@ from ..layers.operations import operation_dtypes
 from ..layers.registry import compute_dtype
 
 MODES = ("keras", "float32", "float16")
+FLOAT32, ROUNDED = "float32", "rounded"  # how special nodes compute (special_nodes)
 FLOATS = {"float16": TensorProto.FLOAT16, "bfloat16": TensorProto.BFLOAT16,
           "float32": TensorProto.FLOAT, "float64": TensorProto.DOUBLE}
 FLOAT_NAMES = {v: k for k, v in FLOATS.items()}
@@ -57,7 +58,9 @@ FLOAT32_OPS = {"Attention"}
 FLOAT16_MODE_FLOAT32_LAYERS = {"UnitNormalization"}
 FLOAT16_MODE_FLOAT32_OPS = {"Softmax", "LogSoftmax"}
 
-# onnxruntime 1.23+ CPU kernels: float16 has nearly all; bfloat16 little beyond data movement.
+# Ops ONNX defines no float16 for; and the few bfloat16 kernels of onnxruntime's CPU provider
+# (data movement). onnxruntime runs the other float16 ops, but most of them (Add, MatMul,
+# Softmax, ...) through float32, rounding only where a float16 kernel follows.
 NO_FLOAT16_KERNEL = {"Range", "Celu"}
 BFLOAT16_KERNELS = {"Cast", "Concat", "Gather", "Identity", "Pad", "Reshape", "Shape",
                     "Slice", "Split", "Squeeze", "Transpose", "Unsqueeze", "Expand",
@@ -99,6 +102,8 @@ class Plan:
         name = node.class_name
         autocast, self.round_via_input = FLOAT32_LAYERS.get(name, (name not in NO_AUTOCAST,
                                                                    False))
+        if node.layer.dialect == "keras2":  # tf_keras casts every layer's first argument
+            autocast, self.round_via_input = True, False
         self.autocast = autocast and self.dtype in FLOATS and not operation
         self.operation = operation
         self.all_float32 = self.dtype in ("float16", "bfloat16") and (
@@ -152,11 +157,15 @@ def apply_precision(builder, graph: Graph, mode: str) -> dict:
     (``kerasonnx.precision`` metadata): the mode, the dtypes the graph computes in and the
     dtypes Keras computes in."""
     plans = {node: Plan(node, mode) for node in graph.nodes}
-    rewriter = _Rewriter(builder, graph, plans, mode)
-    rewriter.run()
+    computes = {"float32"}
+    dtypes = {p.dtype for p in plans.values()} | {p.result for p in plans.values()}
+    dtypes |= {t.dtype for t in graph.inputs} | {t.dtype for t in graph.outputs}
+    if dtypes & {"float16", "bfloat16"}:  # else the float32 graph as emitted is the answer
+        rewriter = _Rewriter(builder, graph, plans, mode)
+        rewriter.run()
+        computes = rewriter.computes or computes
     return {"precision": mode,
-            "graph_computes": sorted(rewriter.computes or {"float32"},
-                                     key=PRECISION_ORDER.index),
+            "graph_computes": sorted(computes, key=PRECISION_ORDER.index),
             "keras_computes": keras_compute_dtypes(graph)}
 
 
@@ -249,9 +258,9 @@ class _Rewriter:
                 continue
             keras = self.keras_dtype.get(tensor, tensor.dtype)
             entry[name] = (self.keras_value(tensor), plan.entry_dtype(keras, role))
-        float32_nodes = self.float32_nodes(plan, nodes)
+        special = self.special_nodes(plan, nodes)
         for n in nodes:
-            self.rewrite_op(n, plan, entry, n.name in float32_nodes)
+            self.rewrite_op(n, plan, entry, special.get(n.name))
         for tensor in k.outputs + k.mask_outputs:
             self.keras_dtype[tensor] = (plan.result if self.type_name(self.b.value(tensor))
                                         in FLOATS else tensor.dtype)
@@ -276,31 +285,37 @@ class _Rewriter:
             self.b.bind(tensor, cast)
         return cast
 
-    def float32_nodes(self, plan: Plan, nodes: list) -> set:
-        """Names of the layer's ONNX nodes that compute in float32: all of a float32
-        layer's; else the softmax (when Keras' softmax is float32) and the Attention
-        operator's mask, with what leads to them after the logits MatMul (the masking)."""
+    def special_nodes(self, plan: Plan, nodes: list) -> dict:
+        """ONNX node name -> FLOAT32 or ROUNDED for the layer's nodes that do not simply
+        compute in its dtype: all of a float32 layer's; the Attention operator's mask and
+        what builds it; the softmax and its masking after the logits MatMul, FLOAT32 where
+        Keras' softmax is float32, else ROUNDED: computed in float32 with every result
+        rounded to the half dtype by explicit casts, because onnxruntime's CPU provider runs
+        float16 Add/Where/Softmax in float32 and drops the roundings between them, and
+        Keras' masking (-65504 + logit, rounded) decides what a fully masked row gives."""
         if plan.all_float32:
-            return {n.name for n in nodes}
+            return {n.name: FLOAT32 for n in nodes}
         producer = {o: n for n in nodes for o in n.output}
-        stack = [producer.get(n.input[3]) for n in nodes
-                 if n.op_type == "Attention" and len(n.input) > 3]
-        if plan.float32_softmax:
-            stack += [n for n in nodes if n.op_type in FLOAT16_MODE_FLOAT32_OPS]
-        keep = set()
-        while stack:
-            n = stack.pop()
-            if n is None or n.name in keep or n.op_type == "MatMul":
-                continue
-            keep.add(n.name)
-            stack.extend(producer[i] for i in n.input if i in producer
-                         and self.types.get(i) in FLOAT_NAMES)
-        return keep
+        special = {}
+        for seeds, how in (
+                ([producer.get(n.input[3]) for n in nodes
+                  if n.op_type == "Attention" and len(n.input) > 3], FLOAT32),
+                ([n for n in nodes if n.op_type in FLOAT16_MODE_FLOAT32_OPS],
+                 FLOAT32 if plan.float32_softmax else ROUNDED)):
+            stack = list(seeds)
+            while stack:
+                n = stack.pop()
+                if n is None or n.name in special or n.op_type == "MatMul":
+                    continue
+                special[n.name] = how
+                stack.extend(producer[i] for i in n.input if i in producer
+                             and self.types.get(i) in FLOAT_NAMES)
+        return special
 
-    def rewrite_op(self, n, plan: Plan, entry: dict, float32: bool) -> None:
-        dtype = ("float32" if float32 or plan.dtype not in FLOATS or n.op_type in FLOAT32_OPS
-                 else plan.dtype)
-        emulate = not has_kernel(n.op_type, dtype)
+    def rewrite_op(self, n, plan: Plan, entry: dict, special) -> None:
+        dtype = ("float32" if special == FLOAT32 or plan.dtype not in FLOATS
+                 or n.op_type in FLOAT32_OPS else plan.dtype)
+        emulate = special == ROUNDED or not has_kernel(n.op_type, dtype)
         compute = "float32" if emulate else dtype
         inputs = []
         for index, name in enumerate(n.input):
