@@ -353,10 +353,12 @@ def _run_keras(request: dict, input_sets: list, layers: list) -> list:
 def _compare(name: str, expected: np.ndarray, actual: np.ndarray, atol: float,
              rtol: float) -> Comparison:
     expected, actual = np.asarray(expected), np.asarray(actual)
-    if expected.dtype.name == "bfloat16" and actual.dtype == np.float32:
-        expected = expected.astype(np.float32)  # ONNX gives bfloat16 outputs as float32
+    keras_dtype = str(expected.dtype)
+    if expected.dtype.name in ("bfloat16", "float16") and actual.dtype == np.float32:
+        # A half Keras value held in float32 (bfloat16 outputs, --precision float32)
+        expected = expected.astype(np.float32)
     common = dict(name=name, keras_shape=list(expected.shape), onnx_shape=list(actual.shape),
-                  keras_dtype=str(expected.dtype), onnx_dtype=str(actual.dtype),
+                  keras_dtype=keras_dtype, onnx_dtype=str(actual.dtype),
                   elements=int(expected.size))
     if expected.shape != actual.shape or expected.dtype != actual.dtype:
         return Comparison(passed=False, max_abs_error=None, max_rel_error=None,

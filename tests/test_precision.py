@@ -183,3 +183,32 @@ def _types(model) -> dict:
 
 def _half_types(model) -> set:
     return set(_types(model).values()) & {TensorProto.FLOAT16, TensorProto.BFLOAT16}
+
+
+# ---------------------------------------------------------------------- verify
+
+
+def test_verify_compares_at_the_tolerance_of_the_compute_dtype(saved, tmp_path):
+    """verify takes its default tolerance from the least precise dtype either side computes
+    in, and its report says which precision it compared."""
+    import kerasonnx
+    path = saved("encoder_mixed_float16", "keras3")[1]
+    report = kerasonnx.verify(path, convert(path).model, batches=(2,), lengths=(5,))
+    assert report.passed, report.summary()
+    assert (report.atol, report.rtol) == TOLERANCES["float16"]
+    assert report.precision == {"mode": "keras", "graph": ["float16", "float32"],
+                                "keras": ["float16", "float32"], "tolerance_for": "float16"}
+    assert "float16/float32 graph against Keras' float16/float32; the float16 default" in \
+        report.summary()
+
+
+def test_cli_float32_precision_then_verify(saved, tmp_path):
+    from click.testing import CliRunner
+    from kerasonnx.cli import main
+    path = saved("encoder_mixed_bfloat16", "keras3")[1]
+    result = CliRunner().invoke(main, ["convert", str(path), "-o", str(tmp_path / "m.onnx"),
+                                       "--precision", "float32", "--verify", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "float32 precision" in result.output
+    assert ("float32 graph against Keras' bfloat16/float32; the bfloat16 default"
+            in result.output)
