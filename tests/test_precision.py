@@ -1,4 +1,4 @@
-"""Dtype policies and --precision, against real Keras 3: models built under mixed_float16 and
+"""Dtype policies and --precision, against real Keras 3 and tf_keras: models built under mixed_float16 and
 mixed_bfloat16 (a transformer encoder block with a padding mask, a causal block returning
 its scores, normalizations fed half and float32 values), converted at opset 23 and 17, run
 in onnxruntime at batch 1 and 3 and two lengths, every output compared with Keras at the

@@ -18,9 +18,11 @@ computes it in, with the casts where Keras casts:
 ``precision="float32"`` maps every half dtype to float32 (a full-float32 graph);
 ``precision="float16"`` computes every layer of a float32 model in float16 with float32
 normalizations and softmax, keeping the model's input and output dtypes (cast at the
-boundary). Where onnxruntime's CPU provider has no kernel for an op in a half dtype (most
-ops in bfloat16, ``Range``/``Celu`` in float16), the op computes in float32 and its result
-is rounded to the half dtype, as the element-wise kernels of TensorFlow do.
+boundary). Where a half op has no kernel (onnxruntime's CPU provider: most ops in
+bfloat16; ONNX: ``Range``/``Celu`` in float16), and for the masked logits before a half
+softmax (onnxruntime runs float16 Add/Where/Softmax through float32 and drops the roundings
+between them), the op computes in float32 on the half values and its result is rounded to
+the half dtype by an explicit cast, as TensorFlow's element-wise CPU kernels do.
 """
 from __future__ import annotations
 
@@ -90,7 +92,7 @@ class Plan:
     nodes stay float32, whether inputs are cast on entry, and the dtype of its outputs."""
 
     def __init__(self, node: Node, mode: str):
-        self.node, self.mode = node, mode
+        self.node = node
         kind = node.layer.kind
         operation = kind is not None and kind.family == "operations"
         if operation:
@@ -186,7 +188,6 @@ class _Rewriter:
         self.b, self.graph, self.plans, self.mode = builder, graph, plans, mode
         self.types = _emitted_types(builder, graph)  # value -> ONNX elem type, as emitted
         self.casts = {}  # (value, dtype) -> cast value
-        self.converted = {}  # (initializer, dtype) -> converted initializer
         self.computes = set()
         self.out = []
         self.keras_dtype = {}  # IR tensor -> the dtype Keras gives it
@@ -203,23 +204,15 @@ class _Rewriter:
         return dtype
 
     def run(self) -> None:
-        owner = self.b.emitted_by
-        groups, order = {}, []
-        for n in self.b.nodes:
-            k = owner.get(n.name)
-            if k not in groups:
-                groups[k] = []
-                order.append(k)
-            groups[k].append(n)
-        emitted = {k: groups.get(k, []) for k in self.graph.nodes}
+        emitted, owner = {k: [] for k in self.graph.nodes}, None
+        for n in self.b.nodes:  # a node added outside an emitter goes with the one before
+            owner = self.b.emitted_by.get(n.name) or owner
+            emitted[owner].append(n)
         original = {t: self.b.value(t) for t in self.graph.inputs}
         original.update({t: self.b.value(t) for k in self.graph.nodes
                          for t in k.outputs + k.mask_outputs if self.b.has_value(t)})
         for k in self.graph.nodes:
             self.rewrite_node(k, emitted[k], original)
-        for k in order:  # nodes no Keras node owns (none today): as emitted
-            if k is None:
-                self.out.extend(groups[None])
         for tensor in self.graph.outputs:  # the model's own output dtypes (float32: float32)
             self.b.bind(tensor, self.cast_to(self.keras_value(tensor),
                                              self.interface_dtype(tensor.dtype), tensor.name))
