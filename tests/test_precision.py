@@ -1,9 +1,9 @@
-"""Dtype policies and --precision, against real Keras 3 and tf_keras: models built under mixed_float16 and
-mixed_bfloat16 (a transformer encoder block with a padding mask, a causal block returning
-its scores, normalizations fed half and float32 values), converted at opset 23 and 17, run
-in onnxruntime at batch 1 and 3 and two lengths, every output compared with Keras at the
-tolerance of the dtype Keras computes in (``TOLERANCES``: half types cannot be bit-exact
-across two runtimes whose kernels accumulate in different orders; one float16 ulp is
+"""Dtype policies and --precision, against real Keras 3 and tf_keras: models built under
+mixed_float16 and mixed_bfloat16 (a transformer encoder block with a padding mask, a causal
+block returning its scores, normalizations fed half and float32 values), converted at opset
+23 and 17, run in onnxruntime at batch 1 and 3 and two lengths, every output compared with
+Keras at the tolerance of the dtype Keras computes in (``TOLERANCES``: half types cannot be
+bit-exact across two runtimes whose kernels round at different points; one float16 ulp is
 2^-10 relative, and a few of them surface after a dozen rounded layers); plus
 ``--precision float32`` on a mixed model and ``--precision float16`` on a float32 one."""
 from __future__ import annotations
