@@ -90,12 +90,27 @@ def causal_scores(k, policy):
     return k.Model(x_in, [x, scores])
 
 
+@_policy_cases("keras3")
+def padded_scores(k, policy):
+    """Padding masks on Keras' explicit MultiHeadAttention path (scores returned: a half
+    softmax, masked with -3e4, fully masked rows zeroed) and on the Attention layer (which
+    subtracts 65504 in float16)."""
+    L = k.layers
+    ids = k.Input((None,), dtype="int32", name="ids")
+    x = L.Embedding(VOCAB, 8, mask_zero=True, dtype=policy)(ids)
+    attended, scores = L.MultiHeadAttention(2, 4, dtype=policy)(x, x,
+                                                                return_attention_scores=True)
+    dotted = L.Attention(dtype=policy)([x, x])
+    return k.Model(ids, [L.Dense(4, dtype="float32")(attended + dotted), scores])
+
+
 def _tolerance(policy: str) -> dict:
     atol, rtol = TOLERANCES[policy.removeprefix("mixed_")]
     return {"atol": atol, "rtol": rtol}
 
 
 @pytest.mark.parametrize("name, dialect", [("encoder", "keras3"), ("causal_scores", "keras3"),
+                                           ("padded_scores", "keras3"),
                                            ("keras2_encoder", "keras2")])
 @pytest.mark.parametrize("policy", POLICIES)
 def test_mixed_policy_matches_keras(saved, name, dialect, policy):
