@@ -13,10 +13,11 @@ import onnx
 import pytest
 from onnx import TensorProto
 
-from conftest import requires_keras
+from conftest import FIXTURES, fixture_cells, requires_keras
 from kerasonnx.convert import convert
 from kerasonnx.emit.precision import TOLERANCES
-from keras_check import Cases, VOCAB, check_conversion, masked_inputs
+from keras_check import (Cases, VOCAB, assert_same, check_conversion, masked_inputs,
+                         run_onnx)
 
 pytestmark = requires_keras
 
@@ -227,3 +228,23 @@ def test_cli_float32_precision_then_verify(saved, tmp_path):
     assert "float32 precision" in result.output
     assert ("float32 graph against Keras' bfloat16/float32; the bfloat16 default"
             in result.output)
+
+
+# ---------------------------------------------------------------------- committed fixtures
+
+
+@pytest.mark.parametrize("entry, fmt, path, weights", [
+    cell for cell in fixture_cells() if cell.values[1] != "json"])
+def test_float16_precision_of_every_fixture(entry, fmt, path, weights):
+    """Every committed model (both dialects, every emitter family they use) converted with
+    --precision float16 matches the Keras float32 outputs recorded with it, at the float16
+    tolerance; no TensorFlow needed."""
+    reference = np.load(FIXTURES / entry["npz"])
+    inputs = [reference[f"input/{t['name']}"] for t in entry["inputs"]]
+    atol, rtol = TOLERANCES["float16"]
+    for opset in (23, 17):
+        model = convert(path, weights, opset=opset, precision="float16").model
+        names = [o.name for o in model.graph.output]
+        actual = run_onnx(model, inputs)
+        expected = [reference[f"output/{name}"] for name in names]
+        assert_same(expected, actual, f"{entry['name']} {fmt} opset {opset}", atol, rtol)
