@@ -105,6 +105,15 @@ def padded_scores(k, policy):
     return k.Model(ids, [L.Dense(4, dtype="float32")(attended + dotted), scores])
 
 
+@_policy_cases("keras3", "keras2")
+def recurrent(k, policy):
+    """A bidirectional LSTM and a GRU in half (ONNX LSTM/GRU on half values)."""
+    L = k.layers
+    x_in = k.Input((None, 8), name="x")
+    x = L.Bidirectional(L.LSTM(8, return_sequences=True, dtype=policy), dtype=policy)(x_in)
+    return k.Model(x_in, L.Dense(4, dtype="float32")(L.GRU(8, dtype=policy)(x)))
+
+
 def _tolerance(policy: str) -> dict:
     atol, rtol = TOLERANCES[policy.removeprefix("mixed_")]
     return {"atol": atol, "rtol": rtol}
@@ -112,7 +121,8 @@ def _tolerance(policy: str) -> dict:
 
 @pytest.mark.parametrize("name, dialect", [("encoder", "keras3"), ("causal_scores", "keras3"),
                                            ("padded_scores", "keras3"),
-                                           ("keras2_encoder", "keras2")])
+                                           ("keras2_encoder", "keras2"),
+                                           ("recurrent", "keras3"), ("recurrent", "keras2")])
 @pytest.mark.parametrize("policy", POLICIES)
 def test_mixed_policy_matches_keras(saved, name, dialect, policy):
     model, path = saved(f"{name}_{policy}", dialect)
