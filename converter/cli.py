@@ -112,7 +112,7 @@ def _progress(quiet: bool):
 @click.option("--atol", type=float, default=None,
               help="Absolute tolerance: an element passes if |onnx - keras| <= atol + "
                    "rtol * |keras| [default: by the least precise dtype either side computes "
-                   "in: float32 1e-5, float16 5e-3, bfloat16 4e-2].")
+                   "in: float32 1e-5, float16 1e-2, bfloat16 8e-2].")
 @click.option("--rtol", type=float, default=None,
               help="Relative tolerance [default: float32 1e-4, float16 1e-2, bfloat16 8e-2].")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
