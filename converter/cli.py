@@ -56,19 +56,27 @@ WEIGHTS_HELP = ("Weights file for a JSON model (.weights.h5 or legacy .h5); repl
               help=f"ONNX opset, {MIN_OPSET} to {MAX_OPSET}. 23 and up run attention on ONNX's "
                    f"Attention operator (onnxruntime 1.23 or newer) wherever it matches Keras "
                    f"exactly; {MIN_OPSET}-22 use MatMul/Softmax, for older runtimes.")
+@click.option("--precision", type=click.Choice(["keras", "float32", "float16"]),
+              default="keras", show_default=True,
+              help="keras: compute in the dtypes the model's dtype policies say (mixed_float16 "
+                   "-> float16 with float32 where Keras upcasts); float32: everything in "
+                   "float32, for runtimes without half precision; float16: weights and "
+                   "compute of a float32 model in half, normalizations and softmax in "
+                   "float32, inputs and outputs unchanged.")
 @click.option("--verify", "then_verify", is_flag=True,
               help="Then run `kerasonnx verify` on the result (needs TensorFlow); exit 1 if "
                    "the numbers differ (the ONNX file is kept).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress messages on stderr.")
 @user_errors
-def convert(model, output, weights, opset, then_verify, quiet):
+def convert(model, output, weights, opset, precision, then_verify, quiet):
     """Convert MODEL to ONNX. Input and output names stay Keras' names; None dims stay
     dynamic (batch, sequence length). Nothing is written if conversion fails."""
-    result = convert_model(model, weights, opset)
+    result = convert_model(model, weights, opset, precision)
     output = output or os.path.splitext(model)[0] + ".onnx"
     result.save(output)
     graph = result.model.graph
-    click.echo(f"wrote {output}: opset {opset}, {len(graph.input)} input(s), "
+    click.echo(f"wrote {output}: opset {opset}, {precision} precision, "
+               f"{len(graph.input)} input(s), "
                f"{len(graph.output)} output(s), {len(graph.node)} ONNX nodes")
     if then_verify:
         report = verify_models(model, output, weights=weights, progress=_progress(quiet))
@@ -101,12 +109,14 @@ def _progress(quiet: bool):
               help="Batch sizes to generate inputs for.")
 @click.option("--length", "lengths", default="7,32", show_default=True,
               help="Lengths for the None dims (sequence lengths) of generated inputs.")
-@click.option("--atol", type=float, default=1e-5, show_default=True,
+@click.option("--atol", type=float, default=None,
               help="Absolute tolerance: an element passes if |onnx - keras| <= atol + "
-                   "rtol * |keras|.")
-@click.option("--rtol", type=float, default=1e-4, show_default=True, help="Relative tolerance.")
+                   "rtol * |keras| [default: by the least precise dtype either side computes "
+                   "in: float32 1e-5, float16 1e-2, bfloat16 8e-2].")
+@click.option("--rtol", type=float, default=None,
+              help="Relative tolerance [default: float32 1e-4, float16 1e-2, bfloat16 8e-2].")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
-              help="Also write the report as JSON (schema kerasonnx.verify/1) to this file.")
+              help="Also write the report as JSON (schema kerasonnx.verify/2) to this file.")
 @click.option("--per-layer", is_flag=True,
               help="Compare every layer output even when the outputs agree.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of generated inputs.")

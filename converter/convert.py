@@ -10,12 +10,14 @@ from dataclasses import dataclass
 import onnx
 
 from .emit import Builder, emitter_for
+from .emit.precision import MODES, apply_precision
 from .errors import ConversionError, UnsupportedLayerError
 from .ir import Graph
 from .layers.operations import kind_label
 from .model import load
 
 TENSOR_MAP_KEY = "kerasonnx.keras_tensors"
+PRECISION_KEY = "kerasonnx.precision"
 MIN_OPSET = 17
 DEFAULT_OPSET = 23
 MAX_OPSET = 24
@@ -48,14 +50,25 @@ class ConversionResult:
             raise
 
 
-def convert(path, weights=None, opset: int = DEFAULT_OPSET) -> ConversionResult:
+def convert(path, weights=None, opset: int = DEFAULT_OPSET,
+            precision: str = "keras") -> ConversionResult:
     """Convert the saved Keras model at ``path`` (``weights`` for a JSON model) to ONNX.
 
     ``opset`` 23 or more uses the standard Attention operator where it computes exactly
-    what Keras computes; 17 to 22 lower attention to MatMul/Softmax."""
+    what Keras computes; 17 to 22 lower attention to MatMul/Softmax. ``precision``:
+    ``"keras"`` computes in the dtypes the model's dtype policies say, ``"float32"``
+    everything in float32, ``"float16"`` weights and compute in half (normalizations and
+    softmax in float32) behind the model's own input and output dtypes."""
     check_opset(opset)
+    check_precision(precision)
     with load(path, weights) as graph:
-        return ConversionResult(to_onnx(graph, opset), graph.source.source, opset)
+        return ConversionResult(to_onnx(graph, opset, precision), graph.source.source, opset)
+
+
+def check_precision(precision: str) -> None:
+    if precision not in MODES:
+        raise ConversionError(f"precision {precision!r} is not supported: choose "
+                              f"{', '.join(MODES)}")
 
 
 def check_opset(opset: int) -> None:
@@ -65,7 +78,7 @@ def check_opset(opset: int) -> None:
                               f"Attention operator; {MIN_OPSET}-22 use MatMul/Softmax)")
 
 
-def to_onnx(graph: Graph, opset: int) -> onnx.ModelProto:
+def to_onnx(graph: Graph, opset: int, precision: str = "keras") -> onnx.ModelProto:
     unsupported = sorted({f"{n.layer.name} ({kind_label(n.layer)})" for n in graph.nodes
                           if emitter_for(n.layer) is None})
     if unsupported:
@@ -81,6 +94,7 @@ def to_onnx(graph: Graph, opset: int) -> onnx.ModelProto:
         builder.bind(tensor, tensor.name)
     problems = []
     for node in graph.nodes:
+        builder.emitting = node
         try:
             names = emitter_for(node.layer)(node, builder)
         except ConversionError as exc:
@@ -92,8 +106,10 @@ def to_onnx(graph: Graph, opset: int) -> onnx.ModelProto:
             builder.bind(tensor, name)
     if problems:
         raise ConversionError(f"{graph.source.source}: " + "; ".join(problems))
+    dtypes = apply_precision(builder, graph, precision)
     model = builder.finish(graph, graph.name)
     _record_layer_outputs(model, graph, builder)
+    model.metadata_props.add(key=PRECISION_KEY, value=json.dumps(dtypes, sort_keys=True))
     return model
 
 

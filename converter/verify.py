@@ -21,13 +21,15 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from .convert import TENSOR_MAP_KEY
+from .convert import PRECISION_KEY, TENSOR_MAP_KEY
+from .emit.precision import TOLERANCES, keras_compute_dtypes, tolerance_dtype
 from .errors import ConversionError, ModelFileError
 from .ir import Graph, Tensor
 from .layers.keras_hub import is_keras_hub
 from .model import load
 
-REPORT_SCHEMA = "kerasonnx.verify/1"
+REPORT_SCHEMA = "kerasonnx.verify/2"
+BFLOAT16_PROBE = "/kerasonnx_float32"
 KERAS_RUNNER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "verify_keras.py")
 
 
@@ -71,13 +73,16 @@ class VerifyReport:
     rtol: float
     runs: list = field(default_factory=list)
     notes: list = field(default_factory=list)
+    # What was compared: the ONNX file's precision mode, the dtypes each side computes in,
+    # and the dtype whose default tolerance applied (None: the caller gave atol/rtol).
+    precision: dict = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
         return bool(self.runs) and all(run.passed for run in self.runs)
 
     def to_json(self) -> dict:
-        """The stable, documented JSON form (``schema``: kerasonnx.verify/1)."""
+        """The stable, documented JSON form (``schema``: kerasonnx.verify/2)."""
         return {
             "schema": REPORT_SCHEMA,
             "passed": self.passed,
@@ -85,6 +90,7 @@ class VerifyReport:
             "onnx_model": self.onnx_model,
             "atol": self.atol,
             "rtol": self.rtol,
+            "precision": self.precision,
             "notes": self.notes,
             "runs": [{"batch": r.batch, "length": r.length, "inputs": r.inputs,
                       "passed": r.passed,
@@ -95,11 +101,22 @@ class VerifyReport:
                      for r in self.runs],
         }
 
+    def compared(self) -> str:
+        """``float16 graph against Keras' float16, `` and where the tolerance came from."""
+        p = self.precision
+        if not p:
+            return ""
+        graph, keras = ("/".join(p.get(k) or ["float32"]) for k in ("graph", "keras"))
+        given = ("the " + p["tolerance_for"] + " default, " if p.get("tolerance_for")
+                 else "given ")
+        return (f"{p.get('mode', 'keras')} precision: {graph} graph against Keras' {keras}; "
+                f"{given}")
+
     def summary(self) -> str:
         """A table for people."""
         verdict = "PASSED" if self.passed else "FAILED"
         lines = [f"verify {self.keras_model} against {self.onnx_model or 'the ONNX model'}: "
-                 f"{verdict} (atol {self.atol:g}, rtol {self.rtol:g})",
+                 f"{verdict} ({self.compared()}atol {self.atol:g}, rtol {self.rtol:g})",
                  f"{'batch':>5} {'length':>6}  {'output':<28} {'shape':<18} {'max abs':>9} "
                  f"{'max rel':>9} {'over tol':>10}"]
         for run in self.runs:
@@ -139,18 +156,27 @@ def _number(value) -> str:
 
 
 def verify(keras_model, onnx_model, *, weights=None, inputs=None, batches=(1, 4),
-           lengths=(7, 32), atol: float = 1e-5, rtol: float = 1e-4, per_layer: bool = False,
+           lengths=(7, 32), atol: Optional[float] = None, rtol: Optional[float] = None,
+           per_layer: bool = False,
            seed: int = 0, progress: Optional[Callable[[str], None]] = None) -> VerifyReport:
     """Compare the ONNX model (a ``ModelProto`` or a path) with the saved Keras model.
 
     ``inputs``: an ``.npz`` path or a dict of arrays named after the model inputs, used as
     given; otherwise inputs are generated from the signature for every batch size in
     ``batches`` and, when the model has ``None`` dims, every length in ``lengths``.
-    ``per_layer`` compares every recorded layer output even when the outputs agree."""
+    ``per_layer`` compares every recorded layer output even when the outputs agree.
+    ``atol``/``rtol`` left None take the default of the least precise dtype either side
+    computes in (``TOLERANCES``: float32 1e-5/1e-4; float16 and bfloat16 larger)."""
     say = progress or (lambda message: None)
     proto, onnx_path = _read_onnx(onnx_model)
     with load(keras_model, weights) as graph:
-        report = VerifyReport(os.fspath(keras_model), onnx_path, atol, rtol)
+        precision = _precision(proto, graph)
+        dtype = tolerance_dtype(precision)
+        precision["tolerance_for"] = dtype if atol is None and rtol is None else None
+        atol = TOLERANCES[dtype][0] if atol is None else atol
+        rtol = TOLERANCES[dtype][1] if rtol is None else rtol
+        report = VerifyReport(os.fspath(keras_model), onnx_path, atol, rtol,
+                              precision=precision)
         if inputs is None:
             lengths = _within_limits(graph, lengths, report)
         input_sets = (_given_inputs(inputs, graph) if inputs is not None
@@ -348,8 +374,12 @@ def _run_keras(request: dict, input_sets: list, layers: list) -> list:
 def _compare(name: str, expected: np.ndarray, actual: np.ndarray, atol: float,
              rtol: float) -> Comparison:
     expected, actual = np.asarray(expected), np.asarray(actual)
+    keras_dtype = str(expected.dtype)
+    if expected.dtype.name in ("bfloat16", "float16") and actual.dtype == np.float32:
+        # A half Keras value held in float32 (bfloat16 outputs, --precision float32)
+        expected = expected.astype(np.float32)
     common = dict(name=name, keras_shape=list(expected.shape), onnx_shape=list(actual.shape),
-                  keras_dtype=str(expected.dtype), onnx_dtype=str(actual.dtype),
+                  keras_dtype=keras_dtype, onnx_dtype=str(actual.dtype),
                   elements=int(expected.size))
     if expected.shape != actual.shape or expected.dtype != actual.dtype:
         return Comparison(passed=False, max_abs_error=None, max_rel_error=None,
@@ -363,6 +393,16 @@ def _compare(name: str, expected: np.ndarray, actual: np.ndarray, atol: float,
                       max_abs_error=float(difference.max()) if difference.size else 0.0,
                       max_rel_error=float(relative.max()) if relative.size else 0.0,
                       over_tolerance=over, **common)
+
+
+def _precision(proto: onnx.ModelProto, graph: Graph) -> dict:
+    """The precision the ONNX file records (``kerasonnx.precision``; a file without it
+    computes in float32) and the dtypes Keras computes the model in."""
+    recorded = next((json.loads(p.value) for p in proto.metadata_props
+                     if p.key == PRECISION_KEY), {})
+    return {"mode": recorded.get("precision", "keras"),
+            "graph": recorded.get("graph_computes", ["float32"]),
+            "keras": keras_compute_dtypes(graph)}
 
 
 def _tensor_map(proto: onnx.ModelProto) -> dict:
@@ -392,6 +432,7 @@ def _compare_layers(report: VerifyReport, proto, graph: Graph, tensor_map: dict,
         values = dict(zip(names, _run_onnx(session, arrays)))
         for layer, i, tensor_name, value in wanted:
             key = f"layer/{layer}/{i}"
+            value = value if value in values else value + BFLOAT16_PROBE
             if key not in expected or value not in values:
                 continue
             comparison = _compare(tensor_name, expected[key], values[value], report.atol,
@@ -412,6 +453,13 @@ def _with_outputs(proto: onnx.ModelProto, values: list) -> onnx.ModelProto:
     present = {o.name for o in probe.graph.output} | {i.name for i in probe.graph.input}
     for value in values:
         if value not in present and value in known:
-            probe.graph.output.append(known[value])
+            info = known[value]
+            if info.type.tensor_type.elem_type == onnx.TensorProto.BFLOAT16:
+                # onnxruntime's Python API cannot return bfloat16: fetch it as float32 (exact)
+                probe.graph.node.append(onnx.helper.make_node(
+                    "Cast", [value], [value + BFLOAT16_PROBE], to=onnx.TensorProto.FLOAT))
+                info = onnx.helper.make_tensor_value_info(value + BFLOAT16_PROBE,
+                                                          onnx.TensorProto.FLOAT, None)
+            probe.graph.output.append(info)
             present.add(value)
     return probe

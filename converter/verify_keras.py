@@ -138,6 +138,13 @@ def _as_list(value):
     return value if isinstance(value, (list, tuple)) else [value]
 
 
+def _savable(tensor):
+    """As a NumPy array ``np.savez`` keeps: bfloat16 (which it cannot) as float32, exactly."""
+    import numpy as np
+    array = np.asarray(tensor)
+    return array.astype(np.float32) if array.dtype.name == "bfloat16" else array
+
+
 def main(request_path: str) -> None:
     import numpy as np
 
@@ -150,11 +157,11 @@ def main(request_path: str) -> None:
         with np.load(inputs_path) as data:
             arrays = [data[f"input/{i}"] for i in range(len(data.files))]
         results = _as_list(probe(arrays if len(arrays) > 1 else arrays[0], training=False))
-        payload = {f"output/{i}": np.asarray(r) for i, r in enumerate(results[:model_outputs])}
+        payload = {f"output/{i}": _savable(r) for i, r in enumerate(results[:model_outputs])}
         position = model_outputs
         for name, count in reachable:
             for i in range(count):
-                payload[f"layer/{name}/{i}"] = np.asarray(results[position])
+                payload[f"layer/{name}/{i}"] = _savable(results[position])
                 position += 1
         np.savez(results_path, **payload)
 

@@ -122,9 +122,10 @@ def run_onnx(onnx_model, arrays) -> list:
     return session.run(None, {i.name: a for i, a in zip(session.get_inputs(), arrays)})
 
 
-def assert_same(expected: list, actual: list, where: str, atol: float = ATOL) -> None:
+def assert_same(expected: list, actual: list, where: str, atol: float = ATOL,
+                rtol: float = 0.0) -> None:
     """Same shapes, dtypes, NaN positions (a fully masked average is 0 / 0 in Keras too),
-    and every other element within ``atol``."""
+    and every other element within ``atol + rtol * |keras|``."""
     assert len(expected) == len(actual), where
     for i, (e, a) in enumerate(zip(expected, actual)):
         assert e.shape == a.shape, f"{where} output {i}: {e.shape} vs {a.shape}"
@@ -132,9 +133,11 @@ def assert_same(expected: list, actual: list, where: str, atol: float = ATOL) ->
         nan = np.isnan(e) if e.dtype.kind == "f" else np.zeros(e.shape, bool)
         assert np.array_equal(nan, np.isnan(a) if a.dtype.kind == "f" else nan), (
             f"{where} output {i}: NaN where Keras has none, or the reverse")
-        difference = np.abs(e.astype(np.float64) - a)[~nan]
+        reference = e.astype(np.float64)
+        difference = (np.abs(reference - a) - rtol * np.abs(reference))[~nan]
         error = float(difference.max()) if difference.size else 0.0
-        assert error <= atol, f"{where} output {i}: max abs error {error:.3g}"
+        assert error <= atol, (f"{where} output {i}: max abs error beyond rtol * |keras| "
+                               f"{error:.3g}")
 
 
 def masked_inputs(model, batch: int, length: int, rng) -> list:
@@ -158,11 +161,12 @@ def masked_inputs(model, batch: int, length: int, rng) -> list:
 
 def check_conversion(model, path, *, opsets=OPSETS, batches=BATCHES, lengths=LENGTHS,
                      tokens=None, padded=(), inputs=None, atol: float = ATOL,
-                     seed: int = 3) -> None:
+                     rtol: float = 0.0, precision: str = "keras", seed: int = 3) -> None:
     """Convert ``path`` at every opset and compare with ``model`` on every input size;
     Keras runs once per input size (its eager recurrent loops are slow).
     ``inputs(model, batch, length, rng)`` makes the inputs (default: ``make_inputs``)."""
-    converted = [(opset, convert(path, opset=opset).model) for opset in opsets]
+    converted = [(opset, convert(path, opset=opset, precision=precision).model)
+                 for opset in opsets]
     for _, onnx_model in converted:
         assert "Einsum" not in {n.op_type for n in onnx_model.graph.node}
     rng = np.random.default_rng(seed)
@@ -173,7 +177,8 @@ def check_conversion(model, path, *, opsets=OPSETS, batches=BATCHES, lengths=LEN
             expected = keras_outputs(model, arrays)
             for opset, onnx_model in converted:
                 assert_same(expected, run_onnx(onnx_model, arrays),
-                            f"{path.name} opset {opset} batch {batch} length {length}", atol)
+                            f"{path.name} opset {opset} batch {batch} length {length}", atol,
+                            rtol)
 
 
 # check_conversion options for models fed padded tokens / masks from ``masked_inputs``

@@ -92,14 +92,14 @@ def test_convert_lists_every_unsupported_layer_and_writes_nothing(tmp_path):
 
     x = keras.Input((4, 6), name="x")
     y = keras.layers.Lambda(lambda t: t * 2.0, name="double")(x)
-    y = keras.layers.GroupNormalization(2, name="groups")(y)
+    y = keras.layers.Discretization(bin_boundaries=[0.0], name="bins")(y)
     y = keras.layers.Lambda(lambda t: t + 1.0, name="shift")(y)
     keras.Model(x, y).save(tmp_path / "model.keras")
     output = tmp_path / "m.onnx"
     output.write_bytes(b"previous")
     result = run("convert", tmp_path / "model.keras", "-o", output)
     assert result.exit_code == 2
-    assert ("3 layer(s) cannot be converted yet: double (Lambda), groups (GroupNormalization), "
+    assert ("3 layer(s) cannot be converted yet: bins (Discretization), double (Lambda), "
             "shift (Lambda); double, shift: Lambda layers hold Python code, which kerasonnx "
             "never runs") in result.stderr
     assert output.read_bytes() == b"previous"

@@ -127,8 +127,10 @@ def test_json_report_schema(tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "r.json").read_text())
     assert set(report) == {"schema", "passed", "keras_model", "onnx_model", "atol", "rtol",
-                           "notes", "runs"}
-    assert report["schema"] == "kerasonnx.verify/1" and report["passed"] is True
+                           "precision", "notes", "runs"}
+    assert report["schema"] == "kerasonnx.verify/2" and report["passed"] is True
+    assert report["precision"] == {"mode": "keras", "graph": ["float32"], "keras": ["float32"],
+                                   "tolerance_for": "float32"}
     assert [r["batch"] for r in report["runs"]] == [1, 2]
     run = report["runs"][0]
     assert set(run) == {"batch", "length", "inputs", "passed", "outputs", "layers",

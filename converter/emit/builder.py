@@ -34,6 +34,11 @@ class Builder:
         self.initializers = {}
         self._used = set()
         self._values = {}
+        # The IR node being emitted, and the one that emitted each ONNX node (by name), for
+        # passes that work per Keras layer (precision.py); graph outputs' dtypes they set.
+        self.emitting = None
+        self.emitted_by = {}
+        self.output_dtypes = {}
 
     # ------------------------------------------------------------------ names, values
 
@@ -71,6 +76,7 @@ class Builder:
         An input of None is an omitted optional input."""
         names = [self.fresh(base if i == 0 else f"{base}:{i}") for i in range(outputs)]
         node_name = self.fresh(f"{base}/{op_type}")
+        self.emitted_by[node_name] = self.emitting
         self.nodes.append(helper.make_node(
             op_type, ["" if i is None else i for i in inputs], names, name=node_name,
             **{k: v for k, v in attributes.items() if v is not None}))
@@ -95,7 +101,7 @@ class Builder:
             self._name_output(self.value(tensor), name, named)
             named.add(name)
             outputs.append(helper.make_tensor_value_info(
-                name, onnx_dtype(tensor.dtype),
+                name, onnx_dtype(self.output_dtypes.get(tensor, tensor.dtype)),
                 None if tensor.shape is None else [None] * len(tensor.shape)))
         self._prune([o.name for o in outputs])
         body = helper.make_graph(self.nodes, model_name, inputs, outputs,

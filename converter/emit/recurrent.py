@@ -89,9 +89,9 @@ def onnx_activations(way, dialect: str, where: str) -> list:
 
 
 def check_supported(node: Node, ways: list) -> None:
-    if compute_dtype(node) != "float32":
+    if compute_dtype(node) not in ("float32", "float16", "bfloat16"):
         raise ConversionError(f"layer {node.name!r}: dtype {compute_dtype(node)!r} not "
-                              f"supported yet (float32 only)")
+                              f"supported yet")
     first = ways[0]
     for way in ways:
         if way.class_name not in ONNX_OP:
