@@ -143,6 +143,19 @@ def mha_key_mask_from_masking(k):
     return model(k, [q, v, key], k.layers.MultiHeadAttention(2, 4)(q, v, key=masked_key))
 
 
+@case(tokens={"tokens": 20})
+def mha_calls_on_one_masked_tensor(k):
+    """Three MultiHeadAttention on one masked Embedding, each with a residual Add. Keras 3
+    deletes the mask in the call it runs first, in its own order, not the config's (calls
+    of one depth run from the last output back): the third layer gets the mask, the others
+    and the Adds run unmasked. Keras 2 hands the mask to all three."""
+    tokens, x = _embedded(k)
+    first, second, third = (k.layers.MultiHeadAttention(2, 4) for _ in range(3))
+    return model(k, [tokens], [k.layers.Add()([x, first(x, x)]),
+                               k.layers.Add()([x, second(x, x)]),
+                               k.layers.Add()([x, third(query=x, value=x)])])
+
+
 @case()
 def single_head_mha_next_to_attention(k):
     a, b = inputs(k, (5, 2), (3, 2))
