@@ -156,6 +156,22 @@ def mha_calls_on_one_masked_tensor(k):
                                k.layers.Add()([x, third(query=x, value=x)])])
 
 
+@case(tokens={"tokens": 20})
+def masks_through_layers_without_masking(k):
+    """Layers that do not support masking between a masked Embedding and the attention:
+    EinsumDense and the augmentation layers drop the mask (tf_keras' augmentation layers
+    keep it: they return their very input), Rescaling and Normalization drop it in Keras 2
+    only."""
+    tokens = k.Input((None,), name="tokens", dtype="int32")
+    outputs = []
+    for layer in (k.layers.EinsumDense("btd,de->bte", (None, 8)), k.layers.Rescaling(2.0),
+                  k.layers.Normalization(mean=0.5, variance=2.0), k.layers.RandomFlip(),
+                  k.layers.RandomContrast(0.1)):
+        x = layer(k.layers.Embedding(20, 8, mask_zero=True)(tokens))
+        outputs.append(k.layers.MultiHeadAttention(2, 4)(x, x))
+    return model(k, [tokens], outputs)
+
+
 @case()
 def single_head_mha_next_to_attention(k):
     a, b = inputs(k, (5, 2), (3, 2))
