@@ -300,6 +300,9 @@ class _Parser:
         pending = [(name, i, call) for name, calls in spec.calls.items()
                    for i, call in enumerate(calls)
                    if spec.layers[name].get("class_name") != INPUT_LAYER]
+        if self.dialect == "keras3":  # calls with side effects on masks see Keras' order
+            rank = {node: i for i, node in enumerate(_keras3_run_order(spec))}
+            pending.sort(key=lambda p: rank.get((p[0], p[1]), len(rank)))
         while pending:
             waiting = []
             for name, index, call in pending:
@@ -468,7 +471,52 @@ class _Resolver:
         return value
 
 
+def _keras3_run_order(spec: _ModelSpec) -> list:
+    """The calls ``(layer, call)`` of ``spec`` that compute its outputs, in the order Keras 3
+    runs them (``keras.src.ops.function``: ``map_graph`` and ``_run_through_graph``).
+
+    Keras walks from each output depth-first through the call arguments (in ``tree.flatten``
+    order), then gives each call a depth: 0 for outputs, else one more than the deepest of
+    its consumers, and never less than an earlier-seen call of the same layer; it runs the
+    deepest first and, within a depth, in the order the depths were first assigned. This
+    is not the config's order (two MultiHeadAttention on one masked tensor run the later
+    one first), and it decides which call still sees a mask another call deletes."""
+    inputs = {(r.layer, r.call) for r in spec.inputs}
+
+    def parents(node):
+        calls = spec.calls.get(node[0], [])
+        return [] if node in inputs or node[1] >= len(calls) else [
+            (r.layer, r.call) for r in _refs_in(calls[node[1]])]
+
+    post_order, seen = [], set(inputs)
+    for output in spec.outputs:
+        start = (output.layer, output.call)
+        if start in seen:
+            continue
+        seen.add(start)
+        stack = [(start, iter(parents(start)))]
+        while stack:
+            node, todo = stack[-1]
+            parent = next((p for p in todo if p not in seen), None)
+            if parent is None:
+                stack.pop()
+                post_order.append(node)
+            else:
+                seen.add(parent)
+                stack.append((parent, iter(parents(parent))))
+    depths, layer_depths = {}, {}
+    for node in reversed(post_order):
+        depth = max(depths.setdefault(node, 0), layer_depths.get(node[0], 0))
+        depths[node] = layer_depths[node[0]] = depth
+        for parent in parents(node):
+            if parent not in inputs:
+                depths[parent] = max(depth + 1, depths.get(parent, 0))
+    return sorted(depths, key=lambda node: -depths[node])  # stable: first-assigned order
+
+
 def _refs_in(value):
+    """The references in decoded arguments, in Keras' ``tree.flatten`` order (dict keys
+    sorted)."""
     if isinstance(value, _Ref):
         yield value
     elif isinstance(value, _Call):
@@ -478,14 +526,15 @@ def _refs_in(value):
         for item in value:
             yield from _refs_in(item)
     elif isinstance(value, dict):
-        for item in value.values():
-            yield from _refs_in(item)
+        for key in sorted(value):
+            yield from _refs_in(value[key])
 
 
 def _ref_list(raw) -> list:
-    """``input_layers`` / ``output_layers``: a list of refs, one flat ref, or a dict."""
+    """``input_layers`` / ``output_layers``: a list of refs, one flat ref, or a dict (in
+    Keras' flatten order, keys sorted, as ``model.outputs`` lists them)."""
     if isinstance(raw, dict):
-        raw = list(raw.values())
+        raw = [raw[key] for key in sorted(raw)]
     if not raw:
         return []
     if isinstance(raw, list) and len(raw) == 3 and isinstance(raw[0], str):

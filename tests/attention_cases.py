@@ -143,6 +143,35 @@ def mha_key_mask_from_masking(k):
     return model(k, [q, v, key], k.layers.MultiHeadAttention(2, 4)(q, v, key=masked_key))
 
 
+@case(tokens={"tokens": 20})
+def mha_calls_on_one_masked_tensor(k):
+    """Three MultiHeadAttention on one masked Embedding, each with a residual Add. Keras 3
+    deletes the mask in the call it runs first, in its own order, not the config's (calls
+    of one depth run from the last output back): the third layer gets the mask, the others
+    and the Adds run unmasked. Keras 2 hands the mask to all three."""
+    tokens, x = _embedded(k)
+    first, second, third = (k.layers.MultiHeadAttention(2, 4) for _ in range(3))
+    return model(k, [tokens], [k.layers.Add()([x, first(x, x)]),
+                               k.layers.Add()([x, second(x, x)]),
+                               k.layers.Add()([x, third(query=x, value=x)])])
+
+
+@case(tokens={"tokens": 20})
+def masks_through_layers_without_masking(k):
+    """Layers that do not support masking between a masked Embedding and the attention:
+    EinsumDense and the augmentation layers drop the mask (tf_keras' augmentation layers
+    keep it: they return their very input), Rescaling and Normalization drop it in Keras 2
+    only."""
+    tokens = k.Input((None,), name="tokens", dtype="int32")
+    outputs = []
+    for layer in (k.layers.EinsumDense("btd,de->bte", (None, 8)), k.layers.Rescaling(2.0),
+                  k.layers.Normalization(mean=0.5, variance=2.0), k.layers.RandomFlip(),
+                  k.layers.RandomContrast(0.1)):
+        x = layer(k.layers.Embedding(20, 8, mask_zero=True)(tokens))
+        outputs.append(k.layers.MultiHeadAttention(2, 4)(x, x))
+    return model(k, [tokens], outputs)
+
+
 @case()
 def single_head_mha_next_to_attention(k):
     a, b = inputs(k, (5, 2), (3, 2))

@@ -12,6 +12,8 @@ import h5py
 import numpy as np
 import pytest
 
+import kerasonnx
+
 from attention_cases import CASES
 from conftest import requires_keras
 from kerasonnx.convert import convert
@@ -132,3 +134,48 @@ def test_deterministic_output(saved_models):
             == convert(path).model.SerializeToString())
 
 
+
+
+def _keras_run_order(model) -> list:
+    """The calls a Keras 3 Functional runs, in its order (``_run_through_graph``)."""
+    calls = []
+    for depth in sorted(model._nodes_by_depth, reverse=True):
+        for node in model._nodes_by_depth[depth]:
+            if not node.is_input:
+                index = node.operation._inbound_nodes.index(node)
+                calls.append(node.operation.name + (f"/call{index}" if index else ""))
+    return calls
+
+
+def test_keras3_calls_are_read_in_keras_run_order(tmp_path):
+    """The parser makes a Keras 3 model's calls in the order the reloaded Keras model runs
+    them, which decides what MultiHeadAttention's mask deletion reaches: shared layers
+    called at several depths, keyword arguments (flattened with sorted keys), a nested
+    model called twice with a mask, op nodes, dict outputs (flattened with sorted keys)."""
+    import keras
+    from keras import ops
+    layers = keras.layers
+    inner_input = keras.Input((None, 8))
+    inner = keras.Model(inner_input, layers.Dense(8)(
+        layers.MultiHeadAttention(2, 2)(inner_input, inner_input)), name="inner")
+    tokens = keras.Input((None,), dtype="int32", name="tokens")
+    x = layers.Embedding(20, 8, mask_zero=True)(tokens)
+    first, second, third = (layers.MultiHeadAttention(2, 4) for _ in range(3))
+    a1, a3 = first(x, x), third(x, x)
+    a2 = second(query=x, value=a1, key=x)
+    shared = layers.Dense(8)
+    s2 = shared(ops.silu(a3))
+    b, c = inner(x), inner(layers.Dense(8)(x))
+    outputs = {"z": layers.Add()([x, a1, shared(s2), ops.multiply(shared(a1), a2)]),
+               "a": layers.Dense(3)(a2), "s": s2, "m": layers.Concatenate()([b, c, a3])}
+    path = tmp_path / "order.keras"
+    keras.Model(tokens, outputs).save(path)
+    expected = _keras_run_order(keras.models.load_model(path))
+    with kerasonnx.load(path) as graph:
+        made = []
+        for node in graph.nodes:  # an inlined nested call: the nodes of its call
+            call = max((c for c in expected if node.name == c or node.name.startswith(c + "/")),
+                       key=len)
+            if not made or made[-1] != call:
+                made.append(call)
+    assert made == expected

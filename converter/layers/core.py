@@ -91,10 +91,11 @@ def _einsum_dense_weights(node):
     return specs
 
 
-@layer_kind("EinsumDense", weights=_einsum_dense_weights)
+@layer_kind("EinsumDense", weights=_einsum_dense_weights, output_mask=no_mask)
 def einsum_dense(node):
     """y = activation(einsum(equation, x, kernel) + bias); output dims come from the input
-    where the equation shares a letter with it, else from ``output_shape``."""
+    where the equation shares a letter with it, else from ``output_shape``. It does not
+    support masking: Keras (both) drops its input's mask."""
     if first_input(node).shape is None:
         return [(None, compute_dtype(node))]
     return [(einsum_layout(node).output_shape, compute_dtype(node))]

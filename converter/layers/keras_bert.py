@@ -1,7 +1,7 @@
 """keras-bert (``keras_bert``, tf_keras only): its own layers, those ``get_model`` builds
 and the masked pooling and convolution it offers for heads (its position embedding,
 normalization, attention and feed-forward layers come from the packages in
-``keras_transformer.py`` and ``third_party.py``)."""
+``keras_transformer.py`` and ``keras_multi_head.py``)."""
 from __future__ import annotations
 
 from .convolution import conv_settings, conv_weights, convolution

@@ -1,7 +1,8 @@
 """Normalization layers: LayerNormalization, BatchNormalization, UnitNormalization."""
 from __future__ import annotations
 
-from .registry import WeightSpec, first_input, layer_kind, normalize_axis, same_as_input
+from .registry import (WeightSpec, first_input, layer_kind, no_mask, normalize_axis,
+                       same_as_input)
 
 
 def normalized_axes(node) -> list:
@@ -61,8 +62,10 @@ def _rms_weights(node):
     return [WeightSpec("scale", "vars/0", tuple(shape[a] for a in normalized_axes(node)))]
 
 
-# RMSNormalization (Keras 3): x * rsqrt(mean(x², axis) + epsilon) * scale.
-layer_kind("RMSNormalization", weights=_rms_weights)(same_as_input)
+# RMSNormalization (Keras 3): x * rsqrt(mean(x², axis) + epsilon) * scale. It does not
+# support masking: Keras drops its input's mask (a masked Embedding's padding is no longer
+# masked in the attention after a pre-norm).
+layer_kind("RMSNormalization", weights=_rms_weights, output_mask=no_mask)(same_as_input)
 
 
 def group_axis(node) -> int:

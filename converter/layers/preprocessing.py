@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .registry import WeightSpec, compute_dtype, first_input, layer_kind, same_as_input
+from .registry import (WeightSpec, compute_dtype, first_input, first_mask,
+                       keras3_propagates_mask, layer_kind, no_mask, same_as_input)
 
 # The augmentation layers that return their input's values unchanged at inference (in the
 # dtype ``inference_dtype`` says). RandomCrop is apart.
@@ -41,13 +42,21 @@ def inference_dtype(node) -> str:
     return first_input(node).dtype
 
 
-@layer_kind(*RANDOM_IDENTITIES)
+def _augmentation_mask(node):
+    """No augmentation layer supports masking. Keras 3 drops the mask; tf_keras returns
+    the very input tensor at inference when no cast is needed, and it keeps its mask."""
+    if node.layer.dialect == "keras2" and first_input(node).dtype == inference_dtype(node):
+        return first_mask(node)
+    return None
+
+
+@layer_kind(*RANDOM_IDENTITIES, output_mask=_augmentation_mask)
 def random_identity(node):
     """y = x at inference."""
     return [(first_input(node).shape, inference_dtype(node))]
 
 
-@layer_kind("RandomCrop")
+@layer_kind("RandomCrop", output_mask=no_mask)
 def random_crop(node):
     """Keras 3 at inference: y = x, whatever size it declares. Keras 2: the largest centered
     window with the aspect ratio of (height, width), bilinearly resized to it."""
@@ -59,7 +68,8 @@ def random_crop(node):
 
 
 # Rescaling: y = float(x) * scale + offset (scale and offset numbers or per-channel lists).
-layer_kind("Rescaling")(same_as_input)
+# Rescaling and Normalization pass the mask on in Keras 3 only.
+layer_kind("Rescaling", output_mask=keras3_propagates_mask)(same_as_input)
 
 
 def normalization_axes(node) -> tuple:
@@ -83,4 +93,5 @@ def _normalization_weights(node):
 
 # Normalization: y = (x - mean) / max(sqrt(variance), 1e-7); with ``invert``
 # y = mean + x * max(sqrt(variance), 1e-7). Statistics per position of the kept axes.
-layer_kind("Normalization", weights=_normalization_weights)(same_as_input)
+layer_kind("Normalization", weights=_normalization_weights,
+           output_mask=keras3_propagates_mask)(same_as_input)

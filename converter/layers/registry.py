@@ -124,7 +124,13 @@ def propagate_mask(node: Node):
 
 
 def no_mask(node: Node):
+    """Layers without ``supports_masking``: Keras drops the mask."""
     return None
+
+
+def keras3_propagates_mask(node: Node):
+    """Layers that support masking in Keras 3 but not in tf_keras (which drops the mask)."""
+    return first_mask(node) if node.layer.dialect == "keras3" else None
 
 
 def merge_masks(node: Node):
