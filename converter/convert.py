@@ -6,10 +6,12 @@ import json
 import os
 import tempfile
 from dataclasses import dataclass
+from typing import Callable, Optional
 
 import onnx
 
 from .emit import Builder, emitter_for
+from .emit.builder import ExternalData
 from .errors import ConversionError, UnsupportedLayerError
 from .ir import Graph
 from .model import load
@@ -19,18 +21,25 @@ MIN_OPSET = 17
 DEFAULT_OPSET = 23
 MAX_OPSET = 24
 FUSED_ATTENTION_OPSET = 23  # the standard Attention operator
+# Above this many bytes of weights a model keeps them in an external data file by default:
+# a protobuf message cannot pass 2 GiB, and an inline model is held whole in memory (about
+# twice its weights at peak, while saving).
+EXTERNAL_DATA_THRESHOLD = 1 << 30
 
 
 @dataclass
 class ConversionResult:
-    """A converted model: ``model`` is the ``onnx.ModelProto``."""
+    """A converted model: ``model`` is the ``onnx.ModelProto``. When ``data`` is set, its
+    big tensors live in that external data file, which ``save`` puts next to the model."""
 
     model: onnx.ModelProto
     source: str
     opset: int
+    data: Optional[ExternalData] = None
 
     def save(self, path) -> None:
-        """Write the model; on any failure no partial file is left at ``path``."""
+        """Write the model (and its external data file, ``<path>.data``); on any failure no
+        partial file is left at ``path``."""
         path = os.fspath(path)
         folder = os.path.dirname(os.path.abspath(path))
         try:
@@ -39,6 +48,8 @@ class ConversionResult:
         except OSError as exc:
             raise ConversionError(f"{path}: cannot write there ({exc.strerror})") from None
         try:
+            if self.data is not None:
+                self.data.place(self.model, path)
             with os.fdopen(handle, "wb") as f:
                 f.write(self.model.SerializeToString())
             os.replace(temporary, path)
@@ -47,14 +58,57 @@ class ConversionResult:
             raise
 
 
-def convert(path, weights=None, opset: int = DEFAULT_OPSET) -> ConversionResult:
+def convert(path, weights=None, opset: int = DEFAULT_OPSET, *,
+            external_data: Optional[bool] = None, data_folder=None,
+            progress: Optional[Callable[[int, int], None]] = None) -> ConversionResult:
     """Convert the saved Keras model at ``path`` (``weights`` for a JSON model) to ONNX.
 
     ``opset`` 23 or more uses the standard Attention operator where it computes exactly
-    what Keras computes; 17 to 22 lower attention to MatMul/Softmax."""
+    what Keras computes; 17 to 22 lower attention to MatMul/Softmax. ``external_data``
+    keeps the weights in a data file beside the model (default: when they pass
+    ``EXTERNAL_DATA_THRESHOLD`` bytes); it is written while converting, in ``data_folder``
+    (default: the system's temporary folder; the output's folder spares ``save`` a copy).
+    ``progress(done, total)`` is told the weight bytes folded so far."""
     check_opset(opset)
     with load(path, weights) as graph:
-        return ConversionResult(to_onnx(graph, opset), graph.source.source, opset)
+        total = weight_bytes(graph)
+        if external_data is None:
+            external_data = total > EXTERNAL_DATA_THRESHOLD
+        data = _data_file(data_folder) if external_data else None
+        try:
+            model = to_onnx(graph, opset, data, _counter(progress, total))
+        except BaseException:
+            if data is not None:
+                data.discard()
+            raise
+        return ConversionResult(model, graph.source.source, opset, data)
+
+
+def weight_bytes(graph: Graph) -> int:
+    """The bytes of all stored weights of the layers the graph calls."""
+    return sum(layer.weights.nbytes() for layer in graph.layers.values()
+               if layer.weights is not None)
+
+
+def _data_file(folder) -> ExternalData:
+    try:
+        return ExternalData(None if folder is None else os.fspath(folder))
+    except OSError as exc:
+        raise ConversionError(f"{folder or tempfile.gettempdir()}: cannot write the external "
+                              f"data file there ({exc.strerror})") from None
+
+
+def _counter(progress, total: int):
+    if progress is None:
+        return None
+    done = 0
+
+    def count(nbytes: int) -> None:
+        nonlocal done
+        done += nbytes
+        progress(done, total)
+
+    return count
 
 
 def check_opset(opset: int) -> None:
@@ -64,7 +118,8 @@ def check_opset(opset: int) -> None:
                               f"Attention operator; {MIN_OPSET}-22 use MatMul/Softmax)")
 
 
-def to_onnx(graph: Graph, opset: int) -> onnx.ModelProto:
+def to_onnx(graph: Graph, opset: int, data: Optional[ExternalData] = None,
+            progress: Optional[Callable[[int], None]] = None) -> onnx.ModelProto:
     unsupported = sorted({f"{n.layer.name} ({n.class_name})" for n in graph.nodes
                           if emitter_for(n.layer) is None})
     if unsupported:
@@ -75,7 +130,7 @@ def to_onnx(graph: Graph, opset: int) -> onnx.ModelProto:
         raise UnsupportedLayerError(
             f"{graph.source.source}: {len(unsupported)} layer(s) cannot be converted yet: "
             f"{', '.join(unsupported)}{hint}; see `kerasonnx layers` for what is supported")
-    builder = Builder(opset)
+    builder = Builder(opset, data, progress)
     for tensor in graph.inputs:
         builder.bind(tensor, tensor.name)
     problems = []

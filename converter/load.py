@@ -64,6 +64,9 @@ class LayerWeights:
     def param_count(self) -> int:
         return int(sum(int(np.prod(ds.shape)) for ds in self._datasets.values()))
 
+    def nbytes(self) -> int:
+        return int(sum(ds.nbytes for ds in self._datasets.values()))
+
     def view(self, prefixes: tuple) -> "LayerWeights":
         """The weights of a layer a wrapper holds, named as that layer's own:
         ``prefixes`` is (legacy prefix, saving_lib prefix), e.g. ("sub_0/", "layers/lstm/")."""
@@ -274,7 +277,7 @@ def _load_keras_zip(path: str) -> SavedModel:
                 metadata = _parse_json(archive.read("metadata.json"), f"{path}:metadata.json")
             weights = None
             if "model.weights.h5" in members:
-                data = io.BytesIO(archive.read("model.weights.h5"))
+                data = _member_file(path, archive, "model.weights.h5")
                 weights = SavingLibWeights(path, _open_h5(f"{path}:model.weights.h5", data))
             elif "model.weights.json" in members:
                 raise ModelFileError(f"{path}: sharded weights (model.weights.json) are not "
@@ -284,6 +287,58 @@ def _load_keras_zip(path: str) -> SavedModel:
                              f"truncated or corrupt, save the model again") from None
     return SavedModel(path, "keras", _model_config(config, path),
                       metadata.get("keras_version"), weights)
+
+
+class _StoredMember(io.RawIOBase):
+    """An uncompressed zip member read in place, through a file handle of its own: weights
+    stream from disk as h5py asks for them instead of being copied into memory first."""
+
+    def __init__(self, path: str, start: int, size: int):
+        self._file = open(path, "rb")
+        self._start, self._size, self._position = start, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def readinto(self, buffer) -> int:
+        view = memoryview(buffer).cast("B")
+        count = max(0, min(len(view), self._size - self._position))
+        self._file.seek(self._start + self._position)
+        count = self._file.readinto(view[:count])
+        self._position += count
+        return count
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+def _member_file(path: str, archive: zipfile.ZipFile, name: str):
+    """A seekable file of the member ``name``: read in place when it is stored
+    uncompressed (as Keras writes it), else decompressed into memory."""
+    info = archive.getinfo(name)
+    if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:
+        return io.BytesIO(archive.read(name))
+    with open(path, "rb") as f:  # the data follows the local header and its own extra field
+        f.seek(info.header_offset)
+        header = f.read(zipfile.sizeFileHeader)
+    if len(header) != zipfile.sizeFileHeader or header[:4] != zipfile.stringFileHeader:
+        raise zipfile.BadZipFile(f"bad local header of {name}")
+    name_length, extra_length = int.from_bytes(header[26:28], "little"), int.from_bytes(
+        header[28:30], "little")
+    return _StoredMember(path, info.header_offset + zipfile.sizeFileHeader + name_length
+                         + extra_length, info.file_size)
 
 
 def _load_legacy_h5(path: str) -> SavedModel:
