@@ -51,7 +51,7 @@ class Builder:
         self.opset = opset
         self.nodes = []
         self.initializers = {}  # name -> TensorProto; big ones without their payload
-        self._payloads = {}  # name -> folded array of a big tensor kept for the graph
+        self._payloads = {}  # name -> the bytes of a big tensor kept for the graph
         self._data = data  # where big tensors go when the model uses external data
         self._progress = progress or (lambda nbytes: None)  # told the bytes of each weight
         self._used = set()
@@ -90,7 +90,7 @@ class Builder:
         stub = TensorProto(name=name, data_type=helper.np_dtype_to_tensor_dtype(array.dtype),
                            dims=array.shape)
         if self._data is None:
-            self._payloads[name] = array
+            self._payloads[name] = array.tobytes()
         else:
             self._data.write(stub, array)
         self.initializers[name] = stub
@@ -153,7 +153,7 @@ class Builder:
             if tensor.name in self._payloads:
                 del tensor.external_data[:]
                 tensor.ClearField("data_location")
-                tensor.raw_data = self._payloads.pop(tensor.name).tobytes()
+                tensor.raw_data = self._payloads.pop(tensor.name)
         return model
 
     def _name_output(self, current: str, wanted: str, named: set) -> None:
