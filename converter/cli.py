@@ -64,7 +64,7 @@ WEIGHTS_HELP = ("Weights file for a JSON model (.weights.h5 or legacy .h5); repl
 @click.option("--external-data/--no-external-data", default=None,
               help=f"Keep the weights in a data file beside the model, OUTPUT.data (needed "
                    f"past 2 GiB) [default: when the weights pass "
-                   f"{EXTERNAL_DATA_THRESHOLD >> 30} GiB].")
+                   f"{EXTERNAL_DATA_THRESHOLD >> 20} MiB].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress messages on stderr.")
 @user_errors
 def convert(model, output, weights, opset, then_verify, external_data, quiet):

@@ -204,3 +204,25 @@ def test_convert_imports_neither_onnxruntime_nor_tensorflow(tmp_path):
     process = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert process.returncode == 0, process.stderr
     assert process.stdout.splitlines()[-1] == "[]"
+
+
+def test_progress_bar_waits_a_second_then_counts_weight_bytes(monkeypatch, capsys):
+    from kerasonnx import cli
+
+    clock = iter([0.0, 0.5, 1.5, 1.55, 2.0])
+    monkeypatch.setattr(cli.time, "monotonic", lambda: next(clock))
+    bar = cli.ProgressBar()  # started at 0.0
+    bar(1 << 20, 4 << 20)  # 0.5 s: too early to draw
+    assert capsys.readouterr().err == ""
+    bar(2 << 20, 4 << 20)  # 1.5 s
+    bar(3 << 20, 4 << 20)  # 1.55 s: drawn at most ten times a second
+    assert capsys.readouterr().err == "\rconverting [" + "#" * 15 + "." * 15 + "] 2 of 4 MiB of weights"
+    bar(4 << 20, 4 << 20)  # 2.0 s
+    bar.close()
+    assert capsys.readouterr().err.endswith("] 4 of 4 MiB of weights\n")
+
+
+def test_quiet_or_not_a_terminal_prints_no_progress(tmp_path):
+    result = run("convert", fixture_path("keras3", "transformer_encoder"), "-o",
+                 tmp_path / "m.onnx")
+    assert result.exit_code == 0 and result.stderr == ""
