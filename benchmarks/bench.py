@@ -15,7 +15,8 @@ Sections:
   the file and read the config; parse: the graph and its weight checks; emit: the
   emitters, reading, folding and writing every weight; check: checker and shape inference;
   write: saving), peak memory above the interpreter's own once imports are done, and the
-  ratio to copying the file (page cache warm for both). The large model uses external data.
+  ratio to copying the file (page cache warm for both; files of 1 MiB and more). Models past
+  512 MiB of weights use external data, as `kerasonnx convert` does.
 - tf2onnx, when installed: the encoder and the large model (every fixture too with
   ``--tf2onnx-fixtures``) through Keras' own ONNX export (Keras 3) or
   tf2onnx.convert.from_keras (Keras 2), in one process that imports TensorFlow once.
@@ -180,7 +181,9 @@ def conversion_table(models: list, tf2onnx_times: dict) -> None:
         other = tf2onnx_times.get(str(path))
         print(f"  {name:<44} {path.stat().st_size / 2**20:7.1f} "
               + " ".join(f"{stages[s]:6.3f}" for s in ("load", "parse", "emit", "check", "write"))
-              + f" {total:6.3f} {result['cpu']:6.3f} {copy:6.3f} {total / copy:5.1f}x {result['peak_mb']:6.0f}"
+              + f" {total:6.3f} {result['cpu']:6.3f} {copy:6.3f} "
+              + (f"{total / copy:5.1f}x" if path.stat().st_size >= 2**20 else "     -")
+              + f" {result['peak_mb']:6.0f}"
               + ("" if other is None else f"  {other}")
               + ("  (external data)" if result["external"] else ""))
 
@@ -281,7 +284,8 @@ def tf2onnx_convert(dialect: str, paths: list) -> dict:
                 session(open(output, "rb").read())  # tf2onnx may write ops it could not map
                 times[path] = f"{seconds:7.2f}"
             except Exception as exc:  # any failure of the other converter is a result
-                times[path] = f"fails: {type(exc).__name__}: {str(exc).splitlines()[0][:50]}"
+                times[path] = (f"fails after {time.perf_counter() - start:.1f} s: "
+                               f"{type(exc).__name__}: {str(exc).splitlines()[0][:60]}")
     return times
 
 

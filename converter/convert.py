@@ -50,10 +50,15 @@ class ConversionResult:
             raise ConversionError(f"{path}: cannot write there ({exc.strerror})") from None
         try:
             if self.data is not None:
-                self.data.place(self.model, path)
+                ExternalData.locate(self.model, path)
             with os.fdopen(handle, "wb") as f:
                 f.write(self.model.SerializeToString())
+            if self.data is not None:
+                self.data.place(path)
             os.replace(temporary, path)
+        except OSError as exc:
+            os.unlink(temporary)
+            raise ConversionError(f"{path}: cannot write the model ({exc.strerror})") from None
         except BaseException:
             os.unlink(temporary)
             raise
@@ -78,9 +83,12 @@ def convert(path, weights=None, opset: int = DEFAULT_OPSET, *,
         data = _data_file(data_folder) if external_data else None
         try:
             model = to_onnx(graph, opset, data, _counter(progress, total))
-        except BaseException:
+        except BaseException as exc:
             if data is not None:
                 data.discard()
+            if isinstance(exc, OSError) and data is not None:  # the disk, not the model
+                raise ConversionError(f"{data.path}: cannot write the external data "
+                                      f"({exc.strerror})") from None
             raise
         return ConversionResult(model, graph.source.source, opset, data)
 

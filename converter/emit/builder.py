@@ -31,7 +31,7 @@ DTYPES = {
 # file, and checked without their payload. Smaller ones (shapes, axes, scalars) always stay
 # in the graph, where shape inference reads their values.
 PAYLOAD_BYTES = 1024
-# A placeholder location of big tensors until the model is saved (``ExternalData.place``).
+# A placeholder location of big tensors until the model is saved (``ExternalData.locate``).
 UNSAVED_LOCATION = "unsaved.onnx.data"
 
 
@@ -222,20 +222,24 @@ class ExternalData:
                 out.write(source.read(length))
         os.replace(compacted, self.path)
 
-    def place(self, model: onnx.ModelProto, path: str) -> None:
-        """Name the data file after the model file at ``path``: move it there (copy it when
-        it was placed before or lives on another file system) and point every big tensor of
-        ``model`` at it."""
+    @staticmethod
+    def locate(model: onnx.ModelProto, path: str) -> None:
+        """Point every big tensor of ``model`` at the data file of the model file ``path``:
+        ``<name of path>.data``, beside it."""
         location = os.path.basename(path) + ".data"
-        target = os.path.join(os.path.dirname(os.path.abspath(path)), location)
-        if os.path.abspath(self.path) != target:
-            if not (self.temporary and _moved(self.path, target)):
-                _copy_file(self.path, target)  # placed before, or another file system
-                self.discard()
-            self.path, self.temporary = target, False
         for tensor in model.graph.initializer:
             if _is_stub(tensor):
                 tensor.external_data[0].value = location
+
+    def place(self, path: str) -> None:
+        """Move the data file beside the model file ``path`` as ``<path>.data`` (copy it when
+        it was placed before or lives on another file system)."""
+        target = os.path.abspath(path) + ".data"
+        if os.path.abspath(self.path) != target:
+            if not (self.temporary and _moved(self.path, target)):
+                _copy_file(self.path, target)
+                self.discard()
+            self.path, self.temporary = target, False
 
     def discard(self) -> None:
         """Remove the file while it is temporary (never once placed)."""
