@@ -250,6 +250,9 @@ def _input_array(graph: Graph, tensor: Tensor, batch: int, length, rng) -> np.nd
 
 def _read_onnx(onnx_model) -> tuple:
     if isinstance(onnx_model, onnx.ModelProto):
+        if _uses_external_data(onnx_model):
+            raise ConversionError("the ONNX model keeps its weights in an external data file: "
+                                  "save it (ConversionResult.save) and pass its path")
         return onnx_model, None
     path = os.fspath(onnx_model)
     try:  # weights in an external data file stay there: onnxruntime reads them itself
@@ -265,10 +268,7 @@ def _session(proto: onnx.ModelProto, path: Optional[str]):
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    if _uses_external_data(proto):
-        if path is None:
-            raise ConversionError("the ONNX model keeps its weights in an external data file: "
-                                  "save it (ConversionResult.save) and pass its path")
+    if _uses_external_data(proto):  # only ever given by path (see _read_onnx)
         options.add_session_config_entry("session.model_external_initializers_file_folder_path",
                                          os.path.dirname(os.path.abspath(path)))
     try:

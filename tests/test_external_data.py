@@ -162,6 +162,13 @@ def test_verify_takes_an_onnx_path_with_external_data(models, tmp_path):
     assert report.passed, report.summary()
 
 
+def test_verify_refuses_an_in_memory_model_with_external_data(models, tmp_path):
+    _, path = models("big_embedding", "keras3")
+    result = kerasonnx.convert(path, external_data=True, data_folder=tmp_path)
+    with pytest.raises(kerasonnx.ConversionError, match="pass its path"):
+        kerasonnx.verify(path, result.model)
+
+
 def test_pruned_weights_are_dropped_from_the_data_file(tmp_path):
     """A big constant that no output needs leaves no bytes behind in the data file."""
     data = ExternalData(tmp_path)
