@@ -9,11 +9,13 @@ import functools
 import json
 import os
 import sys
+import time
 
 import click
 
 from . import ConversionError, inspect as inspect_model
-from .convert import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, convert as convert_model
+from .convert import (DEFAULT_OPSET, EXTERNAL_DATA_THRESHOLD, MAX_OPSET, MIN_OPSET,
+                      convert as convert_model)
 from .verify import verify as verify_models
 from .layer_table import layer_rows, markdown_table
 from .report import render_text
@@ -66,22 +68,67 @@ WEIGHTS_HELP = ("Weights file for a JSON model (.weights.h5 or legacy .h5); repl
 @click.option("--verify", "then_verify", is_flag=True,
               help="Then run `kerasonnx verify` on the result (needs TensorFlow); exit 1 if "
                    "the numbers differ (the ONNX file is kept).")
+@click.option("--external-data/--no-external-data", default=None,
+              help=f"Keep the weights in a data file beside the model, OUTPUT.data (needed "
+                   f"past 2 GiB) [default: when the weights pass "
+                   f"{EXTERNAL_DATA_THRESHOLD >> 20} MiB].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress messages on stderr.")
 @user_errors
-def convert(model, output, weights, opset, precision, then_verify, quiet):
+def convert(model, output, weights, opset, precision, then_verify, external_data, quiet):
     """Convert MODEL to ONNX. Input and output names stay Keras' names; None dims stay
     dynamic (batch, sequence length). Nothing is written if conversion fails."""
-    result = convert_model(model, weights, opset, precision)
     output = output or os.path.splitext(model)[0] + ".onnx"
-    result.save(output)
+    bar = None if quiet or not sys.stderr.isatty() else ProgressBar()
+    try:
+        result = convert_model(model, weights, opset, precision, external_data=external_data,
+                               data_folder=os.path.dirname(os.path.abspath(output)),
+                               progress=bar)
+        result.save(output)
+    finally:
+        if bar is not None:
+            bar.close()
     graph = result.model.graph
+    weights_in = "" if result.data is None else f", weights in {result.data.path}"
     click.echo(f"wrote {output}: opset {opset}, {precision} precision, "
-               f"{len(graph.input)} input(s), "
-               f"{len(graph.output)} output(s), {len(graph.node)} ONNX nodes")
+               f"{len(graph.input)} input(s), {len(graph.output)} output(s), "
+               f"{len(graph.node)} ONNX nodes{weights_in}")
     if then_verify:
         report = verify_models(model, output, weights=weights, progress=_progress(quiet))
         click.echo(report.summary())
         sys.exit(0 if report.passed else 1)
+
+
+class ProgressBar:
+    """Weight bytes folded and written, as a bar on stderr, drawn only once a conversion has
+    taken a second (short ones print nothing) and at most ten times a second."""
+
+    WIDTH = 30
+
+    def __init__(self):
+        self._start = self._drawn = time.monotonic()
+        self._shown = False
+        self._last = (0, 0)
+
+    def __call__(self, done: int, total: int) -> None:
+        self._last = (done, total)
+        now = time.monotonic()
+        if now - self._start < 1 or (self._shown and now - self._drawn < 0.1):
+            return
+        self._draw(done, total)
+        self._drawn, self._shown = now, True
+
+    def close(self) -> None:
+        if self._shown:
+            self._draw(*self._last)
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+    def _draw(self, done: int, total: int) -> None:
+        fraction = min(done / total, 1.0) if total else 1.0
+        filled = int(self.WIDTH * fraction)
+        sys.stderr.write(f"\rconverting [{'#' * filled}{'.' * (self.WIDTH - filled)}] "
+                         f"{done / 2**20:,.0f} of {total / 2**20:,.0f} MiB of weights")
+        sys.stderr.flush()
 
 
 def _integers(text: str) -> tuple:

@@ -19,7 +19,6 @@ from typing import Callable, Optional
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 
 from .convert import PRECISION_KEY, TENSOR_MAP_KEY
 from .emit.precision import TOLERANCES, keras_compute_dtypes, tolerance_dtype
@@ -197,7 +196,7 @@ def verify(keras_model, onnx_model, *, weights=None, inputs=None, batches=(1, 4)
         keras_results = _run_keras(request, [arrays for *_, arrays in input_sets],
                                    layer_names if per_layer else [])
         say("running the ONNX model in onnxruntime")
-        session = _session(proto)
+        session = _session(proto, onnx_path)
         _check_signature(session, graph)
         for (batch, length, origin, arrays), expected in zip(input_sets, keras_results):
             run = Run(batch, length, origin)
@@ -210,7 +209,8 @@ def verify(keras_model, onnx_model, *, weights=None, inputs=None, batches=(1, 4)
             say("comparing every layer output to find where they diverge")
             if not per_layer:
                 keras_results = _run_keras(request, [a for *_, a in input_sets], layer_names)
-            _compare_layers(report, proto, graph, tensor_map, input_sets, keras_results)
+            _compare_layers(report, proto, onnx_path, graph, tensor_map, input_sets,
+                            keras_results)
     return report
 
 
@@ -297,24 +297,36 @@ def _input_array(graph: Graph, tensor: Tensor, batch: int, length, rng) -> np.nd
 
 def _read_onnx(onnx_model) -> tuple:
     if isinstance(onnx_model, onnx.ModelProto):
+        if _uses_external_data(onnx_model):
+            raise ConversionError("the ONNX model keeps its weights in an external data file: "
+                                  "save it (ConversionResult.save) and pass its path")
         return onnx_model, None
     path = os.fspath(onnx_model)
-    try:
-        return onnx.load(path), path
+    try:  # weights in an external data file stay there: onnxruntime reads them itself
+        return onnx.load(path, load_external_data=False), path
     except FileNotFoundError:
         raise ModelFileError(f"{path}: no such file") from None
     except Exception as exc:  # protobuf decode errors have no common base class
         raise ModelFileError(f"{path}: not a readable ONNX model ({exc})") from None
 
 
-def _session(proto: onnx.ModelProto) -> ort.InferenceSession:
+def _session(proto: onnx.ModelProto, path: Optional[str]):
+    import onnxruntime as ort  # only verify needs it: `kerasonnx convert` starts faster
+
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    if _uses_external_data(proto):  # only ever given by path (see _read_onnx)
+        options.add_session_config_entry("session.model_external_initializers_file_folder_path",
+                                         os.path.dirname(os.path.abspath(path)))
     try:
         return ort.InferenceSession(proto.SerializeToString(), options,
                                     providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types
         raise ConversionError(f"onnxruntime cannot load the ONNX model ({exc})") from None
+
+
+def _uses_external_data(proto: onnx.ModelProto) -> bool:
+    return any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer)
 
 
 def _check_signature(session, graph: Graph) -> None:
@@ -418,15 +430,15 @@ def _layer_names(graph: Graph, tensor_map: dict) -> list:
             if "/" not in node.name and node.outputs and node.outputs[0].name in tensor_map]
 
 
-def _compare_layers(report: VerifyReport, proto, graph: Graph, tensor_map: dict,
-                    input_sets: list, keras_results: list) -> None:
+def _compare_layers(report: VerifyReport, proto, path: Optional[str], graph: Graph,
+                    tensor_map: dict, input_sets: list, keras_results: list) -> None:
     wanted = []
     for node, _ in graph.calls():
         for i, tensor in enumerate(node.outputs):
             if tensor.name in tensor_map and "/" not in node.name:
                 wanted.append((node.name, i, tensor.name, tensor_map[tensor.name]))
     probe = _with_outputs(proto, [value for *_, value in wanted])
-    session = _session(probe)
+    session = _session(probe, path)
     names = [o.name for o in session.get_outputs()]
     for run, (*_, arrays), expected in zip(report.runs, input_sets, keras_results):
         values = dict(zip(names, _run_onnx(session, arrays)))

@@ -1,6 +1,16 @@
 """A small ONNX graph builder for emitters: fresh names after Keras names, initializers
-folded in NumPy, ops, and the finished, checked ``ModelProto``."""
+folded in NumPy, ops, and the finished, checked ``ModelProto``.
+
+Weights pass through once: an emitter folds a weight as it reads it and hands it to
+``constant``, which writes it to the external data file right away (when the model keeps its
+weights outside the graph) or keeps it for the graph. The checker and shape inference then
+run on the graph without the payloads of its big tensors."""
 from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from typing import Callable, Optional
 
 import numpy as np
 import onnx
@@ -17,6 +27,14 @@ DTYPES = {
 }
 
 
+# Tensors of at least this many bytes are weights: external data when the model has a data
+# file, and checked without their payload. Smaller ones (shapes, axes, scalars) always stay
+# in the graph, where shape inference reads their values.
+PAYLOAD_BYTES = 1024
+# A placeholder location of big tensors until the model is saved (``ExternalData.locate``).
+UNSAVED_LOCATION = "unsaved.onnx.data"
+
+
 def onnx_dtype(dtype: str) -> int:
     try:
         return DTYPES[dtype]
@@ -28,10 +46,14 @@ class Builder:
     """Collects ONNX nodes and initializers; ``value(tensor)`` is the ONNX name of an IR
     tensor once its producer was emitted."""
 
-    def __init__(self, opset: int):
+    def __init__(self, opset: int, data: Optional["ExternalData"] = None,
+                 progress: Optional[Callable[[int], None]] = None):
         self.opset = opset
         self.nodes = []
-        self.initializers = {}
+        self.initializers = {}  # name -> TensorProto; big ones without their payload
+        self._payloads = {}  # name -> the bytes of a big tensor kept for the graph
+        self._data = data  # where big tensors go when the model uses external data
+        self._progress = progress or (lambda nbytes: None)  # told the bytes of each weight
         self._used = set()
         self._values = {}
         # The IR node being emitted, and the one that emitted each ONNX node (by name), for
@@ -65,11 +87,36 @@ class Builder:
     def constant(self, base: str, array) -> str:
         """An initializer holding ``array`` (folded at conversion time)."""
         name = self.fresh(base)
-        self.initializers[name] = numpy_helper.from_array(np.asarray(array), name)
+        array = np.asarray(array)
+        if array.nbytes < PAYLOAD_BYTES or array.dtype == object:
+            self.initializers[name] = numpy_helper.from_array(array, name)
+            return name
+        array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+        stub = TensorProto(name=name, data_type=helper.np_dtype_to_tensor_dtype(array.dtype),
+                           dims=array.shape)
+        if self._data is None:
+            self._payloads[name] = array.tobytes()
+        else:
+            self._data.write(stub, array)
+        self.initializers[name] = stub
+        self._progress(array.nbytes)
         return name
 
     def ints(self, base: str, values) -> str:
         return self.constant(base, np.asarray(values, dtype=np.int64))
+
+    def array(self, name: str) -> np.ndarray:
+        """The value of initializer ``name``, wherever its payload is kept (for passes that
+        rewrite what the emitters folded)."""
+        tensor = self.initializers[name]
+        if name in self._payloads:
+            raw = self._payloads[name]
+        elif _is_stub(tensor):
+            raw = self._data.read(tensor)
+        else:
+            return numpy_helper.to_array(tensor)
+        return np.frombuffer(raw, dtype=helper.tensor_dtype_to_np_dtype(tensor.data_type)
+                             ).reshape(tuple(tensor.dims))
 
     def op(self, op_type: str, inputs: list, base: str, outputs: int = 1, **attributes):
         """Add one node; returns its output name (or a list when ``outputs`` > 1).
@@ -104,17 +151,29 @@ class Builder:
                 name, onnx_dtype(self.output_dtypes.get(tensor, tensor.dtype)),
                 None if tensor.shape is None else [None] * len(tensor.shape)))
         self._prune([o.name for o in outputs])
+        if self._data is not None:
+            self._data.keep([t for t in self.initializers.values() if _is_stub(t)])
+        else:  # payloads go in after checking; until then they are external to the checker
+            for name in self._payloads:
+                _set_location(self.initializers[name], UNSAVED_LOCATION, 0, 0)
         body = helper.make_graph(self.nodes, model_name, inputs, outputs,
                                  list(self.initializers.values()))
+        self.initializers = {}
         opsets = [helper.make_opsetid("", self.opset)]
         model = helper.make_model(body, opset_imports=opsets, producer_name="kerasonnx")
         model.ir_version = helper.find_min_ir_version_for(opsets)
         try:
-            onnx.checker.check_model(model)
-            return onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+            _check(model)
+            model = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
         except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
             raise ConversionError(f"the ONNX graph kerasonnx built for {model_name!r} is "
                                   f"invalid ({exc}); please report this with the model") from None
+        for tensor in model.graph.initializer:
+            if tensor.name in self._payloads:
+                del tensor.external_data[:]
+                tensor.ClearField("data_location")
+                tensor.raw_data = self._payloads.pop(tensor.name)
+        return model
 
     def _name_output(self, current: str, wanted: str, named: set) -> None:
         """Give a graph output its Keras name: rename the producing node's output when we
@@ -147,6 +206,137 @@ class Builder:
                 needed.update(i for i in node.input if i)
         self.nodes = kept[::-1]
         self.initializers = {k: v for k, v in self.initializers.items() if k in needed}
+        self._payloads = {k: v for k, v in self._payloads.items() if k in needed}
+
+
+class ExternalData:
+    """The file that receives big weights as emitters fold them: each tensor's raw
+    little-endian bytes at an offset aligned to 4 KiB, in the order they are emitted, so the
+    same model gives the same bytes. It is a temporary file (removed when this object goes
+    away) until ``place`` puts it next to the saved model."""
+
+    ALIGN = 4096
+
+    def __init__(self, folder: Optional[str] = None):
+        handle, self.path = tempfile.mkstemp(prefix=".kerasonnx-", suffix=".onnx.data",
+                                             dir=folder)
+        self._file = os.fdopen(handle, "wb")
+        self._written = 0  # tensors written
+        self.temporary = True
+
+    def write(self, stub: TensorProto, array: np.ndarray) -> None:
+        """Append ``array``'s bytes and make ``stub`` point at them."""
+        offset = _align(self._file)
+        self._file.write(array.reshape(-1).view(np.uint8))
+        self._written += 1
+        _set_location(stub, UNSAVED_LOCATION, offset, array.nbytes)
+
+    def read(self, stub: TensorProto) -> bytes:
+        """The bytes ``write`` stored for ``stub``."""
+        self._file.flush()
+        offset, length = (int(e.value) for e in stub.external_data[1:3])
+        with open(self.path, "rb") as f:
+            f.seek(offset)
+            return f.read(length)
+
+    def keep(self, stubs: list) -> None:
+        """Finish the file with exactly the tensors of ``stubs``, in this order: tensors
+        pruned from the graph are dropped (the file is rewritten only then)."""
+        self._file.close()
+        if len(stubs) == self._written:
+            return
+        handle, compacted = tempfile.mkstemp(prefix=".kerasonnx-", suffix=".onnx.data",
+                                             dir=os.path.dirname(self.path))
+        with os.fdopen(handle, "wb") as out, open(self.path, "rb") as source:
+            for stub in stubs:
+                offset, length = (int(e.value) for e in stub.external_data[1:3])
+                source.seek(offset)
+                _set_location(stub, UNSAVED_LOCATION, _align(out), length)
+                out.write(source.read(length))
+        os.replace(compacted, self.path)
+
+    @staticmethod
+    def locate(model: onnx.ModelProto, path: str) -> None:
+        """Point every big tensor of ``model`` at the data file of the model file ``path``:
+        ``<name of path>.data``, beside it."""
+        location = os.path.basename(path) + ".data"
+        for tensor in model.graph.initializer:
+            if _is_stub(tensor):
+                tensor.external_data[0].value = location
+
+    def place(self, path: str) -> None:
+        """Move the data file beside the model file ``path`` as ``<path>.data`` (copy it when
+        it was placed before or lives on another file system)."""
+        target = os.path.abspath(path) + ".data"
+        if os.path.abspath(self.path) != target:
+            if not (self.temporary and _moved(self.path, target)):
+                _copy_file(self.path, target)
+                self.discard()
+            self.path, self.temporary = target, False
+
+    def discard(self) -> None:
+        """Remove the file while it is temporary (never once placed)."""
+        if not hasattr(self, "_file"):  # mkstemp failed
+            return
+        self._file.close()
+        if self.temporary and os.path.exists(self.path):
+            os.unlink(self.path)
+
+    def __del__(self):
+        self.discard()
+
+
+def _align(f) -> int:
+    """Pad the file with zeros to the next ``ExternalData.ALIGN`` boundary; the offset."""
+    size = f.tell()
+    offset = -(-size // ExternalData.ALIGN) * ExternalData.ALIGN
+    f.write(b"\0" * (offset - size))
+    return offset
+
+
+def _moved(source: str, target: str) -> bool:
+    try:
+        os.replace(source, target)
+        return True
+    except OSError:
+        return False
+
+
+def _copy_file(source: str, target: str) -> None:
+    """Copy to ``target`` through a temporary file beside it: no partial file on failure."""
+    handle, partial = tempfile.mkstemp(prefix=".kerasonnx-", suffix=".onnx.data",
+                                       dir=os.path.dirname(target))
+    try:
+        with os.fdopen(handle, "wb") as out, open(source, "rb") as f:
+            shutil.copyfileobj(f, out, 1 << 24)
+        os.replace(partial, target)
+    except BaseException:
+        os.unlink(partial)
+        raise
+
+
+def _set_location(tensor: TensorProto, location: str, offset: int, length: int) -> None:
+    del tensor.external_data[:]
+    tensor.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", location), ("offset", offset), ("length", length)):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, str(value)
+
+
+def _is_stub(tensor: TensorProto) -> bool:
+    return tensor.data_location == TensorProto.EXTERNAL
+
+
+def _check(model: onnx.ModelProto) -> None:
+    """The ONNX checker on the graph without the payloads of its big tensors. It insists
+    that an external data file exists next to a model it checks by path, so the graph goes
+    to a scratch folder beside an empty file of that name."""
+    with tempfile.TemporaryDirectory(prefix="kerasonnx-check-") as folder:
+        open(os.path.join(folder, UNSAVED_LOCATION), "wb").close()
+        path = os.path.join(folder, "model.onnx")
+        with open(path, "wb") as f:
+            f.write(model.SerializeToString())
+        onnx.checker.check_model(path)
 
 
 def _symbolic_shape(tensor: Tensor) -> list:

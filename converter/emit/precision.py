@@ -362,9 +362,7 @@ class _Rewriter:
         if key in self.casts:
             return self.casts[key]
         if value in self.b.initializers:
-            array = numpy_helper.to_array(self.b.initializers[value])
-            name = self.b.fresh(f"{value}/{dtype}")
-            self.b.initializers[name] = numpy_helper.from_array(_as_dtype(array, dtype), name)
+            name = self.b.constant(f"{value}/{dtype}", _as_dtype(self.b.array(value), dtype))
         else:
             name = self.b.fresh(f"{base}/{dtype}")
             self.out.append(helper.make_node("Cast", [value], [name],
