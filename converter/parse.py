@@ -13,13 +13,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Optional
 
-from .errors import ModelConfigError
+from .errors import ModelConfigError, reported
 from .ir import Graph, Layer, Node, Tensor
 from .layers import NEW_MASK, contains_tensor, kind_for, split_tensors
 from .load import SavedModel
 
 MODEL_CLASSES = ("Functional", "Model", "Sequential")
 INPUT_LAYER = "InputLayer"
+QUICK_PASSES = 16
 
 
 @dataclass(frozen=True)
@@ -265,6 +266,9 @@ class _Parser:
             raise ModelConfigError(f"{self.source}: {where} refers to layer {name!r}, which "
                                    f"does not exist in the model")
         if layer.get("class_name") == INPUT_LAYER:
+            if node_index != 0:
+                raise ModelConfigError(f"{self.source}: {where} refers to node {node_index} of "
+                                       f"input {name!r}, which has only node 0")
             return _Ref(name, 0, tensor_index)
         return _Ref(name, node_index - self._own_call_offset(layer, endpoint), tensor_index)
 
@@ -299,12 +303,15 @@ class _Parser:
         pending = [(name, i, call) for name, calls in spec.calls.items()
                    for i, call in enumerate(calls)
                    if spec.layers[name].get("class_name") != INPUT_LAYER]
+        passes = 0
         while pending:
             waiting = []
             for name, index, call in pending:
                 if all((ref.layer, ref.call) in produced for ref in _refs_in(call)):
-                    produced[(name, index)] = self._call(spec, scope, name, index, call,
-                                                         produced)
+                    where = f"layer {name!r} ({spec.layers[name].get('class_name')})"
+                    with reported(self.source, where):
+                        produced[(name, index)] = self._call(spec, scope, name, index, call,
+                                                             produced)
                 else:
                     waiting.append((name, index, call))
             if len(waiting) == len(pending):
@@ -312,7 +319,10 @@ class _Parser:
                 raise ModelConfigError(
                     f"{self.source}: model {spec.name!r} has a cycle or an input it never "
                     f"defines: layers {', '.join(stuck)} wait on each other")
-            pending = waiting
+            # Keras writes calls in an order a few passes resolve; a reordered config must
+            # not cost a pass per layer.
+            passes += 1
+            pending = waiting if passes < QUICK_PASSES else _topological(waiting)
         missing = [r.layer for r in spec.outputs if (r.layer, r.call) not in produced]
         if missing:
             raise ModelConfigError(f"{self.source}: model {spec.name!r} outputs "
@@ -401,12 +411,17 @@ class _Parser:
         try:
             types = kind.output_types(node) if kind is not None else None
         except (AttributeError, KeyError, TypeError, IndexError, ValueError) as exc:
-            raise ModelConfigError(
-                f"{self.source}: layer {node.name!r} ({node.class_name}) is called or "
-                f"configured in a way Keras does not write ({type(exc).__name__}: {exc}); "
-                f"check its inputs and config") from None
+            if any(t.shape is None for t in node.data_inputs()):
+                types = None  # behind a layer of unknown shape: unknown too
+            else:
+                raise ModelConfigError(
+                    f"{self.source}: layer {node.name!r} ({node.class_name}) is called or "
+                    f"configured in a way Keras does not write ({type(exc).__name__}: {exc}); "
+                    f"check its inputs and config") from None
         referenced = 1 + max([t for (layer, call, t) in spec.recorded
-                              if layer == name and call == index], default=0)
+                              if layer == name and call == index]
+                             + [t for (layer, call), t in _referenced(spec).items()
+                                if layer == name and call == index], default=0)
         if types is None:
             types = [spec.recorded.get((name, index, i), (None, "float32"))
                      for i in range(referenced)]
@@ -458,6 +473,43 @@ class _Resolver:
         if isinstance(value, dict):
             return {k: self(v) for k, v in value.items()}
         return value
+
+
+def _referenced(spec: _ModelSpec) -> dict:
+    """(layer, call) -> the highest output index anything in ``spec`` uses (an unknown
+    layer gets that many outputs), computed once per spec."""
+    if "referenced" not in spec.__dict__:
+        highest = {}
+        for ref in _refs_in([list(spec.calls.values()), spec.outputs]):
+            key = (ref.layer, ref.call)
+            highest[key] = max(highest.get(key, 0), ref.tensor)
+        spec.__dict__["referenced"] = highest
+    return spec.__dict__["referenced"]
+
+
+def _topological(pending: list) -> list:
+    """``(name, index, call)`` ordered so that each call comes after the calls it uses
+    (Keras writes them so already; a reordered config must not cost quadratic time).
+    Calls on a cycle keep their place; the build loop reports them."""
+    position = {(name, index): i for i, (name, index, _) in enumerate(pending)}
+    ordered, state = [], {}
+    for start in range(len(pending)):
+        stack = [(start, False)]
+        while stack:
+            i, done = stack.pop()
+            if done:
+                state[i] = 2
+                ordered.append(pending[i])
+                continue
+            if state.get(i):
+                continue
+            state[i] = 1
+            stack.append((i, True))
+            for ref in _refs_in(pending[i][2]):
+                j = position.get((ref.layer, ref.call))
+                if j is not None and not state.get(j):
+                    stack.append((j, False))
+    return ordered
 
 
 def _refs_in(value):
