@@ -121,7 +121,7 @@ def _class_and_module(layer) -> str:
     """``SeqSelfAttention from keras_self_attention.seq_self_attention`` for a class Keras
     does not ship; the class name alone for Keras' own."""
     module = layer.module if isinstance(layer.module, str) else ""
-    if layer.kind is None and module and not module.startswith(("keras", "tf_keras")):
+    if layer.kind is None and module and module.split(".")[0] not in ("keras", "tf_keras"):
         return f"{layer.class_name} from {module}"
     return layer.class_name
 

@@ -317,11 +317,64 @@ def _file_size(path: str) -> int:
 
 def _open_h5(source: str, file_or_path) -> h5py.File:
     try:
+        if isinstance(file_or_path, str):
+            with open(file_or_path, "rb") as f:
+                _check_global_heaps(source, f)
+        else:
+            _check_global_heaps(source, file_or_path)
+            file_or_path.seek(0)
         return h5py.File(file_or_path, "r")
     except H5_ERRORS as exc:
         raise ModelFileError(f"{source}: cannot be read as HDF5 ({describe_exception(exc)}); "
                              f"the file looks truncated or corrupt, save the model "
                              f"again") from None
+
+
+GLOBAL_HEAP = b"GCOL"
+MAX_GLOBAL_HEAP = 256 * 2**20
+
+
+def _check_global_heaps(source: str, f) -> None:
+    """Refuse damaged global heap collections (where HDF5 keeps variable-length strings,
+    such as ``weight_names``) on which libhdf5 would loop forever: it walks a collection
+    object by object, and a damaged free-space entry of 0 bytes never advances."""
+    chunk, position, tail = 16 * 2**20, 0, b""
+    while True:
+        f.seek(position)
+        block = f.read(chunk)
+        if not block:
+            return
+        data = tail + block
+        start = position - len(tail)
+        at = data.find(GLOBAL_HEAP)
+        while at != -1:
+            _check_heap(source, f, start + at)
+            at = data.find(GLOBAL_HEAP, at + 1)
+        tail = data[-3:]
+        position += len(block)
+
+
+def _check_heap(source: str, f, offset: int) -> None:
+    f.seek(offset)
+    header = f.read(16)
+    if len(header) < 16 or header[4] != 1:
+        return  # not a collection (HDF5 writes version 1)
+    size = int.from_bytes(header[8:16], "little")
+    if size > MAX_GLOBAL_HEAP:
+        raise ModelFileError(f"{source}: an HDF5 heap declares {size:,} bytes; the file is "
+                             f"damaged, save the model again")
+    body = header + f.read(max(size - 16, 0))
+    end, at = min(size, len(body)), 16
+    while at < end:
+        if at + 16 > end:
+            return  # the rest is free space
+        index = int.from_bytes(body[at:at + 2], "little")
+        length = int.from_bytes(body[at + 8:at + 16], "little")
+        need = 16 + (length + 7) // 8 * 8 if index else length
+        if need <= 0:
+            raise ModelFileError(f"{source}: an HDF5 heap at byte {offset} is damaged (an "
+                                 f"entry of 0 bytes); save the model again")
+        at += need
 
 
 def _read_member(archive: zipfile.ZipFile, name: str, path: str, limit: int) -> bytes:
