@@ -63,7 +63,8 @@ def test_installed_wheel_converts_outside_the_checkout(wheel, tmp_path):
     site = Path(run(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])")
                 .stdout.strip())
     # Dependencies (numpy, onnx, h5py, click, ...) from the test venv, after the wheel.
-    (site / "zz_test_venv_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    lent = dict.fromkeys(sysconfig.get_paths()[k] for k in ("purelib", "platlib"))
+    (site / "zz_test_venv_dependencies.pth").write_text("".join(f"{p}\n" for p in lent))
     run(sys.executable, "-m", "pip", "--python", python, "install", "--no-deps",
         "--no-index", "--no-compile", wheel)
 
