@@ -22,6 +22,7 @@ MODEL_CLASSES = ("Functional", "Model", "Sequential")
 INPUT_LAYER = "InputLayer"
 MAX_DIM = 2**31 - 1  # no Keras tensor or weight has a larger dimension
 MAX_PROBLEMS = 5  # listed in the message; the count says how many more
+MAX_LAYERS = 50_000  # nested models included; large Keras models have a few thousand
 
 
 # ------------------------------------------------------------------ value rules
@@ -194,12 +195,28 @@ def validate_config(config: dict, source: str) -> None:
     """Raise ``ModelConfigError`` listing what in ``config`` Keras could not have written."""
     problems: list = []
     _model(config, "the model", problems)
+    count = _count_layers(config)
+    if count > MAX_LAYERS:
+        problems.insert(0, f"the model has {count:,} layers, more than kerasonnx reads "
+                           f"({MAX_LAYERS:,})")
     if problems:
         more = (f" (and {len(problems) - MAX_PROBLEMS} more)"
                 if len(problems) > MAX_PROBLEMS else "")
         raise ModelConfigError(f"{source}: " + "; ".join(problems[:MAX_PROBLEMS]) + more
                                + "; Keras does not write such a config, save the model "
                                  "again from Keras")
+
+
+def _count_layers(config: dict) -> int:
+    count, models = 0, [config]
+    while models:
+        body = models.pop().get("config")
+        layers = body.get("layers") if isinstance(body, dict) else None
+        if isinstance(layers, list):
+            count += len(layers)
+            models += [l for l in layers if isinstance(l, dict)
+                       and l.get("class_name") in MODEL_CLASSES and isinstance(l.get("config"), dict)]
+    return count
 
 
 def _model(config: dict, where: str, problems: list) -> None:

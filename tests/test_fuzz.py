@@ -723,3 +723,96 @@ def test_usage_errors_follow_the_contract():
         result = run_cli(args)
         assert result.exit_code == 2
         assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+
+
+# ---------------------------------------------------------------- the examples
+
+
+def keras3_json() -> Base:
+    return next(b for b in BASES if b.dialect == "keras3" and b.form == "json")
+
+
+def refused(tmp_path, config_or_text, base: Base = None, *needles) -> str:
+    base = base or keras3_json()
+    text = config_or_text if isinstance(config_or_text, str) else json.dumps(config_or_text)
+    model, weights = write_config(base, tmp_path, text)
+    extra = ["--weights", weights] if weights else []
+    for command in ("convert", "inspect"):
+        result = run_cli([command, model, *extra] + (["-o", tmp_path / "o.onnx"]
+                                                     if command == "convert" else []))
+        assert_contract(result, {ERROR}, model, command)
+        for needle in needles:
+            assert needle in result.stderr, result.stderr
+    assert not (tmp_path / "o.onnx").exists()
+    return result.stderr
+
+
+def find_layer(config: dict, class_name: str) -> dict:
+    return next(l for _, l in model_layers(config, None) if l["class_name"] == class_name)
+
+
+def test_null_key_dim_names_layer_and_key(tmp_path):
+    config = read_config(keras3_json())
+    find_layer(config, "MultiHeadAttention")["config"]["key_dim"] = None
+    refused(tmp_path, config, None, "'multi_head_attention'", "'key_dim'")
+
+
+@pytest.mark.parametrize("heads", [0, -2])
+def test_zero_or_negative_heads(tmp_path, heads):
+    config = read_config(keras3_json())
+    find_layer(config, "MultiHeadAttention")["config"]["num_heads"] = heads
+    refused(tmp_path, config, None, "'num_heads'")
+
+
+def test_string_batch_shape_and_negative_dim(tmp_path):
+    config = read_config(keras3_json())
+    find_layer(config, "InputLayer")["config"]["batch_shape"] = "(None, 8, 16)"
+    refused(tmp_path, config, None, "'batch_shape'")
+    config = read_config(keras3_json())
+    find_layer(config, "InputLayer")["config"]["batch_shape"] = [None, -8, 16]
+    refused(tmp_path, config, None, "'batch_shape'")
+
+
+def test_null_layer_config(tmp_path):
+    config = read_config(keras3_json())
+    find_layer(config, "Attention")["config"] = None
+    refused(tmp_path, config, None, "'attention'", "'config'")
+
+
+def test_json_nested_100000_levels(tmp_path):
+    text = '{"class_name": "Functional", "config": {"layers": ' + "[" * 100_000 + "]" * 100_000 + "}}"
+    refused(tmp_path, text, None, "nested more than")
+
+
+def test_duplicate_names_and_empty_model(tmp_path):
+    config = read_config(keras3_json())
+    layers = config["config"]["layers"]
+    layers[-1]["name"] = layers[-1]["config"]["name"] = layers[-2]["name"]
+    refused(tmp_path, config, None, "two layers named")
+    config = read_config(keras3_json())
+    config["config"]["layers"] = []
+    refused(tmp_path, config, None, "empty model")
+
+
+@pytest.mark.parametrize("dialect", ["keras2", "keras3"])
+def test_node_index_out_of_range(tmp_path, dialect):
+    base = next(b for b in BASES if b.dialect == dialect and b.form == "json")
+    config = read_config(base)
+    assert mutate_reference(config, random.Random(3), "node_index")
+    refused(tmp_path, config, base)
+
+
+def test_weight_stored_as_bytes(tmp_path):
+    base = keras3_json()
+
+    def edit(f):
+        name = "layers/multi_head_attention/query_dense/vars/0"
+        shape = f[name].shape
+        del f[name]
+        f.create_dataset(name, data=np.full(shape, b"abcd", dtype="S4"))
+
+    model, weights = edit_weights(base, tmp_path, edit)
+    result = run_cli(["convert", model, "--weights", weights, "-o", tmp_path / "o.onnx"])
+    assert_contract(result, {ERROR}, model, "convert")
+    assert "'multi_head_attention'" in result.stderr and "not as numbers" in result.stderr
+    assert not (tmp_path / "o.onnx").exists()
