@@ -125,6 +125,21 @@ def activation(value) -> Optional[str]:
     return None if value is None or isinstance(value, (str, dict)) else "a name or null"
 
 
+def data_format(value) -> Optional[str]:
+    return None if value in (None, "channels_last", "channels_first") else (
+        '"channels_last" or "channels_first"')
+
+
+def dtype(value) -> Optional[str]:
+    """A dtype name (Keras 2, and Keras 3 for plain dtypes) or a DTypePolicy object."""
+    if value is None or isinstance(value, str):
+        return None
+    if isinstance(value, dict) and isinstance(value.get("config"), dict) and isinstance(
+            value["config"].get("name"), str):
+        return None
+    return "a dtype name or a DTypePolicy object"
+
+
 def layer_entry(value) -> Optional[str]:
     return None if isinstance(value, dict) else "a layer config object"
 
@@ -155,7 +170,9 @@ KEY_RULES: dict = {
     "unroll": flag, "stateful": flag, "normalize": flag, "rms_scaling": flag,
     "zero_output_for_mask": flag,
     "equation": text, "activation": activation, "recurrent_activation": activation,
-    "merge_mode": optional_text, "score_mode": text, "data_format": optional_text,
+    "merge_mode": optional_text, "score_mode": text, "data_format": data_format,
+    "dtype": dtype, "name": text, "trainable": flag, "sparse": flag, "ragged": flag,
+    "optional": flag,
     "bias_axes": optional_text, "layer": layer_entry, "backward_layer": layer_entry,
     "layers": layer_list,
 }
@@ -311,10 +328,10 @@ def _layer_config(class_name: str, module, config: dict, where: str, problems: l
             if isinstance(inner, dict):
                 _layer(inner, f"{where}, its layer #{i}", problems)
     if "batch_input_shape" in config or "batch_shape" in config:
-        _input_shape(config, where, problems)
+        _input_shape(config, where, problems, input_layer=False)
 
 
-def _input_shape(config: dict, where: str, problems: list) -> None:
+def _input_shape(config: dict, where: str, problems: list, input_layer: bool = True) -> None:
     """``batch_shape`` (Keras 3), ``batch_input_shape`` (Keras 2) or ``input_shape``:
     a list of sizes, null where unknown."""
     for key in ("batch_shape", "batch_input_shape", "input_shape"):
@@ -325,9 +342,11 @@ def _input_shape(config: dict, where: str, problems: list) -> None:
                 d is None or (_is_int(d) and 0 <= d <= MAX_DIM) for d in shape):
             problems.append(f"{where}: key {key!r} is {_show(shape)}, Keras writes a list of "
                             f"sizes from 0 to {MAX_DIM} (null where unknown)")
-    dtype = config.get("dtype")
-    if dtype is not None and not isinstance(dtype, (str, dict)):
-        problems.append(f"{where}: key 'dtype' is {_show(dtype)}, Keras writes a dtype name")
+    for key in ("dtype", "name", "sparse", "ragged", "optional") if input_layer else ():
+        wanted = KEY_RULES[key](config[key]) if key in config else None
+        if wanted is not None:
+            problems.append(f"{where}: key {key!r} is {_show(config[key])}, Keras writes "
+                            f"{wanted}")
 
 
 def _json_type(value) -> str:
