@@ -262,6 +262,9 @@ def _model(config: dict, where: str, problems: list) -> None:
         for key in ("input_layers", "output_layers"):
             if not body.get(key):
                 problems.append(f"{where} has no {key!r}")
+            elif not isinstance(body[key], (list, dict)):
+                problems.append(f"{where}: key {key!r} is {_show(body[key])}, Keras writes "
+                                f"a list of [layer, node, tensor]")
 
 
 def _layer(entry, where: str, problems: list) -> Optional[str]:
@@ -290,6 +293,8 @@ def _layer(entry, where: str, problems: list) -> Optional[str]:
     inbound = entry.get("inbound_nodes")
     if inbound is not None and not isinstance(inbound, list):
         problems.append(f"{where}: key 'inbound_nodes' is {_json_type(inbound)}, not a list")
+    for node in inbound if isinstance(inbound, list) else ():
+        _keras3_node(node, where, problems)
     if class_name in MODEL_CLASSES:
         _model(entry, f"nested model {name!r}", problems)
     elif class_name == INPUT_LAYER:
@@ -297,6 +302,38 @@ def _layer(entry, where: str, problems: list) -> Optional[str]:
     else:
         _layer_config(class_name, entry.get("module"), config, where, problems)
     return name
+
+
+def _keras3_node(node, where: str, problems: list) -> None:
+    """A Keras 3 inbound node: ``{"args": [...], "kwargs": {...}}`` whose tensors are
+    ``__keras_tensor__`` objects with a ``keras_history``."""
+    if not isinstance(node, dict):
+        return  # Keras 2 lists: the parser checks each reference
+    if not isinstance(node.get("args", []), list) or not isinstance(node.get("kwargs", {}),
+                                                                      dict):
+        problems.append(f"{where}: an inbound node's 'args' is not a list or its 'kwargs' "
+                        f"not an object")
+        return
+    stack = [node]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            if value.get("class_name") == "__keras_tensor__":
+                tensor = value.get("config")
+                if not isinstance(tensor, dict) or not isinstance(
+                        tensor.get("keras_history"), list):
+                    problems.append(f"{where}: an inbound tensor has no 'keras_history' list")
+                    return
+                shape = tensor.get("shape")
+                if shape is not None and (not isinstance(shape, list) or not all(
+                        d is None or (_is_int(d) and 0 <= d <= MAX_DIM) for d in shape)):
+                    problems.append(f"{where}: an inbound tensor has shape {_show(shape)}, "
+                                    f"Keras writes a list of sizes (null where unknown)")
+                    return
+                continue
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
 
 
 def _layer_config(class_name: str, module, config: dict, where: str, problems: list) -> None:
