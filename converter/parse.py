@@ -418,10 +418,7 @@ class _Parser:
                     f"{self.source}: layer {node.name!r} ({node.class_name}) is called or "
                     f"configured in a way Keras does not write ({type(exc).__name__}: {exc}); "
                     f"check its inputs and config") from None
-        referenced = 1 + max([t for (layer, call, t) in spec.recorded
-                              if layer == name and call == index]
-                             + [t for (layer, call), t in _referenced(spec).items()
-                                if layer == name and call == index], default=0)
+        referenced = 1 + _referenced(spec).get((name, index), 0)
         if types is None:
             types = [spec.recorded.get((name, index, i), (None, "float32"))
                      for i in range(referenced)]
@@ -476,13 +473,15 @@ class _Resolver:
 
 
 def _referenced(spec: _ModelSpec) -> dict:
-    """(layer, call) -> the highest output index anything in ``spec`` uses (an unknown
-    layer gets that many outputs), computed once per spec."""
+    """(layer, call) -> the highest output index anything in ``spec`` uses or Keras
+    recorded (an unknown layer gets that many outputs), computed once per spec."""
     if "referenced" not in spec.__dict__:
         highest = {}
-        for ref in _refs_in([list(spec.calls.values()), spec.outputs]):
-            key = (ref.layer, ref.call)
-            highest[key] = max(highest.get(key, 0), ref.tensor)
+        used = [(r.layer, r.call, r.tensor)
+                for r in _refs_in([list(spec.calls.values()), spec.outputs])]
+        for layer, call, tensor in used + list(spec.recorded):
+            key = (layer, call)
+            highest[key] = max(highest.get(key, 0), tensor)
         spec.__dict__["referenced"] = highest
     return spec.__dict__["referenced"]
 
