@@ -49,6 +49,7 @@ class _ModelSpec:
     inputs: list  # _Ref to InputLayers
     outputs: list  # _Ref
     recorded: dict = field(default_factory=dict)  # (layer, call, tensor) -> (shape, dtype)
+    referenced: Optional[dict] = None  # see ``_referenced``
 
 
 @dataclass
@@ -475,15 +476,15 @@ class _Resolver:
 def _referenced(spec: _ModelSpec) -> dict:
     """(layer, call) -> the highest output index anything in ``spec`` uses or Keras
     recorded (an unknown layer gets that many outputs), computed once per spec."""
-    if "referenced" not in spec.__dict__:
+    if spec.referenced is None:
         highest = {}
         used = [(r.layer, r.call, r.tensor)
                 for r in _refs_in([list(spec.calls.values()), spec.outputs])]
         for layer, call, tensor in used + list(spec.recorded):
             key = (layer, call)
             highest[key] = max(highest.get(key, 0), tensor)
-        spec.__dict__["referenced"] = highest
-    return spec.__dict__["referenced"]
+        spec.referenced = highest
+    return spec.referenced
 
 
 def _topological(pending: list) -> list:
