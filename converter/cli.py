@@ -118,7 +118,8 @@ WEIGHTS_HELP = ("Weights file for a JSON model (.weights.h5 or legacy .h5); repl
 @click.option("--verify", "then_verify", is_flag=True,
               help="Then run `kerasonnx verify` on the result (needs TensorFlow); exit 1 if "
                    "the numbers differ (the ONNX file is kept).")
-@click.option("-q", "--quiet", is_flag=True, help="No progress messages on stderr.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="No progress messages (shown on stderr when it is a terminal).")
 @user_errors
 def convert(model, output, weights, opset, then_verify, quiet):
     """Convert MODEL to ONNX. Input and output names stay Keras' names; None dims stay
@@ -149,7 +150,11 @@ def _integers(text: str) -> tuple:
 
 
 def _progress(quiet: bool):
-    return None if quiet else (lambda message: click.echo(message, err=True))
+    """Progress lines on stderr, only when it is a terminal: in a pipe or a CI log, stderr
+    holds nothing but the one error line of the contract."""
+    if quiet or not click.get_text_stream("stderr").isatty():
+        return None
+    return lambda message: click.echo(message, err=True)
 
 
 @main.command()
@@ -172,7 +177,8 @@ def _progress(quiet: bool):
 @click.option("--per-layer", is_flag=True,
               help="Compare every layer output even when the outputs agree.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of generated inputs.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress messages on stderr.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="No progress messages (shown on stderr when it is a terminal).")
 @user_errors
 def verify(keras_model, onnx_model, weights, inputs, batches, lengths, atol, rtol, json_path,
            per_layer, seed, quiet):
