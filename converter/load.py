@@ -357,12 +357,9 @@ def _check_global_heaps(source: str, f) -> None:
 def _check_heap(source: str, f, offset: int) -> None:
     f.seek(offset)
     header = f.read(16)
-    if len(header) < 16 or header[4] != 1:
-        return  # not a collection (HDF5 writes version 1)
     size = int.from_bytes(header[8:16], "little")
-    if size > MAX_GLOBAL_HEAP:
-        raise ModelFileError(f"{source}: an HDF5 heap declares {size:,} bytes; the file is "
-                             f"damaged, save the model again")
+    if len(header) < 16 or header[4] != 1 or not 32 <= size <= MAX_GLOBAL_HEAP:
+        return  # not a collection (HDF5 writes version 1): weight data that looks alike
     body = header + f.read(max(size - 16, 0))
     end, at = min(size, len(body)), 16
     while at < end:

@@ -816,3 +816,24 @@ def test_weight_stored_as_bytes(tmp_path):
     assert_contract(result, {ERROR}, model, "convert")
     assert "'multi_head_attention'" in result.stderr and "not as numbers" in result.stderr
     assert not (tmp_path / "o.onnx").exists()
+
+
+def test_damaged_heap_that_libhdf5_loops_on_is_refused(tmp_path):
+    """A global heap whose free-space entry is shortened so that a 0-byte entry follows:
+    libhdf5 loops forever reading ``weight_names`` from it (found by this suite's flips)."""
+    base = next(b for b in BASES if b.dialect == "keras2" and b.form == "json")
+    weights = tmp_path / "weights.h5"
+    raw = bytearray((FIXTURES / base.weights).read_bytes())
+    heap = raw.find(b"GCOL")
+    size = int.from_bytes(raw[heap + 8:heap + 16], "little")
+    at = heap + 16
+    while int.from_bytes(raw[at:at + 2], "little") != 0:  # to the free-space entry
+        at += 16 + (int.from_bytes(raw[at + 8:at + 16], "little") + 7) // 8 * 8
+    free = heap + size - at
+    raw[at + 8:at + 16] = (free - 1024).to_bytes(8, "little")
+    weights.write_bytes(bytes(raw))
+    process = subprocess.run([sys.executable, "-m", "kerasonnx", "inspect",
+                              str(FIXTURES / base.model), "--weights", str(weights)],
+                             capture_output=True, text=True, timeout=120)
+    assert process.returncode == 2, process.stderr
+    assert "heap" in process.stderr and process.stderr.count("\n") == 1
