@@ -352,10 +352,10 @@ def _layer_config(class_name: str, module, config: dict, where: str, problems: l
                             f"always writes it")
     for key, value in config.items():
         rule: Optional[Callable] = CLASS_KEY_RULES.get((class_name, key), KEY_RULES.get(key))
-        if rule is None or (value is None and key not in required and rule(None) is None):
-            continue
+        if rule is None or (value is None and key in required):
+            continue  # a null required key is reported above
         wanted = rule(value)
-        if wanted is not None and not (value is None and key in required):
+        if wanted is not None:
             problems.append(f"{where}: key {key!r} is {_show(value)}, Keras writes {wanted}")
     for key in ("layer", "backward_layer"):
         if isinstance(config.get(key), dict):
