@@ -7,6 +7,8 @@ Anything else that goes wrong inside kerasonnx is turned into a ``ConversionErro
 """
 from __future__ import annotations
 
+import functools
+import os
 from contextlib import contextmanager
 
 MAX_MESSAGE = 2000  # characters: a message quoting a hostile config stays readable
@@ -72,3 +74,19 @@ def reported(source, where: str = ""):
             f"{source}: {where + ': ' if where else ''}kerasonnx failed unexpectedly "
             f"({describe_exception(exc)}); the file may be damaged, otherwise please "
             f"report this with the model (--debug shows where)") from exc
+
+
+def reports_errors(function):
+    """Decorate an API function whose first argument is the model path: it raises only
+    the ``ConversionError`` family (see ``reported``)."""
+
+    @functools.wraps(function)
+    def run(path, *args, **kwargs):
+        try:
+            source = os.fspath(path)
+        except TypeError:
+            source = repr(path)
+        with reported(source):
+            return function(path, *args, **kwargs)
+
+    return run

@@ -22,7 +22,7 @@ import onnx
 import onnxruntime as ort
 
 from .convert import TENSOR_MAP_KEY
-from .errors import ConversionError, ModelFileError
+from .errors import ConversionError, ModelFileError, reports_errors
 from .ir import Graph, Tensor
 from .model import load
 
@@ -137,6 +137,7 @@ def _number(value) -> str:
 # ---------------------------------------------------------------------- entry point
 
 
+@reports_errors
 def verify(keras_model, onnx_model, *, weights=None, inputs=None, batches=(1, 4),
            lengths=(7, 32), atol: float = 1e-5, rtol: float = 1e-4, per_layer: bool = False,
            seed: int = 0, progress: Optional[Callable[[str], None]] = None) -> VerifyReport:
