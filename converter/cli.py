@@ -1,7 +1,9 @@
 """kerasonnx command line: ``convert``, ``verify``, ``inspect``, ``layers``.
 
-Every error a user can cause is printed as one line on stderr, without a traceback, and the
-command exits with status 2; ``verify`` exits 1 when the models compute different numbers.
+The contract, for every command and every input: exit 0 on success, 1 only when ``verify``
+finds that the models compute different numbers, 2 for every error, which is printed as
+exactly one line on stderr, ``error: <file>: <what is wrong, where, what to do>``, without
+a traceback (``kerasonnx --debug <command> ...`` prints one first).
 """
 from __future__ import annotations
 
@@ -10,10 +12,13 @@ import json
 import os
 import sys
 import time
+import traceback
+import warnings
 
 import click
 
 from . import ConversionError, inspect as inspect_model
+from .errors import describe_exception, one_line
 from .convert import (DEFAULT_OPSET, EXTERNAL_DATA_THRESHOLD, MAX_OPSET, MIN_OPSET,
                       convert as convert_model)
 from .verify import verify as verify_models
@@ -21,27 +26,81 @@ from .layer_table import layer_rows, markdown_table
 from .report import render_text
 
 
+FILE_ARGUMENTS = ("model", "keras_model", "onnx_model", "weights", "inputs", "output",
+                  "json_path")
+
+
+def fail(message: str) -> None:
+    """The one line of an error, and exit status 2."""
+    click.echo(f"error: {one_line(message)}", err=True)
+    sys.exit(2)
+
+
+def _debugging() -> bool:
+    context = click.get_current_context(silent=True)
+    return bool(context and (context.find_root().params or {}).get("debug"))
+
+
 def user_errors(command):
-    """Print ``ConversionError`` as ``error: ...`` and exit 2."""
+    """Run a command under the contract: a ``ConversionError`` (or anything unexpected) is
+    printed as one ``error: <file>: ...`` line and the command exits with 2. Warnings of
+    the libraries kerasonnx uses are not shown (a traceback and warnings with --debug)."""
 
     @functools.wraps(command)
     def run(*args, **kwargs):
+        files = [str(kwargs[k]) for k in FILE_ARGUMENTS if kwargs.get(k) is not None]
+        debug = _debugging()
         try:
-            return command(*args, **kwargs)
-        except ConversionError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(2)
+            with warnings.catch_warnings():
+                if not debug:
+                    warnings.simplefilter("ignore")
+                return command(*args, **kwargs)
+        except Exception as exc:
+            if debug:
+                traceback.print_exc()
+            if isinstance(exc, ConversionError):
+                message = str(exc)
+            else:
+                message = (f"kerasonnx failed unexpectedly ({describe_exception(exc)}); "
+                           f"please report this with the model (--debug shows where)")
+            if files and not any(message.startswith(f) for f in files):
+                message = f"{files[0]}: {message}"
+            fail(message)
 
     return run
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class ContractGroup(click.Group):
+    """Click's own usage errors (a missing argument, an unknown option) follow the contract
+    too: one ``error:`` line, exit status 2."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True,
+             **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            status = super().main(args, prog_name, complete_var, standalone_mode=False,
+                                  **extra)
+        except click.ClickException as exc:
+            usage = ""
+            if isinstance(exc, click.UsageError) and exc.ctx is not None:
+                usage = f" (see {exc.ctx.command_path} --help)"
+            fail(f"{exc.format_message()}{usage}")
+        except click.Abort:
+            fail("interrupted")
+        sys.exit(status if isinstance(status, int) else 0)
+
+
+@click.group(cls=ContractGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="kerasonnx", prog_name="kerasonnx")
-def main():
+@click.option("--debug", is_flag=True,
+              help="On an error, print the Python traceback before the error line.")
+def main(debug):
     """Convert saved Keras attention models to ONNX, without TensorFlow.
 
     MODEL is a .keras file, a legacy .h5 file, or model.to_json() text (then pass its
-    weights with --weights).
+    weights with --weights). Exit status: 0 success, 1 `verify` found different numbers,
+    2 error (one line on stderr: error: <file>: ...).
     """
 
 
@@ -72,12 +131,16 @@ WEIGHTS_HELP = ("Weights file for a JSON model (.weights.h5 or legacy .h5); repl
               help=f"Keep the weights in a data file beside the model, OUTPUT.data (needed "
                    f"past 2 GiB) [default: when the weights pass "
                    f"{EXTERNAL_DATA_THRESHOLD >> 20} MiB].")
-@click.option("-q", "--quiet", is_flag=True, help="No progress messages on stderr.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="No progress bar or messages (shown on stderr when it is a terminal).")
 @user_errors
 def convert(model, output, weights, opset, precision, then_verify, external_data, quiet):
     """Convert MODEL to ONNX. Input and output names stay Keras' names; None dims stay
     dynamic (batch, sequence length). Nothing is written if conversion fails."""
     output = output or os.path.splitext(model)[0] + ".onnx"
+    if os.path.exists(output) and os.path.exists(model) and os.path.samefile(output, model):
+        raise ConversionError(f"{model}: the output would overwrite the model itself; pass "
+                              f"another file with -o")
     bar = None if quiet or not sys.stderr.isatty() else ProgressBar()
     try:
         result = convert_model(model, weights, opset, precision, external_data=external_data,
@@ -142,7 +205,11 @@ def _integers(text: str) -> tuple:
 
 
 def _progress(quiet: bool):
-    return None if quiet else (lambda message: click.echo(message, err=True))
+    """Progress lines on stderr, only when it is a terminal: in a pipe or a CI log, stderr
+    holds nothing but the one error line of the contract."""
+    if quiet or not click.get_text_stream("stderr").isatty():
+        return None
+    return lambda message: click.echo(message, err=True)
 
 
 @main.command()
@@ -167,7 +234,8 @@ def _progress(quiet: bool):
 @click.option("--per-layer", is_flag=True,
               help="Compare every layer output even when the outputs agree.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of generated inputs.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress messages on stderr.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="No progress messages (shown on stderr when it is a terminal).")
 @user_errors
 def verify(keras_model, onnx_model, weights, inputs, batches, lengths, atol, rtol, json_path,
            per_layer, seed, quiet):
@@ -182,8 +250,12 @@ def verify(keras_model, onnx_model, weights, inputs, batches, lengths, atol, rto
                            batches=_integers(batches), lengths=_integers(lengths), atol=atol,
                            rtol=rtol, per_layer=per_layer, seed=seed, progress=_progress(quiet))
     if json_path:
-        with open(json_path, "w") as f:
-            json.dump(report.to_json(), f, indent=2)
+        try:
+            with open(json_path, "w") as f:
+                json.dump(report.to_json(), f, indent=2)
+        except OSError as exc:
+            raise ConversionError(f"{json_path}: cannot write the report there "
+                                  f"({exc.strerror})") from None
     click.echo(report.summary())
     sys.exit(0 if report.passed else 1)
 

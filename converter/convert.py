@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -13,7 +12,8 @@ import onnx
 from .emit import Builder, emitter_for
 from .emit.builder import ExternalData
 from .emit.precision import MODES, apply_precision
-from .errors import ConversionError, UnsupportedLayerError
+from .errors import ConversionError, UnsupportedLayerError, describe_exception, reported
+from .files import new_file
 from .ir import Graph
 from .layers.operations import kind_label
 from .model import load
@@ -42,29 +42,38 @@ class ConversionResult:
     data: Optional[ExternalData] = None
 
     def save(self, path) -> None:
-        """Write the model (and its external data file, ``<path>.data``); on any failure no
-        partial file is left at ``path``."""
+        """Write the model atomically (a temporary file beside ``path``, then renamed) and,
+        with external data, its data file as ``<path>.data``, with the permissions the user's
+        umask gives a new file; on any failure nothing is left behind and ``path`` is as it
+        was."""
         path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
+        if os.path.isdir(path):
+            raise ConversionError(f"{path}: is a directory; pass the ONNX file to write "
+                                  f"with -o")
+        if self.data is not None:
+            ExternalData.locate(self.model, path)
+        data = self.model.SerializeToString()
+        handle, temporary = _create_beside(path)
         try:
-            handle, temporary = tempfile.mkstemp(prefix=".kerasonnx-", suffix=".onnx",
-                                                 dir=folder)
-        except OSError as exc:
-            raise ConversionError(f"{path}: cannot write there ({exc.strerror})") from None
-        try:
-            if self.data is not None:
-                ExternalData.locate(self.model, path)
             with os.fdopen(handle, "wb") as f:
-                f.write(self.model.SerializeToString())
+                f.write(data)
             if self.data is not None:
                 self.data.place(path)
             os.replace(temporary, path)
-        except OSError as exc:
+        except BaseException as exc:
             os.unlink(temporary)
-            raise ConversionError(f"{path}: cannot write the model ({exc.strerror})") from None
-        except BaseException:
-            os.unlink(temporary)
+            if isinstance(exc, OSError):
+                raise ConversionError(f"{path}: cannot write there ({exc.strerror or exc})"
+                                      ) from None
             raise
+
+
+def _create_beside(path: str) -> tuple:
+    """A new file next to ``path``, opened for writing (see ``files.new_file``)."""
+    try:
+        return new_file(os.path.dirname(os.path.abspath(path)), ".onnx")
+    except OSError as exc:
+        raise ConversionError(f"{path}: cannot write there ({exc.strerror})") from None
 
 
 def convert(path, weights=None, opset: int = DEFAULT_OPSET, precision: str = "keras", *,
@@ -83,7 +92,7 @@ def convert(path, weights=None, opset: int = DEFAULT_OPSET, precision: str = "ke
     ``progress(done, total)`` is told the weight bytes folded so far."""
     check_opset(opset)
     check_precision(precision)
-    with load(path, weights) as graph:
+    with load(path, weights) as graph, reported(graph.source.source):
         total = weight_bytes(graph)
         if external_data is None:
             external_data = total > EXTERNAL_DATA_THRESHOLD
@@ -134,7 +143,7 @@ def check_precision(precision: str) -> None:
 
 
 def check_opset(opset: int) -> None:
-    if not MIN_OPSET <= opset <= MAX_OPSET:
+    if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
         raise ConversionError(f"opset {opset} is not supported: choose {MIN_OPSET} to "
                               f"{MAX_OPSET} ({DEFAULT_OPSET}, the default, uses ONNX's "
                               f"Attention operator; {MIN_OPSET}-22 use MatMul/Softmax)")
@@ -143,7 +152,7 @@ def check_opset(opset: int) -> None:
 def to_onnx(graph: Graph, opset: int, precision: str = "keras",
             data: Optional[ExternalData] = None,
             progress: Optional[Callable[[int], None]] = None) -> onnx.ModelProto:
-    unsupported = sorted({f"{n.layer.name} ({kind_label(n.layer)})" for n in graph.nodes
+    unsupported = sorted({f"{n.layer.name} ({_class_and_module(n.layer)})" for n in graph.nodes
                           if emitter_for(n.layer) is None})
     if unsupported:
         lambdas = sorted({n.layer.name for n in graph.nodes if n.class_name == "Lambda"})
@@ -161,9 +170,11 @@ def to_onnx(graph: Graph, opset: int, precision: str = "keras",
         builder.emitting = node
         try:
             names = emitter_for(node.layer)(node, builder)
-        except ConversionError as exc:
+        except Exception as exc:
             # Carry on with placeholder values, so one run reports every problem.
-            problems.append(str(exc))
+            problems.append(str(exc) if isinstance(exc, ConversionError) else
+                            f"layer {node.name!r} ({node.class_name}) failed to convert "
+                            f"({describe_exception(exc)})")
             names = [builder.fresh(f"{t.name}/unconverted")
                      for t in node.outputs + node.mask_outputs]
         for tensor, name in zip(node.outputs + node.mask_outputs, names):
@@ -175,6 +186,15 @@ def to_onnx(graph: Graph, opset: int, precision: str = "keras",
     _record_layer_outputs(model, graph, builder)
     model.metadata_props.add(key=PRECISION_KEY, value=json.dumps(dtypes, sort_keys=True))
     return model
+
+
+def _class_and_module(layer) -> str:
+    """``SeqSelfAttention from keras_self_attention.seq_self_attention`` for a class Keras
+    does not ship; for Keras' own the class name (an operation's ``kind_label``)."""
+    module = layer.module if isinstance(layer.module, str) else ""
+    if layer.kind is None and module and module.split(".")[0] not in ("keras", "tf_keras"):
+        return f"{layer.class_name} from {module}"
+    return kind_label(layer)
 
 
 def _record_layer_outputs(model: onnx.ModelProto, graph: Graph, builder: Builder) -> None:

@@ -15,16 +15,40 @@ import io
 import json
 import os
 import zipfile
+import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Optional
 
 import h5py
 import numpy as np
 
-from .errors import ModelConfigError, ModelFileError, WeightError
+from .errors import ModelConfigError, ModelFileError, WeightError, describe_exception
 
 ZIP_MAGIC = b"PK\x03\x04"
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+
+# Limits on hostile input. Keras writes configs of kilobytes to a few megabytes, nested
+# about 4 levels per nested model; a zip member may inflate by at most MAX_INFLATION bytes
+# beyond its compressed size (Keras stores members uncompressed).
+MAX_CONFIG_BYTES = 32 * 2**20
+MAX_JSON_DEPTH = 200
+MAX_INFLATION = 256 * 2**20
+
+# What h5py and libhdf5 raise on damaged files (flipped bytes, truncation).
+H5_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError, AttributeError,
+             IndexError, SystemError)
+
+
+@contextmanager
+def h5_errors(source: str, what: str):
+    """Turn h5py's errors while reading ``what`` into a ``ModelFileError``."""
+    try:
+        yield
+    except H5_ERRORS as exc:
+        raise ModelFileError(f"{source}: cannot read {what} ({describe_exception(exc)}); "
+                             f"the file looks damaged or truncated, save the model "
+                             f"again") from None
 
 
 # --------------------------------------------------------------------------- weights
@@ -38,8 +62,9 @@ class LayerWeights:
     """
 
     def __init__(self, source: str, layer_name: str, datasets: dict, layout: str,
-                 raw=None):
+                 max_bytes: Optional[int] = None, raw=None):
         self.layout = layout  # "saving_lib" or "legacy": how WeightSpec names map to paths
+        self.max_bytes = max_bytes  # the size of the weights file: no weight is larger
         self._source = source
         self._layer_name = layer_name
         self._datasets = datasets  # name -> h5py.Dataset
@@ -52,21 +77,43 @@ class LayerWeights:
         return name in self._datasets
 
     def shape(self, name: str) -> tuple:
-        return tuple(self._dataset(name).shape)
+        with self._reading(name):
+            shape = self._dataset(name).shape
+            return () if shape is None else tuple(int(d) for d in shape)
+
+    def problem(self, name: str) -> Optional[str]:
+        """Why the stored weight ``name`` cannot be a Keras weight (its dtype is not
+        numeric, or it declares more bytes than the file holds), or None."""
+        with self._reading(name):
+            dataset = self._dataset(name)
+            dtype = dataset.dtype
+            if dtype.kind not in "fiub" or dtype.fields is not None or dtype.subdtype:
+                return f"is stored as {dtype}, not as numbers"
+            size = dtype.itemsize
+            for d in dataset.shape or ():
+                size *= int(d)
+        if self.max_bytes is not None and size > self.max_bytes:
+            return (f"declares {size:,} bytes but the weights file holds only "
+                    f"{self.max_bytes:,}")
+        return None
 
     def get(self, name: str) -> np.ndarray:
-        dataset = self._dataset(name)
-        try:
+        problem = self.problem(name)
+        if problem is not None:
+            raise WeightError(f"{self._source}: weight {name!r} of layer "
+                              f"{self._layer_name!r} {problem}; save the model again")
+        with self._reading(name):
+            dataset = self._dataset(name)
             direct = None if self._raw is None else _read_contiguous(dataset, self._raw)
             return np.asarray(dataset[()]) if direct is None else direct
-        except (OSError, RuntimeError) as exc:
-            raise ModelFileError(
-                f"{self._source}: cannot read weight {name!r} of layer {self._layer_name!r} "
-                f"({exc}); the file looks truncated, save the model again"
-            ) from None
 
     def param_count(self) -> int:
-        return int(sum(int(np.prod(ds.shape)) for ds in self._datasets.values()))
+        with self._reading("its weights"):
+            return int(sum(int(np.prod(ds.shape or (), dtype=np.float64))
+                           for ds in self._datasets.values()))
+
+    def _reading(self, name: str):
+        return h5_errors(self._source, f"weight {name!r} of layer {self._layer_name!r}")
 
     def nbytes(self) -> int:
         return int(sum(ds.nbytes for ds in self._datasets.values()))
@@ -77,7 +124,8 @@ class LayerWeights:
         prefix = prefixes[1] if self.layout == "saving_lib" else prefixes[0]
         return LayerWeights(self._source, f"{self._layer_name}/{prefix.rstrip('/')}",
                             {name.removeprefix(prefix): ds for name, ds in self._datasets.items()
-                             if name.startswith(prefix)}, self.layout, self._raw)
+                             if name.startswith(prefix)}, self.layout, self.max_bytes,
+                            self._raw)
 
     def _dataset(self, name: str):
         try:
@@ -93,8 +141,9 @@ class LayerWeights:
 class WeightStore:
     """Finds each layer's weights by the path rule of the Keras that wrote the file."""
 
-    def __init__(self, source: str, h5file: h5py.File, raw=None):
+    def __init__(self, source: str, h5file: h5py.File, size: Optional[int] = None, raw=None):
         self.source = source
+        self.size = size  # bytes of the HDF5 file: no weight declares more
         self._file = h5file
         self._raw = raw  # see LayerWeights
 
@@ -113,13 +162,8 @@ class WeightStore:
             if isinstance(obj, h5py.Dataset) and not any(part in skip for part in name.split("/")):
                 datasets[name] = obj
 
-        try:
+        with h5_errors(self.source, f"the weights of layer {layer_name!r}"):
             group.visititems(visit)
-        except (OSError, RuntimeError) as exc:
-            raise ModelFileError(
-                f"{self.source}: cannot read the weights of layer {layer_name!r} ({exc}); "
-                f"the file looks truncated, save the model again"
-            ) from None
         return datasets
 
 
@@ -130,13 +174,17 @@ class SavingLibWeights(WeightStore):
     NOT_WEIGHTS = ("seed_generator", "_seed_generator")
 
     def layer(self, names: tuple, saving_path: str) -> LayerWeights:
-        group = self._file.get(saving_path) if saving_path else None
+        with h5_errors(self.source, f"the weights of layer {names[-1]!r}"):
+            group = self._file.get(saving_path) if saving_path else None
+            if group is not None and not isinstance(group, h5py.Group):
+                group = None
         datasets = {} if group is None else self._collect(group, names[-1], self.NOT_WEIGHTS)
         # tf_keras names sub-layers by their private attribute (``_query_dense``), Keras 3
         # without the underscore (``query_dense``): use Keras 3's names.
         datasets = {"/".join(part.lstrip("_") for part in name.split("/")): ds
                     for name, ds in datasets.items()}
-        return LayerWeights(self.source, "/".join(names), datasets, "saving_lib", self._raw)
+        return LayerWeights(self.source, "/".join(names), datasets, "saving_lib", self.size,
+                            self._raw)
 
 
 class LegacyH5Weights(WeightStore):
@@ -144,26 +192,29 @@ class LegacyH5Weights(WeightStore):
     lists its weights as ``<layer>/<weight>[:0]``; a nested model's group lists the weights
     of all its inner layers."""
 
-    def __init__(self, source: str, h5file: h5py.File, root):
-        super().__init__(source, h5file)
+    def __init__(self, source: str, h5file: h5py.File, root, size: Optional[int] = None):
+        super().__init__(source, h5file, size)
         self._root = root
 
     def layer(self, names: tuple, saving_path: str) -> LayerWeights:
-        group = self._root.get(names[0])
         datasets = {}
-        if group is not None:
-            for stored_name in _weight_names(group):
-                relative = _relative_weight_name(stored_name, names)
-                if relative is not None and stored_name in group:
-                    datasets[relative] = group[stored_name]
-        return LayerWeights(self.source, "/".join(names), datasets, "legacy")
+        with h5_errors(self.source, f"the weights of layer {names[-1]!r}"):
+            group = self._root.get(names[0])
+            if isinstance(group, h5py.Group):
+                for stored_name in _weight_names(group):
+                    relative = _relative_weight_name(stored_name, names)
+                    if relative is not None and stored_name in group:
+                        dataset = group[stored_name]
+                        if isinstance(dataset, h5py.Dataset):
+                            datasets[relative] = dataset
+        return LayerWeights(self.source, "/".join(names), datasets, "legacy", self.size)
 
 
 def _weight_names(group) -> list:
     names = group.attrs.get("weight_names")
-    if names is None:
+    if names is None or np.ndim(names) != 1:
         return []
-    return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+    return [n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n) for n in names]
 
 
 def _relative_weight_name(stored_name: str, names: tuple) -> Optional[str]:
@@ -219,8 +270,8 @@ def load(path, weights=None) -> SavedModel:
     else:
         model = _load_json(path)
     if weights is not None:
-        if model.weights is not None:
-            model.weights.close()
+        model.close()
+        model.weights = None
         model.weights = load_weights(weights)
     return model
 
@@ -233,16 +284,21 @@ def load_weights(path) -> WeightStore:
         raise ModelFileError(f"{path}: not an HDF5 weights file; pass the file written by "
                              f"model.save_weights(...)")
     h5 = _open_h5(path, path)
-    return _weight_store(path, h5)
+    return _weight_store(path, h5, _file_size(path))
 
 
-def _weight_store(source: str, h5: h5py.File) -> WeightStore:
-    if "model_weights" in h5:
-        return LegacyH5Weights(source, h5, h5["model_weights"])
-    if "layer_names" in h5.attrs:
-        return LegacyH5Weights(source, h5, h5)
-    if "layers" in h5 or "vars" in h5:
-        return SavingLibWeights(source, h5)
+def _weight_store(source: str, h5: h5py.File, size: int) -> WeightStore:
+    try:
+        with h5_errors(source, "the weights"):
+            if isinstance(h5.get("model_weights"), h5py.Group):
+                return LegacyH5Weights(source, h5, h5["model_weights"], size)
+            if "layer_names" in h5.attrs:
+                return LegacyH5Weights(source, h5, h5, size)
+            if "layers" in h5 or "vars" in h5:
+                return SavingLibWeights(source, h5, size)
+    except BaseException:
+        h5.close()
+        raise
     h5.close()
     raise ModelFileError(f"{source}: this HDF5 file holds no Keras weights; pass the file "
                          f"written by model.save_weights(...)")
@@ -261,12 +317,86 @@ def _read_head(path: str) -> bytes:
         raise ModelFileError(f"{path}: cannot be read ({exc.strerror})") from None
 
 
+def _file_size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot be read ({exc.strerror})") from None
+
+
 def _open_h5(source: str, file_or_path) -> h5py.File:
     try:
+        if isinstance(file_or_path, str):
+            with open(file_or_path, "rb") as f:
+                _check_global_heaps(source, f)
+        else:
+            _check_global_heaps(source, file_or_path)
+            file_or_path.seek(0)
         return h5py.File(file_or_path, "r")
-    except (OSError, ValueError) as exc:
-        raise ModelFileError(f"{source}: cannot be read as HDF5 ({exc}); the file looks "
-                             f"truncated or corrupt, save the model again") from None
+    except H5_ERRORS as exc:
+        raise ModelFileError(f"{source}: cannot be read as HDF5 ({describe_exception(exc)}); "
+                             f"the file looks truncated or corrupt, save the model "
+                             f"again") from None
+
+
+GLOBAL_HEAP = b"GCOL"
+MAX_GLOBAL_HEAP = 256 * 2**20
+
+
+def _check_global_heaps(source: str, f) -> None:
+    """Refuse damaged global heap collections (where HDF5 keeps variable-length strings,
+    such as ``weight_names``) on which libhdf5 would loop forever: it walks a collection
+    object by object, and a damaged free-space entry of 0 bytes never advances."""
+    chunk, position, tail = 16 * 2**20, 0, b""
+    while True:
+        f.seek(position)
+        block = f.read(chunk)
+        if not block:
+            return
+        data = tail + block
+        start = position - len(tail)
+        at = data.find(GLOBAL_HEAP)
+        while at != -1:
+            _check_heap(source, f, start + at)
+            at = data.find(GLOBAL_HEAP, at + 1)
+        tail = data[-3:]
+        position += len(block)
+
+
+def _check_heap(source: str, f, offset: int) -> None:
+    f.seek(offset)
+    header = f.read(16)
+    size = int.from_bytes(header[8:16], "little")
+    if len(header) < 16 or header[4] != 1 or not 32 <= size <= MAX_GLOBAL_HEAP:
+        return  # not a collection (HDF5 writes version 1): weight data that looks alike
+    body = header + f.read(max(size - 16, 0))
+    end, at = min(size, len(body)), 16
+    while at < end:
+        if at + 16 > end:
+            return  # the rest is free space
+        index = int.from_bytes(body[at:at + 2], "little")
+        length = int.from_bytes(body[at + 8:at + 16], "little")
+        need = 16 + (length + 7) // 8 * 8 if index else length
+        if need <= 0:
+            raise ModelFileError(f"{source}: an HDF5 heap at byte {offset} is damaged (an "
+                                 f"entry of 0 bytes); save the model again")
+        at += need
+
+
+def _read_member(archive: zipfile.ZipFile, name: str, path: str, limit: int) -> bytes:
+    """A zip member's bytes, refused before reading when it would inflate past ``limit``
+    or by more than MAX_INFLATION, and read with a bounded read whatever its header says."""
+    info = archive.getinfo(name)
+    if info.file_size > limit or info.file_size - info.compress_size > MAX_INFLATION:
+        raise ModelFileError(f"{path}: {name} inflates to {info.file_size:,} bytes, more than "
+                             f"kerasonnx reads ({min(limit, info.compress_size + MAX_INFLATION):,}); "
+                             f"this is not a file Keras wrote")
+    with archive.open(info) as member:
+        data = member.read(info.file_size + 1)
+    if len(data) != info.file_size:
+        raise ModelFileError(f"{path}: {name} does not hold the {info.file_size:,} bytes its "
+                             f"zip header declares; the file is damaged, save the model again")
+    return data
 
 
 def _load_keras_zip(path: str) -> SavedModel:
@@ -276,23 +406,32 @@ def _load_keras_zip(path: str) -> SavedModel:
             if "config.json" not in members:
                 raise ModelFileError(f"{path}: this zip has no config.json, so it is not a "
                                      f".keras model file")
-            config = _parse_json(archive.read("config.json"), f"{path}:config.json")
+            config = _parse_json(_read_member(archive, "config.json", path, MAX_CONFIG_BYTES),
+                                 f"{path}:config.json")
             metadata = {}
             if "metadata.json" in members:
-                metadata = _parse_json(archive.read("metadata.json"), f"{path}:metadata.json")
+                metadata = _parse_json(_read_member(archive, "metadata.json", path,
+                                                    MAX_CONFIG_BYTES), f"{path}:metadata.json")
+            metadata = metadata if isinstance(metadata, dict) else {}
             weights = None
             if "model.weights.h5" in members:
                 data = _member_file(path, archive, "model.weights.h5")
                 weights = SavingLibWeights(path, _open_h5(f"{path}:model.weights.h5", data),
+                                           archive.getinfo("model.weights.h5").file_size,
                                            data if isinstance(data, _StoredMember) else None)
             elif "model.weights.json" in members:
                 raise ModelFileError(f"{path}: sharded weights (model.weights.json) are not "
                                      f"supported; save the model without max_shard_size")
-    except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile) as exc:
-        raise ModelFileError(f"{path}: not a readable .keras archive ({exc}); the file looks "
-                             f"truncated or corrupt, save the model again") from None
+    except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile, zlib.error, OSError,
+            NotImplementedError, RuntimeError, ValueError, KeyError) as exc:
+        # zlib.error: a damaged deflate stream; NotImplementedError: an unknown compression
+        # method; RuntimeError: an encrypted member; KeyError: a damaged central directory.
+        raise ModelFileError(f"{path}: not a readable .keras archive "
+                             f"({describe_exception(exc)}); the file looks truncated or "
+                             f"corrupt, save the model again") from None
+    version = metadata.get("keras_version")
     return SavedModel(path, "keras", _model_config(config, path),
-                      metadata.get("keras_version"), weights)
+                      version if isinstance(version, str) else None, weights)
 
 
 class _StoredMember(io.RawIOBase):
@@ -354,7 +493,7 @@ def _member_file(path: str, archive: zipfile.ZipFile, name: str):
     uncompressed (as Keras writes it), else decompressed into memory."""
     info = archive.getinfo(name)
     if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:
-        return io.BytesIO(archive.read(name))
+        return io.BytesIO(_read_member(archive, name, path, 2**63))
     with open(path, "rb") as f:  # the data follows the local header and its own extra field
         f.seek(info.header_offset)
         header = f.read(zipfile.sizeFileHeader)
@@ -369,28 +508,52 @@ def _member_file(path: str, archive: zipfile.ZipFile, name: str):
 def _load_legacy_h5(path: str) -> SavedModel:
     h5 = _open_h5(path, path)
     try:
-        raw = h5.attrs.get("model_config")
-    except (OSError, RuntimeError) as exc:
+        with h5_errors(path, "the model config"):
+            raw = None
+            if "model_config" in h5.attrs:
+                size = h5.attrs.get_id("model_config").get_storage_size()
+                if size > MAX_CONFIG_BYTES:
+                    raise ModelFileError(f"{path}: the model config takes {size:,} bytes, more "
+                                         f"than kerasonnx reads ({MAX_CONFIG_BYTES:,}); this is "
+                                         f"not a file Keras wrote")
+                raw = h5.attrs.get("model_config")
+            version = h5.attrs.get("keras_version")
+        if raw is None:
+            raise ModelFileError(f"{path}: this HDF5 file holds weights only, no model "
+                                 f"config; pass the model's JSON (model.to_json()) with "
+                                 f"--weights {path}")
+        if isinstance(raw, np.ndarray) and raw.size == 1:
+            raw = raw.reshape(()).item()
+        if not isinstance(raw, (str, bytes)):
+            raise ModelFileError(f"{path}: the model_config attribute is not JSON text; the "
+                                 f"file is damaged, save the model again")
+        config = _model_config(_parse_json(raw, path), path)
+        if isinstance(version, bytes):
+            version = version.decode("utf-8", "replace")
+    except BaseException:
         h5.close()
-        raise ModelFileError(f"{path}: cannot read the model config ({exc}); the file looks "
-                             f"truncated, save the model again") from None
-    if raw is None:
-        h5.close()
-        raise ModelFileError(f"{path}: this HDF5 file holds weights only, no model config; "
-                             f"pass the model's JSON (model.to_json()) with --weights {path}")
-    config = _parse_json(raw, path)
-    version = h5.attrs.get("keras_version")
-    if isinstance(version, bytes):
-        version = version.decode()
-    return SavedModel(path, "h5", _model_config(config, path),
-                      None if version is None else str(version), _weight_store(path, h5))
+        raise
+    return SavedModel(path, "h5", config, version if isinstance(version, str) else None,
+                      _weight_store(path, h5, _file_size(path)))
 
 
 def _load_json(path: str) -> SavedModel:
-    with open(path, "rb") as f:
-        config = _parse_json(f.read(), path)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot be read ({exc.strerror})") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ModelFileError(f"{path}: more than {MAX_CONFIG_BYTES:,} bytes, larger than any "
+                             f"model config Keras writes; pass model.to_json() text")
+    config = _parse_json(raw, path)
     return SavedModel(path, "json", _model_config(config, path),
-                      config.get("keras_version") if isinstance(config, dict) else None, None)
+                      _version(config.get("keras_version")) if isinstance(config, dict) else None,
+                      None)
+
+
+def _version(value) -> Optional[str]:
+    return value if isinstance(value, str) else None
 
 
 def _parse_json(raw, source: str):
@@ -401,10 +564,36 @@ def _parse_json(raw, source: str):
             raise ModelFileError(f"{source}: not a Keras model file (neither a .keras zip, an "
                                  f"HDF5 .h5 file, nor JSON text)") from None
     try:
-        return json.loads(raw)
+        value = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise ModelFileError(f"{source}: not a Keras model file: invalid JSON at line "
                              f"{exc.lineno} column {exc.colno} ({exc.msg})") from None
+    except RecursionError:
+        value = None  # deeper than Python's own limit: refused below like any deep value
+        depth = MAX_JSON_DEPTH + 1
+    else:
+        depth = json_depth(value, MAX_JSON_DEPTH)
+    if depth > MAX_JSON_DEPTH:
+        raise ModelConfigError(f"{source}: the JSON is nested more than {MAX_JSON_DEPTH} "
+                               f"levels deep; Keras never writes that, this is not a model "
+                               f"config")
+    return value
+
+
+def json_depth(value, limit: int) -> int:
+    """The nesting depth of a JSON value, counted without recursion and given up on
+    (returning ``limit + 1``) once it passes ``limit``."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            return deepest
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return deepest
 
 
 def _model_config(config, source: str) -> dict:

@@ -1,27 +1,41 @@
-"""Saved file -> checked intermediate graph: ``load`` glues the loader and the parser and
-checks every weight a known layer needs against the stored weights."""
+"""Saved file -> checked intermediate graph: ``load`` glues the loader, the config
+validation and the parser, and checks every weight a known layer needs against the stored
+weights."""
 from __future__ import annotations
 
-from .errors import WeightError
+import os
+
+from .errors import WeightError, describe_exception, reported
 from .ir import Graph, Node
 from .layers.keras_transformer import name_package_gelu
 from .load import load as load_file
 from .parse import parse
+from .validate import validate_config
 
 
 def load(path, weights=None) -> Graph:
     """Read a saved Keras model (``.keras``, ``.h5``, or JSON + ``weights``) into the
     intermediate graph. Close it (or use ``with``) to release the weights file."""
-    saved = load_file(path, weights)
+    with reported(_name(path)):
+        saved = load_file(path, weights)
     try:
-        graph = parse(saved)
-        graph.source = saved
-        name_package_gelu(graph)
-        check_weights(graph)
+        with reported(saved.source):
+            validate_config(saved.config, saved.source)
+            graph = parse(saved)
+            graph.source = saved
+            name_package_gelu(graph)
+            check_weights(graph)
     except BaseException:
         saved.close()
         raise
     return graph
+
+
+def _name(path) -> str:
+    try:
+        return os.fspath(path)
+    except TypeError:
+        return repr(path)
 
 
 def check_weights(graph: Graph) -> None:
@@ -29,11 +43,24 @@ def check_weights(graph: Graph) -> None:
     problems = []
     for node in _first_calls(graph):
         layer = node.layer
-        for spec in layer.kind.weights(node):
+        if any(t.shape is None for t in node.data_inputs()):
+            continue  # behind a layer kerasonnx does not know: the converter names that one
+        try:
+            specs = layer.kind.weights(node)
+        except Exception as exc:  # a config the parser could follow but not size
+            problems.append(f"layer {layer.name!r} ({layer.class_name}): its config does not "
+                            f"give the shapes of its weights ({describe_exception(exc)})")
+            continue
+        for spec in specs:
             key = _stored_name(layer, spec)
             if key not in layer.weights:
                 problems.append(f"layer {layer.name!r} ({layer.class_name}) has no weight "
                                 f"{spec.name!r}")
+                continue
+            problem = layer.weights.problem(key)
+            if problem is not None:
+                problems.append(f"layer {layer.name!r} ({layer.class_name}) weight "
+                                f"{spec.name!r} {problem}")
                 continue
             stored = layer.weights.shape(key)
             if not _shapes_agree(stored, spec.shape):

@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from .composite import expand
-from .errors import ModelConfigError
+from .errors import ModelConfigError, reported
 from .ir import Graph, Layer, Node, Tensor
 from .layers import NEW_MASK, contains_tensor, kind_for, split_tensors
 from .load import SavedModel
 
 MODEL_CLASSES = ("Functional", "Model", "Sequential")
 INPUT_LAYER = "InputLayer"
+QUICK_PASSES = 16
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class _ModelSpec:
     inputs: list  # _Ref to InputLayers
     outputs: list  # _Ref
     recorded: dict = field(default_factory=dict)  # (layer, call, tensor) -> (shape, dtype)
+    referenced: Optional[dict] = None  # see ``_referenced``
 
 
 @dataclass
@@ -266,6 +268,9 @@ class _Parser:
             raise ModelConfigError(f"{self.source}: {where} refers to layer {name!r}, which "
                                    f"does not exist in the model")
         if layer.get("class_name") == INPUT_LAYER:
+            if node_index != 0:
+                raise ModelConfigError(f"{self.source}: {where} refers to node {node_index} of "
+                                       f"input {name!r}, which has only node 0")
             return _Ref(name, 0, tensor_index)
         return _Ref(name, node_index - self._own_call_offset(layer, endpoint), tensor_index)
 
@@ -303,12 +308,15 @@ class _Parser:
         if self.dialect == "keras3":  # calls with side effects on masks see Keras' order
             rank = {node: i for i, node in enumerate(_keras3_run_order(spec))}
             pending.sort(key=lambda p: rank.get((p[0], p[1]), len(rank)))
+        passes = 0
         while pending:
             waiting = []
             for name, index, call in pending:
                 if all((ref.layer, ref.call) in produced for ref in _refs_in(call)):
-                    produced[(name, index)] = self._call(spec, scope, name, index, call,
-                                                         produced)
+                    where = f"layer {name!r} ({spec.layers[name].get('class_name')})"
+                    with reported(self.source, where):
+                        produced[(name, index)] = self._call(spec, scope, name, index, call,
+                                                             produced)
                 else:
                     waiting.append((name, index, call))
             if len(waiting) == len(pending):
@@ -316,7 +324,10 @@ class _Parser:
                 raise ModelConfigError(
                     f"{self.source}: model {spec.name!r} has a cycle or an input it never "
                     f"defines: layers {', '.join(stuck)} wait on each other")
-            pending = waiting
+            # Keras writes calls in an order a few passes resolve; a reordered config must
+            # not cost a pass per layer.
+            passes += 1
+            pending = waiting if passes < QUICK_PASSES else _topological(waiting)
         missing = [r.layer for r in spec.outputs if (r.layer, r.call) not in produced]
         if missing:
             raise ModelConfigError(f"{self.source}: model {spec.name!r} outputs "
@@ -409,17 +420,17 @@ class _Parser:
         try:
             types = kind.output_types(node) if kind is not None else None
         except (AttributeError, KeyError, TypeError, IndexError, ValueError) as exc:
-            raise ModelConfigError(
-                f"{self.source}: layer {node.name!r} ({node.class_name}) is called or "
-                f"configured in a way Keras does not write ({type(exc).__name__}: {exc}); "
-                f"check its inputs and config") from None
-        if types is None:  # a class kerasonnx does not know: as many outputs as are used
-            used = [r.tensor for calls in spec.calls.values() for call in calls
-                    for r in _refs_in(call) if (r.layer, r.call) == (name, index)]
-            used += [r.tensor for r in spec.outputs if (r.layer, r.call) == (name, index)]
-            used += [t for (layer, call, t) in spec.recorded if (layer, call) == (name, index)]
+            if any(t.shape is None for t in node.data_inputs()):
+                types = None  # behind a layer of unknown shape: unknown too
+            else:
+                raise ModelConfigError(
+                    f"{self.source}: layer {node.name!r} ({node.class_name}) is called or "
+                    f"configured in a way Keras does not write ({type(exc).__name__}: {exc}); "
+                    f"check its inputs and config") from None
+        referenced = 1 + _referenced(spec).get((name, index), 0)
+        if types is None:
             types = [spec.recorded.get((name, index, i), (None, "float32"))
-                     for i in range(1 + max(used, default=0))]
+                     for i in range(referenced)]
         for i, (shape, dtype) in enumerate(types):
             tensor_name = node.name if i == 0 else f"{node.name}:{i}"
             node.outputs.append(Tensor(tensor_name, _shape(shape), str(dtype or "float32"),
@@ -512,6 +523,45 @@ def _keras3_run_order(spec: _ModelSpec) -> list:
             if parent not in inputs:
                 depths[parent] = max(depth + 1, depths.get(parent, 0))
     return sorted(depths, key=lambda node: -depths[node])  # stable: first-assigned order
+
+
+def _referenced(spec: _ModelSpec) -> dict:
+    """(layer, call) -> the highest output index anything in ``spec`` uses or Keras
+    recorded (an unknown layer gets that many outputs), computed once per spec."""
+    if spec.referenced is None:
+        highest = {}
+        used = [(r.layer, r.call, r.tensor)
+                for r in _refs_in([list(spec.calls.values()), spec.outputs])]
+        for layer, call, tensor in used + list(spec.recorded):
+            key = (layer, call)
+            highest[key] = max(highest.get(key, 0), tensor)
+        spec.referenced = highest
+    return spec.referenced
+
+
+def _topological(pending: list) -> list:
+    """``(name, index, call)`` ordered so that each call comes after the calls it uses
+    (Keras writes them so already; a reordered config must not cost quadratic time).
+    Calls on a cycle keep their place; the build loop reports them."""
+    position = {(name, index): i for i, (name, index, _) in enumerate(pending)}
+    ordered, state = [], {}
+    for start in range(len(pending)):
+        stack = [(start, False)]
+        while stack:
+            i, done = stack.pop()
+            if done:
+                state[i] = 2
+                ordered.append(pending[i])
+                continue
+            if state.get(i):
+                continue
+            state[i] = 1
+            stack.append((i, True))
+            for ref in _refs_in(pending[i][2]):
+                j = position.get((ref.layer, ref.call))
+                if j is not None and not state.get(j):
+                    stack.append((j, False))
+    return ordered
 
 
 def _refs_in(value):

@@ -8,12 +8,13 @@ the inner calls it expands into indented under it.
 from __future__ import annotations
 
 from .ir import MASK_ROLES, Graph, Node, Tensor, format_shape
+from .errors import reported
 from .model import load
 
 
 def inspect(path, weights=None) -> dict:
     """A JSON-ready description of the model at ``path`` (see ``describe``)."""
-    with load(path, weights) as graph:
+    with load(path, weights) as graph, reported(graph.source.source):
         return describe(graph)
 
 
@@ -33,8 +34,9 @@ def describe(graph: Graph) -> dict:
 
 
 def unsupported_layers(graph: Graph) -> list:
-    """``[{"layer", "class_name"}]`` of every layer kerasonnx knows nothing of."""
-    return [{"layer": layer.name, "class_name": layer.class_name}
+    """``[{"layer", "class_name", "module"}]`` of every layer kerasonnx knows nothing of."""
+    return [{"layer": layer.name, "class_name": layer.class_name,
+             "module": layer.module if isinstance(layer.module, str) else None}
             for layer in graph.layers.values() if layer.kind is None]
 
 
@@ -100,7 +102,9 @@ def render_text(report: dict) -> str:
     lines += [f"  {o['name']}  = {o['tensor']}  {_shape_text(o)}  {o['dtype']}"
               for o in report["outputs"]]
     if report["unsupported"]:
-        listed = ", ".join(f"{u['layer']} ({u['class_name']})" for u in report["unsupported"])
+        listed = ", ".join(f"{u['layer']} ({u['class_name']}"
+                           + (f" from {u['module']})" if u.get("module") else ")")
+                           for u in report["unsupported"])
         lines += ["", f"not supported yet: {listed}"]
     return "\n".join(lines)
 

@@ -22,7 +22,7 @@ import onnx
 
 from .convert import PRECISION_KEY, TENSOR_MAP_KEY
 from .emit.precision import TOLERANCES, keras_compute_dtypes, tolerance_dtype
-from .errors import ConversionError, ModelFileError
+from .errors import ConversionError, ModelFileError, reports_errors
 from .ir import Graph, Tensor
 from .layers.keras_hub import is_keras_hub
 from .model import load
@@ -154,6 +154,7 @@ def _number(value) -> str:
 # ---------------------------------------------------------------------- entry point
 
 
+@reports_errors
 def verify(keras_model, onnx_model, *, weights=None, inputs=None, batches=(1, 4),
            lengths=(7, 32), atol: Optional[float] = None, rtol: Optional[float] = None,
            per_layer: bool = False,

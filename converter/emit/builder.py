@@ -17,6 +17,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ..errors import ConversionError
+from ..files import new_file
 from ..ir import Graph, Tensor
 
 DTYPES = {
@@ -218,8 +219,7 @@ class ExternalData:
     ALIGN = 4096
 
     def __init__(self, folder: Optional[str] = None):
-        handle, self.path = tempfile.mkstemp(prefix=".kerasonnx-", suffix=".onnx.data",
-                                             dir=folder)
+        handle, self.path = new_file(folder or tempfile.gettempdir(), ".onnx.data")
         self._file = os.fdopen(handle, "wb")
         self._written = 0  # tensors written
         self.temporary = True
@@ -245,8 +245,7 @@ class ExternalData:
         self._file.close()
         if len(stubs) == self._written:
             return
-        handle, compacted = tempfile.mkstemp(prefix=".kerasonnx-", suffix=".onnx.data",
-                                             dir=os.path.dirname(self.path))
+        handle, compacted = new_file(os.path.dirname(self.path), ".onnx.data")
         with os.fdopen(handle, "wb") as out, open(self.path, "rb") as source:
             for stub in stubs:
                 offset, length = (int(e.value) for e in stub.external_data[1:3])
@@ -276,7 +275,7 @@ class ExternalData:
 
     def discard(self) -> None:
         """Remove the file while it is temporary (never once placed)."""
-        if not hasattr(self, "_file"):  # mkstemp failed
+        if not hasattr(self, "_file"):  # the file could not be created
             return
         self._file.close()
         if self.temporary and os.path.exists(self.path):
@@ -304,8 +303,7 @@ def _moved(source: str, target: str) -> bool:
 
 def _copy_file(source: str, target: str) -> None:
     """Copy to ``target`` through a temporary file beside it: no partial file on failure."""
-    handle, partial = tempfile.mkstemp(prefix=".kerasonnx-", suffix=".onnx.data",
-                                       dir=os.path.dirname(target))
+    handle, partial = new_file(os.path.dirname(target), ".onnx.data")
     try:
         with os.fdopen(handle, "wb") as out, open(source, "rb") as f:
             shutil.copyfileobj(f, out, 1 << 24)

@@ -21,7 +21,11 @@ def attention_axes(node) -> tuple:
     if axes is None:
         return tuple(range(1, rank - 1))
     axes = [axes] if isinstance(axes, int) else axes
-    return tuple(sorted(a + rank if a < 0 else a for a in axes))
+    axes = tuple(sorted(a + rank if a < 0 else a for a in axes))
+    if not all(0 < a < rank - 1 for a in axes):
+        raise ValueError(f"attention_axes {node.config['attention_axes']} are not axes "
+                         f"between batch and features of a rank-{rank} query")
+    return axes
 
 
 def mha_output_dims(node) -> tuple:
