@@ -216,6 +216,14 @@ class DerivedWeights:
         proxy = np.lib.stride_tricks.as_strided(np.zeros(1, bool), shape, (0,) * len(shape))
         return tuple(transform(proxy).shape)
 
+    def problem(self, name: str):
+        """Why the stored weight behind ``name`` cannot be a Keras weight, or None."""
+        weights, stored, _ = self._entries[name]
+        return weights.problem(stored)
+
+    def nbytes(self) -> int:
+        return 0  # the bytes are counted with the layer that stores them
+
     def get(self, name: str) -> np.ndarray:
         weights, stored, transform = self._entries[name]
         value = weights.get(stored)

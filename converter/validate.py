@@ -78,11 +78,15 @@ def sizes(value) -> Optional[str]:
 
 
 def paddings(value) -> Optional[str]:
-    """``cropping`` / ``padding`` of Cropping1D, ZeroPadding1D: sizes of 0 and up."""
+    """``cropping`` / ``padding`` of the cropping and padding layers: sizes of 0 and up,
+    alone, in a list, or in a list of (before, after) pairs (the 2-D layers)."""
     def amount(v):
         return _is_int(v) and 0 <= v <= MAX_DIM
 
-    if amount(value) or (isinstance(value, list) and all(amount(v) for v in value)):
+    def amounts(v):
+        return amount(v) or (isinstance(v, list) and all(amounts(item) for item in v))
+
+    if amount(value) or (isinstance(value, list) and all(amounts(v) for v in value)):
         return None
     return "an integer of 0 or more, or a list of them"
 
@@ -131,11 +135,12 @@ def data_format(value) -> Optional[str]:
 
 
 def dtype(value) -> Optional[str]:
-    """A dtype name (Keras 2, and Keras 3 for plain dtypes) or a DTypePolicy object."""
+    """A dtype name (Keras 2, and Keras 3 for plain dtypes) or a dtype policy object
+    (``DTypePolicy``, ``QuantizedDTypePolicy``, tf_keras' ``Policy``, ...)."""
     if value is None or isinstance(value, str):
         return None
-    if isinstance(value, dict) and isinstance(value.get("config"), dict) and isinstance(
-            value["config"].get("name"), str):
+    if (isinstance(value, dict) and isinstance(value.get("class_name"), str)
+            and isinstance(value.get("config"), dict)):
         return None
     return "a dtype name or a DTypePolicy object"
 
@@ -165,7 +170,7 @@ KEY_RULES: dict = {
     "negative_slope": optional_number, "max_value": optional_number, "threshold": number,
     "theta": number, "alpha": optional_number,
     "use_bias": flag, "use_scale": flag, "return_sequences": flag, "return_state": flag,
-    "go_backwards": flag, "mask_zero": flag, "center": flag, "scale": flag,
+    "go_backwards": flag, "mask_zero": flag, "center": flag,
     "reset_after": flag, "causal": flag, "history_only": flag, "keepdims": flag,
     "unroll": flag, "stateful": flag, "normalize": flag, "rms_scaling": flag,
     "zero_output_for_mask": flag,
@@ -179,7 +184,10 @@ KEY_RULES: dict = {
 
 # Keys whose meaning differs by class: (class name, key) -> rule, before KEY_RULES.
 CLASS_KEY_RULES: dict = {
-    ("ZeroPadding1D", "padding"): paddings,
+    ("ZeroPadding1D", "padding"): paddings, ("ZeroPadding2D", "padding"): paddings,
+    # scale: a flag of the normalizations, a number (or list) of Rescaling and Random*
+    ("LayerNormalization", "scale"): flag, ("BatchNormalization", "scale"): flag,
+    ("GroupNormalization", "scale"): flag,
     ("UpSampling1D", "size"): positive,
     ("Conv1D", "padding"): text, ("Conv2D", "padding"): text,
     ("MaxPooling1D", "padding"): text, ("AveragePooling1D", "padding"): text,

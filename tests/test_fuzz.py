@@ -560,15 +560,17 @@ def test_reversed_config_does_not_take_quadratic_time(tmp_path):
 
 
 def test_unknown_layer_before_a_dense(tmp_path):
-    """keras-self-attention's SeqSelfAttention before a Dense: named (class and module)
-    by convert; inspect shows the rest with unknown shapes behind it."""
+    """keras-self-attention's ResidualScaledDotProductAttention (not supported) before a
+    Dense: named (class and module) by convert; inspect shows the rest with unknown shapes
+    behind it."""
     base = BASES[6]  # keras2 three_attention.h5
     config = read_config(base)
     layers = config["config"]["layers"]
     source = next(l for l in layers if l["class_name"] == "InputLayer")["name"]
-    layers.append({"class_name": "SeqSelfAttention", "name": "self_attention",
-                   "module": "keras_self_attention.seq_self_attention",
-                   "config": {"name": "self_attention", "units": 32},
+    layers.append({"class_name": "ResidualScaledDotProductAttention",
+                   "name": "self_attention",
+                   "module": "keras_self_attention.scaled_dot_attention",
+                   "config": {"name": "self_attention", "return_attention": False},
                    "inbound_nodes": [[[source, 0, 0, {}]]]})
     layers.append({"class_name": "Dense", "name": "head", "config": {
         "name": "head", "units": 3, "use_bias": True, "activation": "linear"},
@@ -577,15 +579,16 @@ def test_unknown_layer_before_a_dense(tmp_path):
     model, _ = write_config(base, tmp_path, json.dumps(config))
     converted = run_cli(["convert", model, "-o", tmp_path / "out.onnx"])
     assert_contract(converted, {ERROR}, model, "convert")
-    assert "SeqSelfAttention from keras_self_attention" in converted.stderr
+    assert ("ResidualScaledDotProductAttention from keras_self_attention"
+            in converted.stderr)
     inspected = run_cli(["inspect", model, "--format", "json"])
     assert_contract(inspected, {OK}, model, "inspect")
     report = json.loads(inspected.stdout)
     head = next(n for n in report["nodes"] if n["name"] == "head")
     assert head["outputs"][0]["shape"] is None
     assert report["unsupported"] == [{"layer": "self_attention",
-                                      "class_name": "SeqSelfAttention",
-                                      "module": "keras_self_attention.seq_self_attention"}]
+                                      "class_name": "ResidualScaledDotProductAttention",
+                                      "module": "keras_self_attention.scaled_dot_attention"}]
 
 
 @pytest.mark.parametrize("dialect", ["keras2", "keras3"])
