@@ -11,12 +11,11 @@ import importlib
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
+from tf_keras_subprocess import record
 
 PACKAGES = ("keras_self_attention", "keras_pos_embd", "keras_layer_normalization",
             "keras_position_wise_feed_forward", "keras_embed_sim", "keras_bert",
             "keras_transformer")
-FORMATS = ("h5", "keras")  # legacy (no module keys: told apart by config) and saving_lib
 CASES, TOKENS = {}, {}
 
 
@@ -253,40 +252,11 @@ def packages() -> SimpleNamespace:
 
 
 def build_all(folder: Path, batches, lengths) -> None:
-    """Build, randomize and save every case (both formats); record inputs and Keras
-    outputs (``<batch>_<length>/in<i>``, ``/out<i>``) in ``<name>.npz``."""
+    """Every case built with the real packages (in the tf_keras process)."""
     import tf_keras as k
-    from keras_check import make_inputs, randomize
 
     p = packages()
     assert issubclass(p.keras_self_attention.SeqSelfAttention, k.layers.Layer), (
         "TF_USE_LEGACY_KERAS unset?")
-    for name, build in CASES.items():
-        k.utils.set_random_seed(5)
-        model = build(k, p)
-        randomize(model)
-        for suffix in FORMATS:
-            model.save(folder / f"{name}.{suffix}")
-        rng = np.random.default_rng(3)
-        arrays = {}
-        for batch in batches:
-            for length in lengths:
-                inputs = make_inputs(model, batch, length, rng, TOKENS[name])
-                outputs = model(inputs if len(inputs) > 1 else inputs[0], training=False)
-                outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-                arrays.update({f"{batch}_{length}/in{i}": a for i, a in enumerate(inputs)})
-                arrays.update({f"{batch}_{length}/out{i}": np.asarray(o)
-                               for i, o in enumerate(outputs)})
-        np.savez(folder / f"{name}.npz", **arrays)
-
-
-def reference(folder: Path, name: str) -> list:
-    """[(where, inputs, expected outputs)] recorded by ``build_all``."""
-    data = np.load(folder / f"{name}.npz")
-    result = []
-    for cell in sorted({key.split("/")[0] for key in data.files}):
-        def arrays(prefix):
-            count = sum(1 for key in data.files if key.startswith(f"{cell}/{prefix}"))
-            return [data[f"{cell}/{prefix}{i}"] for i in range(count)]
-        result.append((cell, arrays("in"), arrays("out")))
-    return result
+    record(folder, {name: (lambda k, build=build: build(k, p)) for name, build in CASES.items()},
+           TOKENS.get, batches, lengths)

@@ -7,8 +7,6 @@ outputs at batch 1 and 3 and two lengths; the test process converts each file at
 23 and 17 and compares every element with onnxruntime's."""
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -19,20 +17,15 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import requires_keras  # noqa: E402
 from keras_check import BATCHES, LENGTHS, OPSETS, assert_same, run_onnx  # noqa: E402
-from keras_family_cases import CASES, FORMATS, build_all, reference  # noqa: E402
+from keras_family_cases import CASES, build_all  # noqa: E402
+from tf_keras_subprocess import FORMATS, built_by, reference  # noqa: E402
 
 pytestmark = requires_keras
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("keras_family")
-    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2",
-               CUDA_VISIBLE_DEVICES="-1")
-    result = subprocess.run([sys.executable, __file__, str(folder)], env=env,
-                            capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return folder
+    return built_by(__file__, tmp_path_factory.mktemp("keras_family"))
 
 
 @pytest.mark.parametrize("opset", OPSETS)

@@ -8,12 +8,9 @@ and 17 and compares every output element with onnxruntime's."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,11 +19,11 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import requires_keras  # noqa: E402
 from keras_check import BATCHES, LENGTHS, assert_same, run_onnx  # noqa: E402
+from tf_keras_subprocess import FORMATS, built_by, record, reference  # noqa: E402
 
 pytestmark = requires_keras
 
 OPSETS = (23, 17)
-FORMATS = ("h5", "keras")  # legacy weights under sub_<i>/, or saving_lib's layers/<class>
 TOKENS = {"tokens": 20, "query_tokens": 20, "key_tokens": 20}
 
 # ---------------------------------------------------------------------- models
@@ -133,54 +130,19 @@ def multi_head_masked_lstm(k, kmh):
 
 
 def build_all(folder: Path) -> None:
-    """Build, randomize and save every case; record inputs and Keras outputs."""
+    """Every case built with the real keras_multi_head (in the tf_keras process)."""
     import keras_multi_head as kmh
     import tf_keras as k
-    from keras_check import make_inputs, randomize
 
     assert issubclass(kmh.MultiHeadAttention, k.layers.Layer), "TF_USE_LEGACY_KERAS unset?"
-    for name, build in CASES.items():
-        k.utils.set_random_seed(5)
-        model = build(k, kmh)
-        randomize(model)
-        for suffix in FORMATS:
-            model.save(folder / f"{name}.{suffix}")
-        rng = np.random.default_rng(3)
-        arrays = {}
-        for batch in BATCHES:
-            for length in LENGTHS:
-                inputs = make_inputs(model, batch, length, rng, TOKENS)
-                outputs = model(inputs if len(inputs) > 1 else inputs[0], training=False)
-                outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-                arrays.update({f"{batch}_{length}/in{i}": a for i, a in enumerate(inputs)})
-                arrays.update({f"{batch}_{length}/out{i}": np.asarray(o)
-                               for i, o in enumerate(outputs)})
-        np.savez(folder / f"{name}.npz", **arrays)
+    record(folder, {name: (lambda k, build=build: build(k, kmh)) for name, build in CASES.items()},
+           lambda name: TOKENS, BATCHES, LENGTHS)
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
     """Every case built by real keras-multi-head, in one subprocess."""
-    folder = tmp_path_factory.mktemp("keras_multi_head")
-    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2",
-               CUDA_VISIBLE_DEVICES="-1", PYTHONPATH=str(ROOT))
-    result = subprocess.run([sys.executable, __file__, str(folder)], env=env,
-                            capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return folder
-
-
-def reference(folder: Path, name: str) -> list:
-    """[(where, inputs, expected outputs)] recorded by the subprocess."""
-    data = np.load(folder / f"{name}.npz")
-    cells = sorted({key.split("/")[0] for key in data.files})
-    result = []
-    for cell in cells:
-        def arrays(prefix):
-            count = sum(1 for key in data.files if key.startswith(f"{cell}/{prefix}"))
-            return [data[f"{cell}/{prefix}{i}"] for i in range(count)]
-        result.append((cell, arrays("in"), arrays("out")))
-    return result
+    return built_by(__file__, tmp_path_factory.mktemp("keras_multi_head"))
 
 
 @pytest.mark.parametrize("opset", OPSETS)

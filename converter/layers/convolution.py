@@ -43,14 +43,19 @@ def conv_settings(node) -> tuple:
             as_tuple(node.config.get("dilation_rate", 1)))
 
 
+def with_bias(node, specs: list, size) -> list:
+    """``specs`` and, unless ``use_bias`` is off, the bias (size,) stored after them."""
+    if node.config.get("use_bias", True):
+        specs = specs + [WeightSpec("bias", f"vars/{len(specs)}", (size,))]
+    return specs
+
+
 def conv_weights(node):
     kernel, _, _ = conv_settings(node)
     _, channels = split_channels(node, first_input(node).shape)
     filters, groups = node.config["filters"], node.config.get("groups", 1)
     specs = [WeightSpec("kernel", "vars/0", kernel + (channels // groups, filters))]
-    if node.config.get("use_bias", True):
-        specs.append(WeightSpec("bias", "vars/1", (filters,)))
-    return specs
+    return with_bias(node, specs, filters)
 
 
 def _windowed(node, channels) -> list:
@@ -82,9 +87,7 @@ def _depthwise_weights(node):
     channels, multiplier = input_channels(node), node.config.get("depth_multiplier", 1)
     name = "depthwise_kernel" if node.layer.dialect == "keras2" else "kernel"
     specs = [WeightSpec(name, "vars/0", kernel + (channels, multiplier))]
-    if node.config.get("use_bias", True):
-        specs.append(WeightSpec("bias", "vars/1", (channels * multiplier,)))
-    return specs
+    return with_bias(node, specs, channels * multiplier)
 
 
 @layer_kind("DepthwiseConv1D", "DepthwiseConv2D", weights=_depthwise_weights,
@@ -104,9 +107,7 @@ def _separable_weights(node):
     specs = [WeightSpec("depthwise_kernel", "vars/0", kernel + (channels, multiplier)),
              WeightSpec("pointwise_kernel", "vars/1",
                         (1,) * len(kernel) + (channels * multiplier, filters))]
-    if node.config.get("use_bias", True):
-        specs.append(WeightSpec("bias", "vars/2", (filters,)))
-    return specs
+    return with_bias(node, specs, filters)
 
 
 @layer_kind("SeparableConv1D", "SeparableConv2D", weights=_separable_weights,
@@ -141,9 +142,7 @@ def _transpose_weights(node):
     kernel, _, _ = conv_settings(node)
     filters = node.config["filters"]
     specs = [WeightSpec("kernel", "vars/0", kernel + (filters, input_channels(node)))]
-    if node.config.get("use_bias", True):
-        specs.append(WeightSpec("bias", "vars/1", (filters,)))
-    return specs
+    return with_bias(node, specs, filters)
 
 
 @layer_kind("Conv1DTranspose", "Conv2DTranspose", weights=_transpose_weights,
