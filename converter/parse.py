@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from .composite import expand
+from .keras_hub_models import functional_config
 from .errors import ModelConfigError, reported
 from .ir import Graph, Layer, Node, Tensor
 from .layers import NEW_MASK, contains_tensor, kind_for, split_tensors
@@ -51,6 +52,7 @@ class _ModelSpec:
     outputs: list  # _Ref
     recorded: dict = field(default_factory=dict)  # (layer, call, tensor) -> (shape, dtype)
     referenced: Optional[dict] = None  # see ``_referenced``
+    output_names: Optional[list] = None  # a rebuilt KerasHub model's names of its outputs
 
 
 @dataclass
@@ -111,10 +113,13 @@ class _Parser:
         spec = self._model_spec(self.saved.config, "the model")
         outputs = self._build(spec, _Scope((), "", _saving_paths(spec, "")), inputs=None)
         self.graph.outputs = outputs
-        self.graph.output_names = _unique_names([r.layer for r in spec.outputs])
+        self.graph.output_names = spec.output_names or _unique_names(
+            [r.layer for r in spec.outputs])
         return self.graph
 
     def _model_spec(self, config: dict, where: str) -> _ModelSpec:
+        if config.get("class_name") not in MODEL_CLASSES:  # a KerasHub model's constructor
+            config = functional_config(config, self.source) or config
         class_name = config.get("class_name")
         body = config.get("config")
         if class_name not in MODEL_CLASSES or not isinstance(body, dict):
@@ -145,6 +150,7 @@ class _Parser:
                        for r in _ref_list(body.get("input_layers"))]
         spec.outputs = [self._ref(r, layers, f"model {name!r} outputs", endpoint=True)
                         for r in _ref_list(body.get("output_layers"))]
+        spec.output_names = body.get("output_names")
         self._validate(spec)
         return spec
 

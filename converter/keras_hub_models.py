@@ -1,0 +1,276 @@
+"""KerasHub backbones and task models, rebuilt from their constructor config.
+
+A saved ``keras_hub>BertBackbone`` holds no layer graph: its ``config.json`` has only the
+constructor's arguments, and Keras rebuilds the graph by running ``__init__``. That graph is
+a published function of the config, versioned with keras_hub: for each class below, a
+function of the config writes the Keras 3 Functional config keras_hub 0.32's constructor
+builds (same layer names, classes, configs and call order), which the parser then reads like
+any saved Functional model; weights are found by their saving paths (``layers/<class>[_n]``
+in call order, as for any Functional model) and verify localises divergence layer by layer.
+
+The file does not say which keras_hub wrote it, so the config is the contract: a key this
+module does not know, or a value outside what was tested against keras_hub 0.32, is a
+one-line ``ModelConfigError`` naming the key, never a silently different graph.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+from .errors import ModelConfigError
+from .layers.keras_hub import is_keras_hub
+
+HUB_MODELING = "keras_hub.src.layers.modeling."
+GELU_APPROXIMATE = {"module": "builtins", "class_name": "function",
+                    "config": "keras_hub>gelu_approximate", "registered_name": "function"}
+# keys every Backbone / Task writes (keras_hub's Backbone.get_config, Task.get_config)
+COMMON_KEYS = {"name", "trainable", "dtype"}
+
+_MODELS = {}  # class name -> (build function, the config keys it reads)
+
+
+def keras_hub_model(class_name: str, keys: set):
+    """Register ``build(config, f)`` as the constructor of KerasHub's ``class_name``; it
+    reads ``keys`` of the config (and the common ones)."""
+
+    def register(build: Callable) -> Callable:
+        _MODELS[class_name] = (build, set(keys) | COMMON_KEYS)
+        return build
+
+    return register
+
+
+def supported_models() -> list:
+    return sorted(_MODELS)
+
+
+def functional_config(config: dict, source: str) -> Optional[dict]:
+    """The Keras 3 Functional config of a saved KerasHub model, as keras_hub 0.32's
+    constructor builds it from ``config``; None when ``config`` is not a KerasHub model."""
+    class_name = config.get("class_name")
+    if not is_keras_hub(config.get("registered_name") or config.get("module")):
+        return None
+    if class_name not in _MODELS:
+        raise ModelConfigError(
+            f"{source}: {class_name!r} is a KerasHub model kerasonnx cannot rebuild from its "
+            f"config; it rebuilds {', '.join(supported_models())}")
+    build, keys = _MODELS[class_name]
+    body = config.get("config")
+    if not isinstance(body, dict):
+        raise ModelConfigError(f"{source}: the {class_name} config has no 'config' object")
+    _check_keys(body, keys, class_name, source)
+    f = Functional(body.get("name") or snake_name(class_name), body.get("dtype"),
+                   class_name, source)
+    build(body, f)
+    return f.config()
+
+
+def snake_name(class_name: str) -> str:
+    from .parse import snake_case  # parse imports this module
+    return snake_case(class_name)
+
+
+def _check_keys(body: dict, keys: set, class_name: str, source: str) -> None:
+    unknown = sorted(set(body) - keys)
+    if unknown:
+        raise ModelConfigError(f"{source}: {class_name} config key {unknown[0]!r} is not one "
+                               f"kerasonnx knows (it rebuilds keras_hub 0.32's {class_name}); "
+                               f"please report this with the model")
+    dtype = body.get("dtype")
+    name = dtype.get("config", {}).get("name") if isinstance(dtype, dict) else dtype
+    if name not in (None, "float32"):
+        raise ModelConfigError(f"{source}: {class_name} config key 'dtype' is {name!r}; "
+                               f"kerasonnx rebuilds KerasHub models in float32 only")
+
+
+class Tensor:
+    """A symbolic tensor of the config being written: output ``index`` of call ``call`` of
+    layer ``layer``."""
+
+    def __init__(self, layer: str, call: int, index: int, dtype: str):
+        self.layer, self.call, self.index, self.dtype = layer, call, index, dtype
+
+    def serialize(self) -> dict:
+        return {"class_name": "__keras_tensor__",
+                "config": {"shape": None, "dtype": self.dtype,
+                           "keras_history": [self.layer, self.call, self.index]}}
+
+
+def _serialize(value):
+    if isinstance(value, Tensor):
+        return value.serialize()
+    if isinstance(value, slice):
+        return {"class_name": "__slice__",
+                "config": {"start": value.start, "stop": value.stop, "step": value.step}}
+    if isinstance(value, (list, tuple)):
+        return [_serialize(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _serialize(v) for k, v in value.items()}
+    return value
+
+
+class Functional:
+    """Writes a Keras 3 Functional config the way Keras' functional API would record the
+    calls a keras_hub constructor makes."""
+
+    def __init__(self, name: str, dtype, class_name: str, source: str):
+        self.name, self.dtype, self.class_name, self.source = name, dtype, class_name, source
+        self._layers = {}  # name -> layer config, in the order of their first call
+        self.inputs, self.outputs = [], {}
+
+    def input(self, name: str, dtype: str = "int32", shape=(None, None)) -> Tensor:
+        self._layers[name] = {"class_name": "InputLayer", "module": "keras.layers",
+                              "name": name, "inbound_nodes": [],
+                              "config": {"name": name, "batch_shape": list(shape),
+                                         "dtype": dtype}}
+        tensor = Tensor(name, 0, 0, dtype)
+        self.inputs.append(tensor)
+        return tensor
+
+    def layer(self, class_name: str, name: str, config: dict, *args,
+              module: str = "keras.layers", dtype: str = "float32", **kwargs) -> Tensor:
+        """Call layer ``name`` (created at its first call) on ``args`` / ``kwargs``."""
+        if name not in self._layers:
+            hub = module.startswith("keras_hub")
+            self._layers[name] = {
+                "class_name": class_name, "module": module, "name": name,
+                "registered_name": f"keras_hub>{class_name}" if hub else None,
+                "config": {"name": name, "trainable": True, "dtype": self.dtype, **config},
+                "inbound_nodes": []}
+        nodes = self._layers[name]["inbound_nodes"]
+        nodes.append({"args": _serialize(list(args)), "kwargs": _serialize(kwargs)})
+        return Tensor(name, len(nodes) - 1, 0, dtype)
+
+    def hub_layer(self, class_name: str, file: str, name: str, config: dict, *args,
+                  **kwargs) -> Tensor:
+        return self.layer(class_name, name, config, *args, module=HUB_MODELING + file,
+                          **kwargs)
+
+    def op(self, class_name: str, name: str, *args) -> Tensor:
+        """A Keras operation (``x[:, 0, :]`` is ``GetItem``), as Keras 3 records it."""
+        self._layers[name] = {"class_name": class_name, "module": "keras.src.ops.numpy",
+                              "registered_name": class_name, "name": name,
+                              "config": {"name": name}, "inbound_nodes": []}
+        self._layers[name]["inbound_nodes"].append({"args": _serialize(list(args)),
+                                                    "kwargs": {}})
+        return Tensor(name, 0, 0, "float32")
+
+    def require(self, config: dict, key: str, allowed: Callable, what: str):
+        """``config[key]``, which must satisfy ``allowed``; else a one-line error."""
+        if key not in config:
+            raise ModelConfigError(f"{self.source}: {self.class_name} config has no {key!r}")
+        value = config[key]
+        if not allowed(value):
+            raise ModelConfigError(f"{self.source}: {self.class_name} config key {key!r} is "
+                                   f"{value!r}; kerasonnx rebuilds it for {what}")
+        return value
+
+    def config(self) -> dict:
+        def ref(t: Tensor) -> list:
+            return [t.layer, t.call, t.index]
+
+        return {"class_name": "Functional", "module": "keras",
+                "config": {"name": self.name, "layers": list(self._layers.values()),
+                           "input_layers": [ref(t) for t in self.inputs],
+                           "output_layers": [ref(t) for t in self.outputs.values()],
+                           "output_names": list(self.outputs)}}
+
+
+def _positive(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _rate(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1
+
+
+def _dims(config: dict, f: Functional) -> tuple:
+    """(vocabulary_size, num_layers, num_heads, hidden_dim, intermediate_dim, dropout,
+    max_sequence_length) of a BERT- or GPT-style config, checked."""
+    values = [f.require(config, key, _positive, "a positive int")
+              for key in ("vocabulary_size", "num_layers", "num_heads", "hidden_dim",
+                          "intermediate_dim")]
+    heads, hidden = values[2], values[3]
+    if hidden % heads:
+        raise ModelConfigError(f"{f.source}: {f.class_name} config key 'hidden_dim' "
+                               f"({hidden}) is not a multiple of num_heads ({heads})")
+    dropout = f.require(config, "dropout", _rate, "a rate in [0, 1)")
+    length = f.require(config, "max_sequence_length", _positive, "a positive int")
+    return (*values, dropout, length)
+
+
+def _encoder_config(heads: int, intermediate: int, dropout, epsilon: float,
+                    normalize_first: bool) -> dict:
+    return {"num_heads": heads, "intermediate_dim": intermediate, "dropout": dropout,
+            "activation": GELU_APPROXIMATE, "layer_norm_epsilon": epsilon,
+            "normalize_first": normalize_first}
+
+
+# ---------------------------------------------------------------------- backbones
+
+BERT_KEYS = {"vocabulary_size", "num_layers", "num_heads", "hidden_dim", "intermediate_dim",
+             "dropout", "max_sequence_length", "num_segments"}
+
+
+@keras_hub_model("BertBackbone", BERT_KEYS)
+def bert_backbone(config: dict, f: Functional) -> None:
+    """keras_hub's BertBackbone: token (ReversibleEmbedding) + position + segment
+    embeddings, Add, LayerNormalization(1e-12), Dropout, ``num_layers`` post-norm
+    TransformerEncoders (gelu tanh-approximated) on ``padding_mask``; ``pooled_output`` is
+    Dense(hidden, tanh) of the first token."""
+    vocabulary, layers, heads, hidden, intermediate, dropout, length = _dims(config, f)
+    segments = f.require(config, "num_segments", _positive, "a positive int")
+    token_ids = f.input("token_ids")
+    segment_ids = f.input("segment_ids")
+    padding_mask = f.input("padding_mask")
+    tokens = f.hub_layer("ReversibleEmbedding", "reversible_embedding", "token_embedding",
+                         {"input_dim": vocabulary, "output_dim": hidden, "mask_zero": False,
+                          "tie_weights": True, "reverse_dtype": None,
+                          "logit_soft_cap": None}, token_ids)
+    positions = f.hub_layer("PositionEmbedding", "position_embedding", "position_embedding",
+                            {"sequence_length": length}, tokens)
+    segment = f.layer("Embedding", "segment_embedding",
+                      {"input_dim": segments, "output_dim": hidden, "mask_zero": False},
+                      segment_ids)
+    x = f.layer("Add", "embeddings_add", {}, [tokens, positions, segment])
+    x = f.layer("LayerNormalization", "embeddings_layer_norm",
+                {"axis": [-1], "epsilon": 1e-12, "center": True, "scale": True,
+                 "rms_scaling": False}, x)
+    x = f.layer("Dropout", "embeddings_dropout", {"rate": dropout}, x)
+    for i in range(layers):
+        x = f.hub_layer("TransformerEncoder", "transformer_encoder", f"transformer_layer_{i}",
+                        _encoder_config(heads, intermediate, dropout, 1e-12, False), x,
+                        padding_mask=padding_mask)
+    first = f.op("GetItem", "get_item", x, [slice(None), 0, slice(None)])
+    pooled = f.layer("Dense", "pooled_dense", {"units": hidden, "activation": "tanh",
+                                               "use_bias": True}, first)
+    f.outputs.update(sequence_output=x, pooled_output=pooled)
+
+
+GPT2_KEYS = {"vocabulary_size", "num_layers", "num_heads", "hidden_dim", "intermediate_dim",
+             "dropout", "max_sequence_length"}
+
+
+@keras_hub_model("GPT2Backbone", GPT2_KEYS)
+def gpt2_backbone(config: dict, f: Functional) -> None:
+    """keras_hub's GPT2Backbone: token (ReversibleEmbedding) + position embeddings, Add,
+    Dropout, ``num_layers`` pre-norm causal TransformerDecoders (gelu tanh-approximated,
+    epsilon 1e-5) on ``padding_mask``, a final LayerNormalization: ``sequence_output``."""
+    vocabulary, layers, heads, hidden, intermediate, dropout, length = _dims(config, f)
+    token_ids = f.input("token_ids")
+    padding_mask = f.input("padding_mask")
+    tokens = f.hub_layer("ReversibleEmbedding", "reversible_embedding", "token_embedding",
+                         {"input_dim": vocabulary, "output_dim": hidden, "mask_zero": False,
+                          "tie_weights": True, "reverse_dtype": None,
+                          "logit_soft_cap": None}, token_ids)
+    positions = f.hub_layer("PositionEmbedding", "position_embedding", "position_embedding",
+                            {"sequence_length": length}, tokens)
+    x = f.layer("Add", "embeddings_add", {}, [tokens, positions])
+    x = f.layer("Dropout", "embeddings_dropout", {"rate": dropout}, x)
+    for i in range(layers):
+        x = f.hub_layer("TransformerDecoder", "transformer_decoder", f"transformer_layer_{i}",
+                        _encoder_config(heads, intermediate, dropout, 1e-5, True), x,
+                        decoder_padding_mask=padding_mask)
+    x = f.layer("LayerNormalization", "layer_norm",
+                {"axis": [-1], "epsilon": 1e-5, "center": True, "scale": True,
+                 "rms_scaling": False}, x)
+    f.outputs.update(sequence_output=x)

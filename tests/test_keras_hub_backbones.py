@@ -1,0 +1,141 @@
+"""KerasHub backbones and task models (Keras 3 only), rebuilt from their constructor config:
+tiny configs built with real keras_hub 0.32, weights randomized, saved as ``.keras``,
+converted at opset 23 and 17, run in onnxruntime at batch 1 and 3 and two sequence
+lengths on padded token ids, every output compared with keras_hub's by name."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from conftest import requires_keras
+from keras_check import ATOL, assert_same, randomize, run_onnx
+
+from kerasonnx.convert import convert
+from kerasonnx.errors import ConversionError
+from kerasonnx.model import load
+
+pytestmark = [requires_keras, pytest.mark.skipif(
+    importlib.util.find_spec("keras_hub") is None, reason="needs keras-hub")]
+
+OPSETS = (23, 17)
+BATCHES = (1, 3)
+LENGTHS = (5, 9)
+VOCABULARY = 40
+SMALL = {"vocabulary_size": VOCABULARY, "num_layers": 2, "num_heads": 2, "hidden_dim": 8,
+         "intermediate_dim": 16, "max_sequence_length": 12}
+
+
+def bert_backbone(keras_hub):
+    return keras_hub.models.BertBackbone(**SMALL, num_segments=3)
+
+
+def gpt2_backbone(keras_hub):
+    return keras_hub.models.GPT2Backbone(**SMALL)
+
+
+MODELS = {"bert_backbone": bert_backbone, "gpt2_backbone": gpt2_backbone}
+
+
+@pytest.fixture(scope="module")
+def saved_models(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("keras_hub_backbones")
+    cache = {}
+
+    def get(name: str):
+        if name not in cache:
+            import keras
+            import keras_hub
+            keras.utils.set_random_seed(7)
+            model = MODELS[name](keras_hub)
+            randomize(model)
+            path = folder / f"{name}.keras"
+            model.save(path)
+            cache[name] = (model, path)
+        return cache[name]
+
+    return get
+
+
+def token_inputs(model, batch: int, length: int, rng) -> dict:
+    """Token ids with padding zeros (row 1 padded at its tail, row 2 all padding but its
+    first token), their padding mask, and segment ids where the model takes them."""
+    ids = rng.integers(1, VOCABULARY, size=(batch, length)).astype("int32")
+    if batch > 1:
+        ids[1, -2:] = 0
+    if batch > 2:
+        ids[2, 1:] = 0
+    arrays = {"token_ids": ids, "padding_mask": (ids != 0).astype("int32")}
+    names = {t.name.split(":")[0] for t in model.inputs}
+    if "segment_ids" in names:
+        arrays["segment_ids"] = rng.integers(0, 3, size=(batch, length)).astype("int32")
+    return arrays
+
+
+def check_by_name(model, path, opset: int) -> None:
+    onnx_model = convert(path, opset=opset).model
+    assert "Einsum" not in {n.op_type for n in onnx_model.graph.node}
+    session_inputs = [i.name for i in onnx_model.graph.input]
+    output_names = [o.name for o in onnx_model.graph.output]
+    rng = np.random.default_rng(5)
+    for batch in BATCHES:
+        for length in LENGTHS:
+            arrays = token_inputs(model, batch, length, rng)
+            assert sorted(session_inputs) == sorted(arrays)
+            expected = model(arrays, training=False)
+            if not isinstance(expected, dict):
+                expected = {"sequence_output": expected}
+            assert sorted(output_names) == sorted(expected)
+            actual = run_onnx(onnx_model, [arrays[name] for name in session_inputs])
+            assert_same([np.asarray(expected[name]) for name in output_names], actual,
+                        f"{path.name} opset {opset} batch {batch} length {length}", ATOL)
+
+
+@pytest.mark.parametrize("opset", OPSETS)
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_backbone_matches_keras_hub(saved_models, name, opset):
+    model, path = saved_models(name)
+    check_by_name(model, path, opset)
+
+
+def test_bert_keeps_keras_hub_names_and_weight_paths(saved_models):
+    """The rebuilt graph has keras_hub's layer names, its inputs and outputs, and reads
+    every weight the file holds."""
+    _, path = saved_models("bert_backbone")
+    with load(path) as graph:
+        assert [t.name for t in graph.inputs] == ["token_ids", "segment_ids", "padding_mask"]
+        assert graph.output_names == ["sequence_output", "pooled_output"]
+        names = {node.name for node in graph.nodes + graph.composites}
+        assert {"token_embedding", "segment_embedding", "embeddings_layer_norm",
+                "transformer_layer_0", "transformer_layer_1", "pooled_dense"} <= names
+        attention = graph.node("transformer_layer_1/_self_attention_layer")
+        assert attention.layer.weights.shape("query_dense/vars/0") == (8, 2, 4)
+
+
+def _resaved(path, tmp_path, change):
+    """A copy of the saved model whose config.json ``change(config)`` edits."""
+    with zipfile.ZipFile(path) as source:
+        entries = {name: source.read(name) for name in source.namelist()}
+    config = json.loads(entries["config.json"])
+    change(config["config"])
+    entries["config.json"] = json.dumps(config).encode()
+    copy = tmp_path / path.name
+    with zipfile.ZipFile(copy, "w") as target:
+        for name, data in entries.items():
+            target.writestr(name, data)
+    return copy
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c.update(rope_theta=10000), "config key 'rope_theta' is not one"),
+    (lambda c: c.update(num_heads=3), "'hidden_dim' (8) is not a multiple of num_heads"),
+    (lambda c: c.update(num_layers=0), "config key 'num_layers' is 0"),
+    (lambda c: c.update(dtype="bfloat16"), "config key 'dtype' is 'bfloat16'"),
+])
+def test_unknown_config_is_one_line_error(saved_models, tmp_path, change, message):
+    _, path = saved_models("gpt2_backbone")
+    with pytest.raises(ConversionError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        convert(_resaved(path, tmp_path, change))
