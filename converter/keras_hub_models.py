@@ -64,6 +64,15 @@ def functional_config(config: dict, source: str) -> Optional[dict]:
     return f.config()
 
 
+def _nested(config, expected: str, source: str, task: str) -> dict:
+    """The rebuilt Functional config of a task's ``backbone`` of class ``expected``."""
+    if not isinstance(config, dict) or config.get("class_name") != expected:
+        found = config.get("class_name") if isinstance(config, dict) else config
+        raise ModelConfigError(f"{source}: {task} config key 'backbone' is a {found!r}; "
+                               f"kerasonnx rebuilds {task} over a {expected}")
+    return functional_config(config, source)
+
+
 def snake_name(class_name: str) -> str:
     from .parse import snake_case  # parse imports this module
     return snake_case(class_name)
@@ -116,6 +125,7 @@ class Functional:
         self.name, self.dtype, self.class_name, self.source = name, dtype, class_name, source
         self._layers = {}  # name -> layer config, in the order of their first call
         self.inputs, self.outputs = [], {}
+        self.notes = []  # said once by convert and inspect (a preprocessor left out)
 
     def input(self, name: str, dtype: str = "int32", shape=(None, None)) -> Tensor:
         self._layers[name] = {"class_name": "InputLayer", "module": "keras.layers",
@@ -145,6 +155,46 @@ class Functional:
         return self.layer(class_name, name, config, *args, module=HUB_MODELING + file,
                           **kwargs)
 
+    def backbone(self, config: dict, class_name: str, task: str) -> tuple:
+        """Call the backbone a task model holds (its config ``config``, of ``class_name``)
+        on inputs of its own names, as a nested Functional model saved under
+        ``layers/<snake_case(class_name)>``; returns (its config, its outputs by name)."""
+        nested = _nested(config, class_name, self.source, task)
+        body = nested["config"]
+        name = body["name"]
+        self.dtype = config["config"].get("dtype")
+        layers = {layer["name"]: layer for layer in body["layers"]}
+        inputs = [self.input(ref[0], layers[ref[0]]["config"]["dtype"])
+                  for ref in body["input_layers"]]
+        self._layers[name] = dict(nested, name=name,
+                                  saving_path=f"layers/{snake_name(class_name)}",
+                                  inbound_nodes=[{"args": [_serialize(inputs)],
+                                                  "kwargs": {}}])
+        outputs = {output: Tensor(name, 0, i, "float32")
+                   for i, output in enumerate(body["output_names"])}
+        return body, outputs
+
+    def shared(self, backbone: dict, layer: str, *args, **kwargs) -> Tensor:
+        """Call the backbone's layer ``layer`` again, from the task model (GPT2CausalLM's
+        ``backbone.token_embedding(x, reverse=True)``): its weights stay under the
+        backbone's path."""
+        entry = next(e for e in backbone["layers"] if e["name"] == layer)
+        backbone_path = self._layers[backbone["name"]]["saving_path"]
+        from .parse import _saving_paths_of  # parse imports this module
+        path = _saving_paths_of([(e["name"], e) for e in backbone["layers"]])[layer]
+        self._layers[layer] = dict(entry, inbound_nodes=[],
+                                   saving_path=f"{backbone_path}/{path}")
+        return self.layer(entry["class_name"], layer, {}, *args, **kwargs)
+
+    def preprocessor(self, config, task: str) -> None:
+        """A task's preprocessor is not a layer: the model is converted from its
+        backbone's inputs, and convert and inspect say which preprocessor was left out."""
+        if isinstance(config, dict):
+            inputs = ", ".join(t.layer for t in self.inputs)
+            self.notes.append(f"{task}'s preprocessor {config.get('class_name')} "
+                              f"(tokenizer / packer) is not a layer and was left out: the "
+                              f"model takes {inputs}")
+
     def op(self, class_name: str, name: str, *args) -> Tensor:
         """A Keras operation (``x[:, 0, :]`` is ``GetItem``), as Keras 3 records it."""
         self._layers[name] = {"class_name": class_name, "module": "keras.src.ops.numpy",
@@ -172,7 +222,7 @@ class Functional:
                 "config": {"name": self.name, "layers": list(self._layers.values()),
                            "input_layers": [ref(t) for t in self.inputs],
                            "output_layers": [ref(t) for t in self.outputs.values()],
-                           "output_names": list(self.outputs)}}
+                           "output_names": list(self.outputs), "notes": self.notes}}
 
 
 def _positive(value) -> bool:
@@ -274,3 +324,33 @@ def gpt2_backbone(config: dict, f: Functional) -> None:
                 {"axis": [-1], "epsilon": 1e-5, "center": True, "scale": True,
                  "rms_scaling": False}, x)
     f.outputs.update(sequence_output=x)
+
+
+# ---------------------------------------------------------------------- task models
+
+TASK_KEYS = {"backbone", "preprocessor"}
+
+
+@keras_hub_model("BertTextClassifier", TASK_KEYS | {"num_classes", "activation", "dropout"})
+def bert_text_classifier(config: dict, f: Functional) -> None:
+    """keras_hub's BertTextClassifier: the backbone's ``pooled_output``, Dropout
+    (``classifier_dropout``), Dense(num_classes, activation) named ``logits``."""
+    backbone, outputs = f.backbone(config.get("backbone"), "BertBackbone",
+                                   "BertTextClassifier")
+    classes = f.require(config, "num_classes", _positive, "a positive int")
+    dropout = f.require(config, "dropout", _rate, "a rate in [0, 1)")
+    x = f.layer("Dropout", "classifier_dropout", {"rate": dropout}, outputs["pooled_output"])
+    x = f.layer("Dense", "logits", {"units": classes, "activation": config.get("activation"),
+                                    "use_bias": True}, x)
+    f.outputs.update(logits=x)
+    f.preprocessor(config.get("preprocessor"), "BertTextClassifier")
+
+
+@keras_hub_model("GPT2CausalLM", TASK_KEYS)
+def gpt2_causal_lm(config: dict, f: Functional) -> None:
+    """keras_hub's GPT2CausalLM: the backbone's ``sequence_output`` projected onto the
+    vocabulary by its token embedding (``reverse=True``, tied): the logits."""
+    backbone, outputs = f.backbone(config.get("backbone"), "GPT2Backbone", "GPT2CausalLM")
+    x = f.shared(backbone, "token_embedding", outputs["sequence_output"], reverse=True)
+    f.outputs.update(logits=x)
+    f.preprocessor(config.get("preprocessor"), "GPT2CausalLM")

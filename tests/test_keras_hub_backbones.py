@@ -37,7 +37,23 @@ def gpt2_backbone(keras_hub):
     return keras_hub.models.GPT2Backbone(**SMALL)
 
 
-MODELS = {"bert_backbone": bert_backbone, "gpt2_backbone": gpt2_backbone}
+def bert_text_classifier(keras_hub):
+    """With a real preprocessor (a word-piece vocabulary of its own), which is left out."""
+    vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [
+        f"w{i}" for i in range(VOCABULARY - 5)]
+    preprocessor = keras_hub.models.BertTextClassifierPreprocessor(
+        keras_hub.models.BertTokenizer(vocabulary=vocabulary), sequence_length=12)
+    return keras_hub.models.BertTextClassifier(bert_backbone(keras_hub), num_classes=3,
+                                               preprocessor=preprocessor,
+                                               activation="softmax", dropout=0.2)
+
+
+def gpt2_causal_lm(keras_hub):
+    return keras_hub.models.GPT2CausalLM(gpt2_backbone(keras_hub), preprocessor=None)
+
+
+MODELS = {"bert_backbone": bert_backbone, "gpt2_backbone": gpt2_backbone,
+          "bert_text_classifier": bert_text_classifier, "gpt2_causal_lm": gpt2_causal_lm}
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +103,7 @@ def check_by_name(model, path, opset: int) -> None:
             assert sorted(session_inputs) == sorted(arrays)
             expected = model(arrays, training=False)
             if not isinstance(expected, dict):
-                expected = {"sequence_output": expected}
+                expected = {output_names[0]: expected}
             assert sorted(output_names) == sorted(expected)
             actual = run_onnx(onnx_model, [arrays[name] for name in session_inputs])
             assert_same([np.asarray(expected[name]) for name in output_names], actual,
@@ -139,3 +155,32 @@ def test_unknown_config_is_one_line_error(saved_models, tmp_path, change, messag
     _, path = saved_models("gpt2_backbone")
     with pytest.raises(ConversionError, match=message.replace("(", r"\(").replace(")", r"\)")):
         convert(_resaved(path, tmp_path, change))
+
+
+def test_task_model_says_its_preprocessor_was_left_out(saved_models, tmp_path):
+    from click.testing import CliRunner
+
+    from kerasonnx.cli import main
+    from kerasonnx.report import inspect
+
+    _, path = saved_models("bert_text_classifier")
+    note = ("BertTextClassifier's preprocessor BertTextClassifierPreprocessor (tokenizer / "
+            "packer) is not a layer and was left out: the model takes token_ids, "
+            "segment_ids, padding_mask")
+    assert inspect(path)["notes"] == [note]
+    result = CliRunner().invoke(main, ["convert", str(path), "-o", str(tmp_path / "m.onnx")])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[1:] == [f"note: {note}"]
+    _, path = saved_models("gpt2_causal_lm")  # saved without one: nothing to say
+    assert inspect(path)["notes"] == []
+
+
+def test_causal_lm_reads_the_tied_embedding_under_the_backbone(saved_models):
+    _, path = saved_models("gpt2_causal_lm")
+    with load(path) as graph:
+        assert graph.output_names == ["logits"]
+        logits = graph.node("token_embedding")
+        assert logits.arguments.get("reverse") is True
+        backbone = graph.nodes[0].name.split("/")[0]  # gpt2_backbone, _n when not the first
+        table = graph.node(f"{backbone}/token_embedding").layer.weights.get("vars/0")
+        assert np.array_equal(logits.layer.weights.get("vars/0"), table)
