@@ -184,3 +184,17 @@ def test_causal_lm_reads_the_tied_embedding_under_the_backbone(saved_models):
         backbone = graph.nodes[0].name.split("/")[0]  # gpt2_backbone, _n when not the first
         table = graph.node(f"{backbone}/token_embedding").layer.weights.get("vars/0")
         assert np.array_equal(logits.layer.weights.get("vars/0"), table)
+
+
+def test_verify_feeds_and_compares_by_name(saved_models, tmp_path):
+    """verify runs the backbone on its dict inputs and compares its dict outputs by name,
+    and its layers by their keras_hub names."""
+    from kerasonnx.verify import verify
+
+    _, path = saved_models("bert_backbone")
+    onnx_path = tmp_path / "bert.onnx"
+    convert(path).save(onnx_path)
+    report = verify(path, onnx_path, batches=(2,), lengths=(6,), per_layer=True)
+    assert report.passed
+    assert [c.name for c in report.runs[0].outputs] == ["sequence_output", "pooled_output"]
+    assert "transformer_layer_1" in {c.name for c in report.runs[0].layers}
