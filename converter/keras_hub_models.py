@@ -233,11 +233,11 @@ def _rate(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1
 
 
-def _dims(config: dict, f: Functional) -> tuple:
-    """(vocabulary_size, num_layers, num_heads, hidden_dim, intermediate_dim, dropout,
+def _dims(config: dict, f: Functional, vocabulary_key: str = "vocabulary_size") -> tuple:
+    """(vocabulary size, num_layers, num_heads, hidden_dim, intermediate_dim, dropout,
     max_sequence_length) of a BERT- or GPT-style config, checked."""
     values = [f.require(config, key, _positive, "a positive int")
-              for key in ("vocabulary_size", "num_layers", "num_heads", "hidden_dim",
+              for key in (vocabulary_key, "num_layers", "num_heads", "hidden_dim",
                           "intermediate_dim")]
     heads, hidden = values[2], values[3]
     if hidden % heads:
@@ -248,82 +248,162 @@ def _dims(config: dict, f: Functional) -> tuple:
     return (*values, dropout, length)
 
 
-def _encoder_config(heads: int, intermediate: int, dropout, epsilon: float,
-                    normalize_first: bool) -> dict:
+def _block_config(heads: int, intermediate: int, dropout, epsilon: float, activation,
+                  normalize_first: bool) -> dict:
     return {"num_heads": heads, "intermediate_dim": intermediate, "dropout": dropout,
-            "activation": GELU_APPROXIMATE, "layer_norm_epsilon": epsilon,
+            "activation": activation, "layer_norm_epsilon": epsilon,
             "normalize_first": normalize_first}
 
 
-# ---------------------------------------------------------------------- backbones
+def _layer_norm(f: Functional, name: str, epsilon: float, x) -> Tensor:
+    return f.layer("LayerNormalization", name, {"axis": [-1], "epsilon": epsilon,
+                                                "center": True, "scale": True,
+                                                "rms_scaling": False}, x)
 
-BERT_KEYS = {"vocabulary_size", "num_layers", "num_heads", "hidden_dim", "intermediate_dim",
-             "dropout", "max_sequence_length", "num_segments"}
+
+def _token_embedding(f: Functional, vocabulary: int, dim: int, token_ids) -> Tensor:
+    return f.hub_layer("ReversibleEmbedding", "reversible_embedding", "token_embedding",
+                       {"input_dim": vocabulary, "output_dim": dim, "mask_zero": False,
+                        "tie_weights": True, "reverse_dtype": None, "logit_soft_cap": None},
+                       token_ids)
 
 
-@keras_hub_model("BertBackbone", BERT_KEYS)
-def bert_backbone(config: dict, f: Functional) -> None:
-    """keras_hub's BertBackbone: token (ReversibleEmbedding) + position + segment
-    embeddings, Add, LayerNormalization(1e-12), Dropout, ``num_layers`` post-norm
-    TransformerEncoders (gelu tanh-approximated) on ``padding_mask``; ``pooled_output`` is
-    Dense(hidden, tanh) of the first token."""
-    vocabulary, layers, heads, hidden, intermediate, dropout, length = _dims(config, f)
+def _token_and_position(f: Functional, name: str, vocabulary: int, dim: int, length: int,
+                        token_ids) -> Tensor:
+    return f.hub_layer("TokenAndPositionEmbedding", "token_and_position_embedding", name,
+                       {"vocabulary_size": vocabulary, "sequence_length": length,
+                        "embedding_dim": dim, "tie_weights": True, "mask_zero": False},
+                       token_ids)
+
+
+def _encoders(f: Functional, x, padding_mask, count: int, block: dict) -> Tensor:
+    """``count`` TransformerEncoders ``transformer_layer_<i>`` on ``padding_mask``."""
+    for i in range(count):
+        x = f.hub_layer("TransformerEncoder", "transformer_encoder", f"transformer_layer_{i}",
+                        block, x, padding_mask=padding_mask)
+    return x
+
+
+def _decoders(f: Functional, x, padding_mask, count: int, block: dict) -> Tensor:
+    """``count`` causal TransformerDecoders ``transformer_layer_<i>`` on ``padding_mask``."""
+    for i in range(count):
+        x = f.hub_layer("TransformerDecoder", "transformer_decoder", f"transformer_layer_{i}",
+                        block, x, decoder_padding_mask=padding_mask)
+    return x
+
+
+def _segmented_encoder(config: dict, f: Functional, vocabulary_key: str,
+                       embedding_dim_key: Optional[str]) -> None:
+    """BERT and ELECTRA: token (ReversibleEmbedding) + position + segment embeddings, Add,
+    LayerNormalization(1e-12), Dropout, a Dense ``embeddings_projection`` to hidden_dim
+    when the embedding is narrower (ELECTRA), post-norm TransformerEncoders (tanh gelu,
+    epsilon 1e-12) on ``padding_mask``; ``pooled_output`` is Dense(hidden, tanh) of the
+    first token."""
+    vocabulary, layers, heads, hidden, intermediate, dropout, length = _dims(
+        config, f, vocabulary_key)
+    dim = (hidden if embedding_dim_key is None
+           else f.require(config, embedding_dim_key, _positive, "a positive int"))
     segments = f.require(config, "num_segments", _positive, "a positive int")
     token_ids = f.input("token_ids")
     segment_ids = f.input("segment_ids")
     padding_mask = f.input("padding_mask")
-    tokens = f.hub_layer("ReversibleEmbedding", "reversible_embedding", "token_embedding",
-                         {"input_dim": vocabulary, "output_dim": hidden, "mask_zero": False,
-                          "tie_weights": True, "reverse_dtype": None,
-                          "logit_soft_cap": None}, token_ids)
+    tokens = _token_embedding(f, vocabulary, dim, token_ids)
     positions = f.hub_layer("PositionEmbedding", "position_embedding", "position_embedding",
                             {"sequence_length": length}, tokens)
     segment = f.layer("Embedding", "segment_embedding",
-                      {"input_dim": segments, "output_dim": hidden, "mask_zero": False},
+                      {"input_dim": segments, "output_dim": dim, "mask_zero": False},
                       segment_ids)
     x = f.layer("Add", "embeddings_add", {}, [tokens, positions, segment])
-    x = f.layer("LayerNormalization", "embeddings_layer_norm",
-                {"axis": [-1], "epsilon": 1e-12, "center": True, "scale": True,
-                 "rms_scaling": False}, x)
+    x = _layer_norm(f, "embeddings_layer_norm", 1e-12, x)
     x = f.layer("Dropout", "embeddings_dropout", {"rate": dropout}, x)
-    for i in range(layers):
-        x = f.hub_layer("TransformerEncoder", "transformer_encoder", f"transformer_layer_{i}",
-                        _encoder_config(heads, intermediate, dropout, 1e-12, False), x,
-                        padding_mask=padding_mask)
+    if dim != hidden:
+        x = f.layer("Dense", "embeddings_projection", {"units": hidden, "activation": None,
+                                                       "use_bias": True}, x)
+    x = _encoders(f, x, padding_mask, layers,
+                  _block_config(heads, intermediate, dropout, 1e-12, GELU_APPROXIMATE, False))
     first = f.op("GetItem", "get_item", x, [slice(None), 0, slice(None)])
     pooled = f.layer("Dense", "pooled_dense", {"units": hidden, "activation": "tanh",
                                                "use_bias": True}, first)
     f.outputs.update(sequence_output=x, pooled_output=pooled)
 
 
-GPT2_KEYS = {"vocabulary_size", "num_layers", "num_heads", "hidden_dim", "intermediate_dim",
-             "dropout", "max_sequence_length"}
-
-
-@keras_hub_model("GPT2Backbone", GPT2_KEYS)
-def gpt2_backbone(config: dict, f: Functional) -> None:
-    """keras_hub's GPT2Backbone: token (ReversibleEmbedding) + position embeddings, Add,
-    Dropout, ``num_layers`` pre-norm causal TransformerDecoders (gelu tanh-approximated,
-    epsilon 1e-5) on ``padding_mask``, a final LayerNormalization: ``sequence_output``."""
+def _embedded_encoder(config: dict, f: Functional, embeddings: str, epsilon: float) -> None:
+    """DistilBERT and RoBERTa: TokenAndPositionEmbedding ``embeddings``,
+    LayerNormalization(epsilon), Dropout, post-norm TransformerEncoders (exact gelu,
+    ``epsilon``) on ``padding_mask``: ``sequence_output``."""
     vocabulary, layers, heads, hidden, intermediate, dropout, length = _dims(config, f)
     token_ids = f.input("token_ids")
     padding_mask = f.input("padding_mask")
-    tokens = f.hub_layer("ReversibleEmbedding", "reversible_embedding", "token_embedding",
-                         {"input_dim": vocabulary, "output_dim": hidden, "mask_zero": False,
-                          "tie_weights": True, "reverse_dtype": None,
-                          "logit_soft_cap": None}, token_ids)
+    x = _token_and_position(f, embeddings, vocabulary, hidden, length, token_ids)
+    x = _layer_norm(f, "embeddings_layer_norm", epsilon, x)
+    x = f.layer("Dropout", "embeddings_dropout", {"rate": dropout}, x)
+    x = _encoders(f, x, padding_mask, layers,
+                  _block_config(heads, intermediate, dropout, epsilon, "gelu", False))
+    f.outputs.update(sequence_output=x)
+
+
+# ---------------------------------------------------------------------- backbones
+
+TEXT_KEYS = {"vocabulary_size", "num_layers", "num_heads", "hidden_dim", "intermediate_dim",
+             "dropout", "max_sequence_length"}
+
+
+@keras_hub_model("BertBackbone", TEXT_KEYS | {"num_segments"})
+def bert_backbone(config: dict, f: Functional) -> None:
+    """keras_hub's BertBackbone (see ``_segmented_encoder``)."""
+    _segmented_encoder(config, f, "vocabulary_size", None)
+
+
+@keras_hub_model("ElectraBackbone", TEXT_KEYS - {"vocabulary_size"}
+                 | {"vocab_size", "embedding_dim", "num_segments"})
+def electra_backbone(config: dict, f: Functional) -> None:
+    """keras_hub's ElectraBackbone: BERT's graph over an ``embedding_dim``-wide embedding
+    projected to hidden_dim (see ``_segmented_encoder``)."""
+    _segmented_encoder(config, f, "vocab_size", "embedding_dim")
+
+
+@keras_hub_model("DistilBertBackbone", TEXT_KEYS)
+def distil_bert_backbone(config: dict, f: Functional) -> None:
+    """keras_hub's DistilBertBackbone (see ``_embedded_encoder``)."""
+    _embedded_encoder(config, f, "token_and_position_embedding", 1e-12)
+
+
+@keras_hub_model("RobertaBackbone", TEXT_KEYS)
+def roberta_backbone(config: dict, f: Functional) -> None:
+    """keras_hub's RobertaBackbone (see ``_embedded_encoder``)."""
+    _embedded_encoder(config, f, "embeddings", 1e-5)
+
+
+@keras_hub_model("GPT2Backbone", TEXT_KEYS)
+def gpt2_backbone(config: dict, f: Functional) -> None:
+    """keras_hub's GPT2Backbone: token (ReversibleEmbedding) + position embeddings, Add,
+    Dropout, pre-norm causal TransformerDecoders (tanh gelu, epsilon 1e-5) on
+    ``padding_mask``, a final LayerNormalization: ``sequence_output``."""
+    vocabulary, layers, heads, hidden, intermediate, dropout, length = _dims(config, f)
+    token_ids = f.input("token_ids")
+    padding_mask = f.input("padding_mask")
+    tokens = _token_embedding(f, vocabulary, hidden, token_ids)
     positions = f.hub_layer("PositionEmbedding", "position_embedding", "position_embedding",
                             {"sequence_length": length}, tokens)
     x = f.layer("Add", "embeddings_add", {}, [tokens, positions])
     x = f.layer("Dropout", "embeddings_dropout", {"rate": dropout}, x)
-    for i in range(layers):
-        x = f.hub_layer("TransformerDecoder", "transformer_decoder", f"transformer_layer_{i}",
-                        _encoder_config(heads, intermediate, dropout, 1e-5, True), x,
-                        decoder_padding_mask=padding_mask)
-    x = f.layer("LayerNormalization", "layer_norm",
-                {"axis": [-1], "epsilon": 1e-5, "center": True, "scale": True,
-                 "rms_scaling": False}, x)
-    f.outputs.update(sequence_output=x)
+    x = _decoders(f, x, padding_mask, layers,
+                  _block_config(heads, intermediate, dropout, 1e-5, GELU_APPROXIMATE, True))
+    f.outputs.update(sequence_output=_layer_norm(f, "layer_norm", 1e-5, x))
+
+
+@keras_hub_model("OPTBackbone", TEXT_KEYS)
+def opt_backbone(config: dict, f: Functional) -> None:
+    """keras_hub's OPTBackbone: TokenAndPositionEmbedding ``embeddings``, pre-norm causal
+    TransformerDecoders (relu, epsilon 1e-5) on ``padding_mask``, a final
+    LayerNormalization: ``sequence_output``."""
+    vocabulary, layers, heads, hidden, intermediate, dropout, length = _dims(config, f)
+    token_ids = f.input("token_ids")
+    padding_mask = f.input("padding_mask")
+    x = _token_and_position(f, "embeddings", vocabulary, hidden, length, token_ids)
+    x = _decoders(f, x, padding_mask, layers,
+                  _block_config(heads, intermediate, dropout, 1e-5, "relu", True))
+    f.outputs.update(sequence_output=_layer_norm(f, "layer_norm", 1e-5, x))
 
 
 # ---------------------------------------------------------------------- task models

@@ -37,6 +37,25 @@ def gpt2_backbone(keras_hub):
     return keras_hub.models.GPT2Backbone(**SMALL)
 
 
+def distil_bert_backbone(keras_hub):
+    return keras_hub.models.DistilBertBackbone(**SMALL)
+
+
+def roberta_backbone(keras_hub):
+    return keras_hub.models.RobertaBackbone(**SMALL)
+
+
+def electra_backbone(keras_hub):
+    """A narrower embedding than hidden_dim: the embeddings_projection Dense is built."""
+    config = dict(SMALL, vocab_size=SMALL["vocabulary_size"], embedding_dim=6)
+    del config["vocabulary_size"]
+    return keras_hub.models.ElectraBackbone(**config, num_segments=3)
+
+
+def opt_backbone(keras_hub):
+    return keras_hub.models.OPTBackbone(**SMALL)
+
+
 def bert_text_classifier(keras_hub):
     """With a real preprocessor (a word-piece vocabulary of its own), which is left out."""
     vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [
@@ -53,6 +72,8 @@ def gpt2_causal_lm(keras_hub):
 
 
 MODELS = {"bert_backbone": bert_backbone, "gpt2_backbone": gpt2_backbone,
+          "distil_bert_backbone": distil_bert_backbone, "roberta_backbone": roberta_backbone,
+          "electra_backbone": electra_backbone, "opt_backbone": opt_backbone,
           "bert_text_classifier": bert_text_classifier, "gpt2_causal_lm": gpt2_causal_lm}
 
 
