@@ -276,11 +276,12 @@ def _token_and_position(f: Functional, name: str, vocabulary: int, dim: int, len
                        token_ids)
 
 
-def _encoders(f: Functional, x, padding_mask, count: int, block: dict) -> Tensor:
-    """``count`` TransformerEncoders ``transformer_layer_<i>`` on ``padding_mask``."""
-    for i in range(count):
-        x = f.hub_layer("TransformerEncoder", "transformer_encoder", f"transformer_layer_{i}",
-                        block, x, padding_mask=padding_mask)
+def _encoders(f: Functional, x, padding_mask, names, block: dict) -> Tensor:
+    """TransformerEncoders called in turn on ``padding_mask``, one per name in ``names`` (a
+    name repeated calls the same, shared, encoder again)."""
+    for name in names:
+        x = f.hub_layer("TransformerEncoder", "transformer_encoder", name, block, x,
+                        padding_mask=padding_mask)
     return x
 
 
@@ -292,17 +293,20 @@ def _decoders(f: Functional, x, padding_mask, count: int, block: dict) -> Tensor
     return x
 
 
-def _segmented_encoder(config: dict, f: Functional, vocabulary_key: str,
-                       embedding_dim_key: Optional[str]) -> None:
-    """BERT and ELECTRA: token (ReversibleEmbedding) + position + segment embeddings, Add,
-    LayerNormalization(1e-12), Dropout, a Dense ``embeddings_projection`` to hidden_dim
-    when the embedding is narrower (ELECTRA), post-norm TransformerEncoders (tanh gelu,
-    epsilon 1e-12) on ``padding_mask``; ``pooled_output`` is Dense(hidden, tanh) of the
-    first token."""
+def _segmented_encoder(config: dict, f: Functional, vocabulary_key: str = "vocabulary_size",
+                       narrower: bool = False, projection: Optional[str] = None,
+                       schedule: Optional[Callable] = None) -> None:
+    """BERT, ELECTRA and ALBERT: token (ReversibleEmbedding) + position + segment
+    embeddings (``embedding_dim`` wide when ``narrower``), Add, LayerNormalization(1e-12),
+    Dropout, a Dense ``projection`` to hidden_dim (ELECTRA: when the embedding is narrower;
+    ALBERT: always), post-norm TransformerEncoders (tanh gelu, epsilon 1e-12) on
+    ``padding_mask`` called in the order ``schedule(layers)`` names them (default
+    ``transformer_layer_<i>``); ``pooled_output`` is Dense(hidden, tanh) of the first
+    token."""
     vocabulary, layers, heads, hidden, intermediate, dropout, length = _dims(
         config, f, vocabulary_key)
-    dim = (hidden if embedding_dim_key is None
-           else f.require(config, embedding_dim_key, _positive, "a positive int"))
+    dim = f.require(config, "embedding_dim", _positive, "a positive int") if narrower else hidden
+    names = (schedule or (lambda n: [f"transformer_layer_{i}" for i in range(n)]))(layers)
     segments = f.require(config, "num_segments", _positive, "a positive int")
     token_ids = f.input("token_ids")
     segment_ids = f.input("segment_ids")
@@ -316,10 +320,10 @@ def _segmented_encoder(config: dict, f: Functional, vocabulary_key: str,
     x = f.layer("Add", "embeddings_add", {}, [tokens, positions, segment])
     x = _layer_norm(f, "embeddings_layer_norm", 1e-12, x)
     x = f.layer("Dropout", "embeddings_dropout", {"rate": dropout}, x)
-    if dim != hidden:
-        x = f.layer("Dense", "embeddings_projection", {"units": hidden, "activation": None,
-                                                       "use_bias": True}, x)
-    x = _encoders(f, x, padding_mask, layers,
+    if projection is not None:
+        x = f.layer("Dense", projection, {"units": hidden, "activation": None,
+                                          "use_bias": True}, x)
+    x = _encoders(f, x, padding_mask, names,
                   _block_config(heads, intermediate, dropout, 1e-12, GELU_APPROXIMATE, False))
     first = f.op("GetItem", "get_item", x, [slice(None), 0, slice(None)])
     pooled = f.layer("Dense", "pooled_dense", {"units": hidden, "activation": "tanh",
@@ -337,7 +341,7 @@ def _embedded_encoder(config: dict, f: Functional, embeddings: str, epsilon: flo
     x = _token_and_position(f, embeddings, vocabulary, hidden, length, token_ids)
     x = _layer_norm(f, "embeddings_layer_norm", epsilon, x)
     x = f.layer("Dropout", "embeddings_dropout", {"rate": dropout}, x)
-    x = _encoders(f, x, padding_mask, layers,
+    x = _encoders(f, x, padding_mask, [f"transformer_layer_{i}" for i in range(layers)],
                   _block_config(heads, intermediate, dropout, epsilon, "gelu", False))
     f.outputs.update(sequence_output=x)
 
@@ -351,15 +355,38 @@ TEXT_KEYS = {"vocabulary_size", "num_layers", "num_heads", "hidden_dim", "interm
 @keras_hub_model("BertBackbone", TEXT_KEYS | {"num_segments"})
 def bert_backbone(config: dict, f: Functional) -> None:
     """keras_hub's BertBackbone (see ``_segmented_encoder``)."""
-    _segmented_encoder(config, f, "vocabulary_size", None)
+    _segmented_encoder(config, f)
 
 
 @keras_hub_model("ElectraBackbone", TEXT_KEYS - {"vocabulary_size"}
                  | {"vocab_size", "embedding_dim", "num_segments"})
 def electra_backbone(config: dict, f: Functional) -> None:
     """keras_hub's ElectraBackbone: BERT's graph over an ``embedding_dim``-wide embedding
-    projected to hidden_dim (see ``_segmented_encoder``)."""
-    _segmented_encoder(config, f, "vocab_size", "embedding_dim")
+    projected to hidden_dim when narrower (see ``_segmented_encoder``)."""
+    narrower = config.get("embedding_dim") != config.get("hidden_dim")
+    _segmented_encoder(config, f, "vocab_size", narrower=True,
+                       projection="embeddings_projection" if narrower else None)
+
+
+@keras_hub_model("AlbertBackbone", TEXT_KEYS | {"embedding_dim", "num_groups",
+                                                "num_inner_repetitions", "num_segments"})
+def albert_backbone(config: dict, f: Functional) -> None:
+    """keras_hub's AlbertBackbone: BERT's graph over an ``embedding_dim``-wide embedding
+    projected by Dense ``embedding_projection``, with ``num_groups`` groups of
+    ``num_inner_repetitions`` encoders ``group_<g>_inner_layer_<i>``, each group's encoders
+    called in turn num_layers / num_groups times (shared weights)."""
+    groups = f.require(config, "num_groups", _positive, "a positive int")
+    inner = f.require(config, "num_inner_repetitions", _positive, "a positive int")
+    if config.get("num_layers", 0) % groups:
+        raise ModelConfigError(f"{f.source}: AlbertBackbone config key 'num_layers' is not "
+                               f"a multiple of num_groups ({groups})")
+
+    def schedule(layers: int) -> list:
+        return [f"group_{g}_inner_layer_{i}" for g in range(groups)
+                for _ in range(layers // groups) for i in range(inner)]
+
+    _segmented_encoder(config, f, narrower=True, projection="embedding_projection",
+                       schedule=schedule)
 
 
 @keras_hub_model("DistilBertBackbone", TEXT_KEYS)

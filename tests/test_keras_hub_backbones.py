@@ -52,6 +52,13 @@ def electra_backbone(keras_hub):
     return keras_hub.models.ElectraBackbone(**config, num_segments=3)
 
 
+def albert_backbone(keras_hub):
+    """Two groups of two shared encoders, each group called twice in turn."""
+    return keras_hub.models.AlbertBackbone(**dict(SMALL, num_layers=4), embedding_dim=6,
+                                           num_groups=2, num_inner_repetitions=2,
+                                           num_segments=3, dropout=0.1)
+
+
 def opt_backbone(keras_hub):
     return keras_hub.models.OPTBackbone(**SMALL)
 
@@ -74,6 +81,7 @@ def gpt2_causal_lm(keras_hub):
 MODELS = {"bert_backbone": bert_backbone, "gpt2_backbone": gpt2_backbone,
           "distil_bert_backbone": distil_bert_backbone, "roberta_backbone": roberta_backbone,
           "electra_backbone": electra_backbone, "opt_backbone": opt_backbone,
+          "albert_backbone": albert_backbone,
           "bert_text_classifier": bert_text_classifier, "gpt2_causal_lm": gpt2_causal_lm}
 
 
