@@ -74,6 +74,22 @@ def bert_text_classifier(keras_hub):
                                                activation="softmax", dropout=0.2)
 
 
+def albert_text_classifier(keras_hub):
+    return keras_hub.models.AlbertTextClassifier(albert_backbone(keras_hub), num_classes=2,
+                                                 preprocessor=None, dropout=0.1)
+
+
+def distil_bert_text_classifier(keras_hub):
+    """A pooled_dense narrower than the backbone (hidden_dim), exact-gelu encoders."""
+    return keras_hub.models.DistilBertTextClassifier(
+        distil_bert_backbone(keras_hub), num_classes=4, preprocessor=None, hidden_dim=6)
+
+
+def roberta_text_classifier(keras_hub):
+    return keras_hub.models.RobertaTextClassifier(roberta_backbone(keras_hub), num_classes=3,
+                                                  preprocessor=None, activation="softmax")
+
+
 def gpt2_causal_lm(keras_hub):
     return keras_hub.models.GPT2CausalLM(gpt2_backbone(keras_hub), preprocessor=None)
 
@@ -82,6 +98,9 @@ MODELS = {"bert_backbone": bert_backbone, "gpt2_backbone": gpt2_backbone,
           "distil_bert_backbone": distil_bert_backbone, "roberta_backbone": roberta_backbone,
           "electra_backbone": electra_backbone, "opt_backbone": opt_backbone,
           "albert_backbone": albert_backbone,
+          "albert_text_classifier": albert_text_classifier,
+          "distil_bert_text_classifier": distil_bert_text_classifier,
+          "roberta_text_classifier": roberta_text_classifier,
           "bert_text_classifier": bert_text_classifier, "gpt2_causal_lm": gpt2_causal_lm}
 
 
