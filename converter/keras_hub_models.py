@@ -174,17 +174,32 @@ class Functional:
                    for i, output in enumerate(body["output_names"])}
         return body, outputs
 
-    def shared(self, backbone: dict, layer: str, *args, **kwargs) -> Tensor:
-        """Call the backbone's layer ``layer`` again, from the task model (GPT2CausalLM's
+    def token_embedding(self, backbone: dict, *args, **kwargs) -> Tensor:
+        """Call the backbone's ``token_embedding`` again, from the task model (a causal LM's
         ``backbone.token_embedding(x, reverse=True)``): its weights stay under the
-        backbone's path."""
-        entry = next(e for e in backbone["layers"] if e["name"] == layer)
-        backbone_path = self._layers[backbone["name"]]["saving_path"]
+        backbone's path: its own layer (GPT-2), or the ``token_embedding`` of its
+        TokenAndPositionEmbedding ``embeddings`` (OPT)."""
         from .parse import _saving_paths_of  # parse imports this module
-        path = _saving_paths_of([(e["name"], e) for e in backbone["layers"]])[layer]
-        self._layers[layer] = dict(entry, inbound_nodes=[],
-                                   saving_path=f"{backbone_path}/{path}")
-        return self.layer(entry["class_name"], layer, {}, *args, **kwargs)
+        layers = {e["name"]: e for e in backbone["layers"]}
+        paths = _saving_paths_of(list(layers.items()))
+        backbone_path = self._layers[backbone["name"]]["saving_path"]
+        if "token_embedding" in layers:
+            entry, path = layers["token_embedding"], paths["token_embedding"]
+        else:
+            embeddings = layers["embeddings"]["config"]
+            entry = {"class_name": "ReversibleEmbedding",
+                     "module": HUB_MODELING + "reversible_embedding",
+                     "registered_name": "keras_hub>ReversibleEmbedding",
+                     "config": {"name": "token_embedding", "trainable": True,
+                                "dtype": embeddings.get("dtype"),
+                                "input_dim": embeddings["vocabulary_size"],
+                                "output_dim": embeddings["embedding_dim"],
+                                "tie_weights": embeddings["tie_weights"],
+                                "mask_zero": embeddings["mask_zero"]}}
+            path = f"{paths['embeddings']}/token_embedding"
+        self._layers["token_embedding"] = dict(entry, name="token_embedding", inbound_nodes=[],
+                                               saving_path=f"{backbone_path}/{path}")
+        return self.layer(entry["class_name"], "token_embedding", {}, *args, **kwargs)
 
     def preprocessor(self, config, task: str) -> None:
         """A task's preprocessor is not a layer: the model is converted from its
@@ -508,11 +523,22 @@ def roberta_text_classifier(config: dict, f: Functional) -> None:
     _classifier_head(config, f, x, "output_dropout", "RobertaTextClassifier")
 
 
+def _causal_lm(config: dict, f: Functional, backbone_class: str, task: str) -> None:
+    """A causal LM: the backbone's ``sequence_output`` projected onto the vocabulary by its
+    token embedding (``reverse=True``, tied): the logits."""
+    backbone, outputs = f.backbone(config.get("backbone"), backbone_class, task)
+    f.outputs.update(logits=f.token_embedding(backbone, outputs["sequence_output"],
+                                              reverse=True))
+    f.preprocessor(config.get("preprocessor"), task)
+
+
 @keras_hub_model("GPT2CausalLM", TASK_KEYS)
 def gpt2_causal_lm(config: dict, f: Functional) -> None:
-    """keras_hub's GPT2CausalLM: the backbone's ``sequence_output`` projected onto the
-    vocabulary by its token embedding (``reverse=True``, tied): the logits."""
-    backbone, outputs = f.backbone(config.get("backbone"), "GPT2Backbone", "GPT2CausalLM")
-    x = f.shared(backbone, "token_embedding", outputs["sequence_output"], reverse=True)
-    f.outputs.update(logits=x)
-    f.preprocessor(config.get("preprocessor"), "GPT2CausalLM")
+    """keras_hub's GPT2CausalLM (see ``_causal_lm``)."""
+    _causal_lm(config, f, "GPT2Backbone", "GPT2CausalLM")
+
+
+@keras_hub_model("OPTCausalLM", TASK_KEYS)
+def opt_causal_lm(config: dict, f: Functional) -> None:
+    """keras_hub's OPTCausalLM (see ``_causal_lm``)."""
+    _causal_lm(config, f, "OPTBackbone", "OPTCausalLM")

@@ -94,6 +94,10 @@ def gpt2_causal_lm(keras_hub):
     return keras_hub.models.GPT2CausalLM(gpt2_backbone(keras_hub), preprocessor=None)
 
 
+def opt_causal_lm(keras_hub):
+    return keras_hub.models.OPTCausalLM(opt_backbone(keras_hub), preprocessor=None)
+
+
 MODELS = {"bert_backbone": bert_backbone, "gpt2_backbone": gpt2_backbone,
           "distil_bert_backbone": distil_bert_backbone, "roberta_backbone": roberta_backbone,
           "electra_backbone": electra_backbone, "opt_backbone": opt_backbone,
@@ -101,7 +105,8 @@ MODELS = {"bert_backbone": bert_backbone, "gpt2_backbone": gpt2_backbone,
           "albert_text_classifier": albert_text_classifier,
           "distil_bert_text_classifier": distil_bert_text_classifier,
           "roberta_text_classifier": roberta_text_classifier,
-          "bert_text_classifier": bert_text_classifier, "gpt2_causal_lm": gpt2_causal_lm}
+          "bert_text_classifier": bert_text_classifier, "gpt2_causal_lm": gpt2_causal_lm,
+          "opt_causal_lm": opt_causal_lm}
 
 
 @pytest.fixture(scope="module")
