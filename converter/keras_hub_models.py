@@ -123,12 +123,12 @@ class Functional:
 
     def __init__(self, name: str, dtype, class_name: str, source: str):
         self.name, self.dtype, self.class_name, self.source = name, dtype, class_name, source
-        self._layers = {}  # name -> layer config, in the order of their first call
+        self.layers = {}  # name -> layer config, in the order of their first call
         self.inputs, self.outputs = [], {}
         self.notes = []  # said once by convert and inspect (a preprocessor left out)
 
     def input(self, name: str, dtype: str = "int32", shape=(None, None)) -> Tensor:
-        self._layers[name] = {"class_name": "InputLayer", "module": "keras.layers",
+        self.layers[name] = {"class_name": "InputLayer", "module": "keras.layers",
                               "name": name, "inbound_nodes": [],
                               "config": {"name": name, "batch_shape": list(shape),
                                          "dtype": dtype}}
@@ -139,14 +139,14 @@ class Functional:
     def layer(self, class_name: str, name: str, config: dict, *args,
               module: str = "keras.layers", dtype: str = "float32", **kwargs) -> Tensor:
         """Call layer ``name`` (created at its first call) on ``args`` / ``kwargs``."""
-        if name not in self._layers:
+        if name not in self.layers:
             hub = module.startswith("keras_hub")
-            self._layers[name] = {
+            self.layers[name] = {
                 "class_name": class_name, "module": module, "name": name,
                 "registered_name": f"keras_hub>{class_name}" if hub else None,
                 "config": {"name": name, "trainable": True, "dtype": self.dtype, **config},
                 "inbound_nodes": []}
-        nodes = self._layers[name]["inbound_nodes"]
+        nodes = self.layers[name]["inbound_nodes"]
         nodes.append({"args": _serialize(list(args)), "kwargs": _serialize(kwargs)})
         return Tensor(name, len(nodes) - 1, 0, dtype)
 
@@ -166,7 +166,7 @@ class Functional:
         layers = {layer["name"]: layer for layer in body["layers"]}
         inputs = [self.input(ref[0], layers[ref[0]]["config"]["dtype"])
                   for ref in body["input_layers"]]
-        self._layers[name] = dict(nested, name=name,
+        self.layers[name] = dict(nested, name=name,
                                   saving_path=f"layers/{snake_name(class_name)}",
                                   inbound_nodes=[{"args": [_serialize(inputs)],
                                                   "kwargs": {}}])
@@ -182,7 +182,7 @@ class Functional:
         from .parse import _saving_paths_of  # parse imports this module
         layers = {e["name"]: e for e in backbone["layers"]}
         paths = _saving_paths_of(list(layers.items()))
-        backbone_path = self._layers[backbone["name"]]["saving_path"]
+        backbone_path = self.layers[backbone["name"]]["saving_path"]
         if "token_embedding" in layers:
             entry, path = layers["token_embedding"], paths["token_embedding"]
         else:
@@ -197,7 +197,7 @@ class Functional:
                                 "tie_weights": embeddings["tie_weights"],
                                 "mask_zero": embeddings["mask_zero"]}}
             path = f"{paths['embeddings']}/token_embedding"
-        self._layers["token_embedding"] = dict(entry, name="token_embedding", inbound_nodes=[],
+        self.layers["token_embedding"] = dict(entry, name="token_embedding", inbound_nodes=[],
                                                saving_path=f"{backbone_path}/{path}")
         return self.layer(entry["class_name"], "token_embedding", {}, *args, **kwargs)
 
@@ -212,10 +212,10 @@ class Functional:
 
     def op(self, class_name: str, name: str, *args) -> Tensor:
         """A Keras operation (``x[:, 0, :]`` is ``GetItem``), as Keras 3 records it."""
-        self._layers[name] = {"class_name": class_name, "module": "keras.src.ops.numpy",
+        self.layers[name] = {"class_name": class_name, "module": "keras.src.ops.numpy",
                               "registered_name": class_name, "name": name,
                               "config": {"name": name}, "inbound_nodes": []}
-        self._layers[name]["inbound_nodes"].append({"args": _serialize(list(args)),
+        self.layers[name]["inbound_nodes"].append({"args": _serialize(list(args)),
                                                     "kwargs": {}})
         return Tensor(name, 0, 0, "float32")
 
@@ -234,7 +234,7 @@ class Functional:
             return [t.layer, t.call, t.index]
 
         return {"class_name": "Functional", "module": "keras",
-                "config": {"name": self.name, "layers": list(self._layers.values()),
+                "config": {"name": self.name, "layers": list(self.layers.values()),
                            "input_layers": [ref(t) for t in self.inputs],
                            "output_layers": [ref(t) for t in self.outputs.values()],
                            "output_names": list(self.outputs), "notes": self.notes}}
@@ -448,6 +448,59 @@ def opt_backbone(config: dict, f: Functional) -> None:
     f.outputs.update(sequence_output=_layer_norm(f, "layer_norm", 1e-5, x))
 
 
+LLAMA_KEYS = {"vocabulary_size", "num_layers", "num_query_heads", "hidden_dim",
+              "intermediate_dim", "num_key_value_heads", "rope_max_wavelength",
+              "rope_position_scaling_factor", "rope_frequency_adjustment_factor",
+              "rope_low_freq_factor", "rope_high_freq_factor",
+              "rope_pretraining_sequence_length", "layer_norm_epsilon", "dropout",
+              "tie_word_embeddings"}
+LLAMA3_ROPE = ("rope_frequency_adjustment_factor", "rope_low_freq_factor",
+               "rope_high_freq_factor", "rope_pretraining_sequence_length")
+
+
+@keras_hub_model("LlamaBackbone", LLAMA_KEYS)
+def llama_backbone(config: dict, f: Functional) -> None:
+    """keras_hub's LlamaBackbone: ReversibleEmbedding (``tie_word_embeddings``),
+    LlamaTransformerDecoders (see ``layers/keras_hub.py``) on ``padding_mask``, a final
+    LlamaLayerNorm (an RMS norm) ``sequence_output_layernorm``: ``sequence_output``."""
+    values = [f.require(config, key, _positive, "a positive int")
+              for key in ("vocabulary_size", "num_layers", "num_query_heads", "hidden_dim",
+                          "intermediate_dim", "num_key_value_heads")]
+    vocabulary, layers, heads, hidden, intermediate, groups = values
+    if hidden % heads or heads % groups:
+        raise ModelConfigError(f"{f.source}: LlamaBackbone config key 'num_query_heads' "
+                               f"({heads}) must divide hidden_dim ({hidden}) and be a multiple "
+                               f"of num_key_value_heads ({groups})")
+    for key in LLAMA3_ROPE:
+        if config.get(key) is not None:
+            raise ModelConfigError(f"{f.source}: LlamaBackbone config key {key!r} (Llama 3.1 "
+                                   f"rotary scaling) is not supported yet")
+    epsilon = config.get("layer_norm_epsilon", 1e-6)
+    dropout = config.get("dropout", 0)
+    if not _rate(dropout):
+        raise ModelConfigError(f"{f.source}: LlamaBackbone config key 'dropout' is "
+                               f"{dropout!r}; kerasonnx rebuilds it for a rate in [0, 1)")
+    token_ids = f.input("token_ids")
+    padding_mask = f.input("padding_mask")
+    x = f.hub_layer("ReversibleEmbedding", "reversible_embedding", "token_embedding",
+                    {"input_dim": vocabulary, "output_dim": hidden, "mask_zero": False,
+                     "tie_weights": bool(config.get("tie_word_embeddings", False)),
+                     "reverse_dtype": None, "logit_soft_cap": None}, token_ids)
+    block = {"intermediate_dim": intermediate, "num_query_heads": heads,
+             "num_key_value_heads": groups,
+             "rope_max_wavelength": config.get("rope_max_wavelength", 10000),
+             "rope_position_scaling_factor": config.get("rope_position_scaling_factor", 1.0),
+             "layer_norm_epsilon": epsilon, "dropout": dropout}
+    for i in range(layers):
+        x = f.layer("LlamaTransformerDecoder", f"transformer_layer_{i}", block, x,
+                    module="keras_hub.src.models.llama.llama_decoder",
+                    decoder_padding_mask=padding_mask)
+    x = f.layer("RMSNormalization", "sequence_output_layernorm",
+                {"epsilon": epsilon, "axis": -1}, x)
+    f.layers["sequence_output_layernorm"]["saving_path"] = "layers/llama_layer_norm"
+    f.outputs.update(sequence_output=x)
+
+
 # ---------------------------------------------------------------------- task models
 
 TASK_KEYS = {"backbone", "preprocessor"}
@@ -542,3 +595,10 @@ def gpt2_causal_lm(config: dict, f: Functional) -> None:
 def opt_causal_lm(config: dict, f: Functional) -> None:
     """keras_hub's OPTCausalLM (see ``_causal_lm``)."""
     _causal_lm(config, f, "OPTBackbone", "OPTCausalLM")
+
+
+@keras_hub_model("LlamaCausalLM", TASK_KEYS)
+def llama_causal_lm(config: dict, f: Functional) -> None:
+    """keras_hub's LlamaCausalLM (see ``_causal_lm``; the reverse projection is its own
+    ``reverse_embeddings`` unless ``tie_word_embeddings``)."""
+    _causal_lm(config, f, "LlamaBackbone", "LlamaCausalLM")

@@ -63,6 +63,14 @@ def opt_backbone(keras_hub):
     return keras_hub.models.OPTBackbone(**SMALL)
 
 
+def llama_backbone(keras_hub):
+    """Grouped-query attention (4 query heads over 2 key/value heads), untied embedding."""
+    return keras_hub.models.LlamaBackbone(
+        vocabulary_size=VOCABULARY, num_layers=2, num_query_heads=4, num_key_value_heads=2,
+        hidden_dim=8, intermediate_dim=16, rope_max_wavelength=500,
+        rope_position_scaling_factor=2.0, layer_norm_epsilon=1e-5)
+
+
 def bert_text_classifier(keras_hub):
     """With a real preprocessor (a word-piece vocabulary of its own), which is left out."""
     vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [
@@ -98,15 +106,19 @@ def opt_causal_lm(keras_hub):
     return keras_hub.models.OPTCausalLM(opt_backbone(keras_hub), preprocessor=None)
 
 
+def llama_causal_lm(keras_hub):
+    return keras_hub.models.LlamaCausalLM(llama_backbone(keras_hub), preprocessor=None)
+
+
 MODELS = {"bert_backbone": bert_backbone, "gpt2_backbone": gpt2_backbone,
           "distil_bert_backbone": distil_bert_backbone, "roberta_backbone": roberta_backbone,
           "electra_backbone": electra_backbone, "opt_backbone": opt_backbone,
-          "albert_backbone": albert_backbone,
+          "albert_backbone": albert_backbone, "llama_backbone": llama_backbone,
           "albert_text_classifier": albert_text_classifier,
           "distil_bert_text_classifier": distil_bert_text_classifier,
           "roberta_text_classifier": roberta_text_classifier,
           "bert_text_classifier": bert_text_classifier, "gpt2_causal_lm": gpt2_causal_lm,
-          "opt_causal_lm": opt_causal_lm}
+          "opt_causal_lm": opt_causal_lm, "llama_causal_lm": llama_causal_lm}
 
 
 @pytest.fixture(scope="module")
