@@ -458,47 +458,78 @@ LLAMA3_ROPE = ("rope_frequency_adjustment_factor", "rope_low_freq_factor",
                "rope_high_freq_factor", "rope_pretraining_sequence_length")
 
 
-@keras_hub_model("LlamaBackbone", LLAMA_KEYS)
-def llama_backbone(config: dict, f: Functional) -> None:
-    """keras_hub's LlamaBackbone: ReversibleEmbedding (``tie_word_embeddings``),
-    LlamaTransformerDecoders (see ``layers/keras_hub.py``) on ``padding_mask``, a final
-    LlamaLayerNorm (an RMS norm) ``sequence_output_layernorm``: ``sequence_output``."""
+def _gqa_backbone(config: dict, f: Functional, decoder: str, module: str, norm_path: str,
+                  tied: bool, block: dict) -> None:
+    """Llama and Mistral: ReversibleEmbedding (``tied``), ``decoder`` blocks (see
+    ``layers/keras_hub.py``) on ``padding_mask``, a final RMS norm
+    ``sequence_output_layernorm`` (saved under ``norm_path``): ``sequence_output``."""
     values = [f.require(config, key, _positive, "a positive int")
               for key in ("vocabulary_size", "num_layers", "num_query_heads", "hidden_dim",
                           "intermediate_dim", "num_key_value_heads")]
     vocabulary, layers, heads, hidden, intermediate, groups = values
-    if hidden % heads or heads % groups:
-        raise ModelConfigError(f"{f.source}: LlamaBackbone config key 'num_query_heads' "
+    if heads % groups or (hidden % heads and not config.get("head_dim")):
+        raise ModelConfigError(f"{f.source}: {f.class_name} config key 'num_query_heads' "
                                f"({heads}) must divide hidden_dim ({hidden}) and be a multiple "
                                f"of num_key_value_heads ({groups})")
-    for key in LLAMA3_ROPE:
-        if config.get(key) is not None:
-            raise ModelConfigError(f"{f.source}: LlamaBackbone config key {key!r} (Llama 3.1 "
-                                   f"rotary scaling) is not supported yet")
     epsilon = config.get("layer_norm_epsilon", 1e-6)
-    dropout = config.get("dropout", 0)
-    if not _rate(dropout):
-        raise ModelConfigError(f"{f.source}: LlamaBackbone config key 'dropout' is "
-                               f"{dropout!r}; kerasonnx rebuilds it for a rate in [0, 1)")
+    dropout = f.require(config, "dropout", _rate, "a rate in [0, 1)")
     token_ids = f.input("token_ids")
     padding_mask = f.input("padding_mask")
     x = f.hub_layer("ReversibleEmbedding", "reversible_embedding", "token_embedding",
                     {"input_dim": vocabulary, "output_dim": hidden, "mask_zero": False,
-                     "tie_weights": bool(config.get("tie_word_embeddings", False)),
-                     "reverse_dtype": None, "logit_soft_cap": None}, token_ids)
-    block = {"intermediate_dim": intermediate, "num_query_heads": heads,
-             "num_key_value_heads": groups,
-             "rope_max_wavelength": config.get("rope_max_wavelength", 10000),
-             "rope_position_scaling_factor": config.get("rope_position_scaling_factor", 1.0),
-             "layer_norm_epsilon": epsilon, "dropout": dropout}
+                     "tie_weights": tied, "reverse_dtype": None, "logit_soft_cap": None},
+                    token_ids)
+    block = dict(block, intermediate_dim=intermediate, num_query_heads=heads,
+                 num_key_value_heads=groups, layer_norm_epsilon=epsilon, dropout=dropout,
+                 rope_max_wavelength=config.get("rope_max_wavelength", 10000))
     for i in range(layers):
-        x = f.layer("LlamaTransformerDecoder", f"transformer_layer_{i}", block, x,
-                    module="keras_hub.src.models.llama.llama_decoder",
+        x = f.layer(decoder, f"transformer_layer_{i}", block, x, module=module,
                     decoder_padding_mask=padding_mask)
     x = f.layer("RMSNormalization", "sequence_output_layernorm",
                 {"epsilon": epsilon, "axis": -1}, x)
-    f.layers["sequence_output_layernorm"]["saving_path"] = "layers/llama_layer_norm"
+    f.layers["sequence_output_layernorm"]["saving_path"] = norm_path
     f.outputs.update(sequence_output=x)
+
+
+@keras_hub_model("LlamaBackbone", LLAMA_KEYS)
+def llama_backbone(config: dict, f: Functional) -> None:
+    """keras_hub's LlamaBackbone (see ``_gqa_backbone``): LlamaTransformerDecoders, the
+    embedding tied with ``tie_word_embeddings``, LlamaLayerNorm at the end."""
+    for key in LLAMA3_ROPE:
+        if config.get(key) is not None:
+            raise ModelConfigError(f"{f.source}: LlamaBackbone config key {key!r} (Llama 3.1 "
+                                   f"rotary scaling) is not supported yet")
+    _gqa_backbone(config, f, "LlamaTransformerDecoder",
+                  "keras_hub.src.models.llama.llama_decoder", "layers/llama_layer_norm",
+                  bool(config.get("tie_word_embeddings", False)),
+                  {"rope_position_scaling_factor": config.get("rope_position_scaling_factor",
+                                                              1.0)})
+
+
+MISTRAL_KEYS = {"vocabulary_size", "num_layers", "num_query_heads", "hidden_dim",
+                "intermediate_dim", "rope_max_wavelength", "rope_scaling_factor",
+                "num_key_value_heads", "sliding_window", "head_dim", "layer_norm_epsilon",
+                "dropout"}
+
+
+@keras_hub_model("MistralBackbone", MISTRAL_KEYS)
+def mistral_backbone(config: dict, f: Functional) -> None:
+    """keras_hub's MistralBackbone (see ``_gqa_backbone``): MistralTransformerDecoders
+    (``head_dim``, ``rope_scaling_factor``, ``sliding_window``), an untied embedding,
+    MistralLayerNormalization at the end."""
+    window = config.get("sliding_window")
+    if window is not None and not _positive(window):
+        raise ModelConfigError(f"{f.source}: MistralBackbone config key 'sliding_window' is "
+                               f"{window!r}; kerasonnx rebuilds it for a positive int or null")
+    head_dim = config.get("head_dim")
+    if head_dim is not None and not _positive(head_dim):
+        raise ModelConfigError(f"{f.source}: MistralBackbone config key 'head_dim' is "
+                               f"{head_dim!r}; kerasonnx rebuilds it for a positive int or null")
+    _gqa_backbone(config, f, "MistralTransformerDecoder",
+                  "keras_hub.src.models.mistral.mistral_transformer_decoder",
+                  "layers/mistral_layer_normalization", False,
+                  {"rope_scaling_factor": config.get("rope_scaling_factor", 1.0),
+                   "sliding_window": window, "head_dim": head_dim})
 
 
 # ---------------------------------------------------------------------- task models
@@ -602,3 +633,9 @@ def llama_causal_lm(config: dict, f: Functional) -> None:
     """keras_hub's LlamaCausalLM (see ``_causal_lm``; the reverse projection is its own
     ``reverse_embeddings`` unless ``tie_word_embeddings``)."""
     _causal_lm(config, f, "LlamaBackbone", "LlamaCausalLM")
+
+
+@keras_hub_model("MistralCausalLM", TASK_KEYS)
+def mistral_causal_lm(config: dict, f: Functional) -> None:
+    """keras_hub's MistralCausalLM (see ``_causal_lm``; its own reverse projection)."""
+    _causal_lm(config, f, "MistralBackbone", "MistralCausalLM")

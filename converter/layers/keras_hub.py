@@ -440,41 +440,62 @@ hub_kind("FNetEncoder", output_mask=no_mask, expand=_expand_fnet)(
 # ---------------------------------------------------------------------- model-specific blocks
 
 
-def _causal_mask(e, sequence, label: str):
+def _causal_mask(e, sequence, label: str, window=None):
     """KerasHub's ``compute_causal_mask`` without a cache as int32 (B, T, T): position
-    i >= position j, positions counted by a cumulative sum of ones over the sequence."""
+    i >= position j (and, with Mistral's sliding ``window``, i < j + window), positions
+    counted by a cumulative sum of ones over the sequence."""
     column = e.op("GetItem", sequence, [_ALL, _ALL, 0], label=f"{label}/column")
     ones = e.op("Add", e.op("Multiply", column, 0.0, label=f"{label}/zeros"), 1.0,
                 label=f"{label}/ones")
     positions = e.op("Cumsum", ones, axis=1, label=f"{label}/positions")
-    later = e.op("GreaterEqual", e.op("ExpandDims", positions, axis=2, label=f"{label}/i"),
-                 e.op("ExpandDims", positions, axis=1, label=f"{label}/j"),
-                 label=f"{label}/later")
-    return e.op("Cast", later, dtype="int32", label=f"{label}/causal")
+    i = e.op("ExpandDims", positions, axis=2, label=f"{label}/i")
+    j = e.op("ExpandDims", positions, axis=1, label=f"{label}/j")
+    causal = e.op("Cast", e.op("GreaterEqual", i, j, label=f"{label}/later"), dtype="int32",
+                  label=f"{label}/causal")
+    if window is None:
+        return causal
+    near = e.op("Less", i, e.op("Add", j, float(window), label=f"{label}/window_end"),
+                label=f"{label}/near")
+    return e.op("Minimum", causal, e.op("Cast", near, dtype="int32", label=f"{label}/window"),
+                label=f"{label}/causal_window")
 
 
 _ALL = {"class_name": "__slice__", "config": {"start": None, "stop": None, "step": None}}
 
 
 def _expand_llama_decoder(node, e) -> list:
-    """KerasHub's LlamaTransformerDecoder.call without a cache: pre-norm (LlamaLayerNorm,
-    an RMS norm) self-attention (LlamaAttention: EinsumDense query / key / value, rotary
-    embedding of query and key, key and value repeated to the query heads, softmax of
-    q·k / sqrt(head_dim) on the merged padding AND causal mask, attention_output
-    EinsumDense), dropout, residual; then pre-norm SwiGLU feed-forward: output_dense(
-    intermediate_dense(h) * silu(gate_dense(h))), residual."""
-    config = e.config
-    if node.input("self_attention_cache") is not None:
-        raise UnsupportedLayerError(f"{e.source}: layer {node.name!r}: "
-                                    f"LlamaTransformerDecoder called with a cache is not "
-                                    f"supported yet")
-    if config.get("rope_frequency_adjustment_factor") is not None:
+    """KerasHub's LlamaTransformerDecoder.call without a cache (see ``_gqa_decoder``).
+    keras_hub 0.32's LlamaRotaryEmbedding overrides _get_inverse_freq with one that never
+    divides by rope_position_scaling_factor: the factor does not change the graph."""
+    if e.config.get("rope_frequency_adjustment_factor") is not None:
         raise UnsupportedLayerError(f"{e.source}: layer {node.name!r}: Llama 3.1 rotary "
                                     f"frequency adjustment is not supported yet")
+    return _gqa_decoder(node, e, None, 1.0, None)
+
+
+def _expand_mistral_decoder(node, e) -> list:
+    """KerasHub's MistralTransformerDecoder.call without a cache (see ``_gqa_decoder``):
+    Llama's block with ``head_dim``, ``rope_scaling_factor`` and a ``sliding_window``."""
+    config = e.config
+    return _gqa_decoder(node, e, config.get("head_dim"),
+                        config.get("rope_scaling_factor", 1.0), config.get("sliding_window"))
+
+
+def _gqa_decoder(node, e, head_dim, scaling: float, window) -> list:
+    """Llama / Mistral decoder block: pre-norm (an RMS norm) self-attention (EinsumDense
+    query / key / value, rotary embedding of query and key, key and value repeated to the
+    query heads, softmax of q·k / sqrt(head_dim) on the merged padding AND causal (sliding
+    ``window``) mask, attention_output EinsumDense), dropout, residual; then pre-norm
+    SwiGLU feed-forward: output_dense(intermediate_dense(h) * silu(gate_dense(h))),
+    residual."""
+    config = e.config
+    if node.input("self_attention_cache") is not None:
+        raise UnsupportedLayerError(f"{e.source}: layer {node.name!r}: {node.class_name} "
+                                    f"called with a cache is not supported yet")
     x = node.input("decoder_sequence")
     hidden = x.shape[-1]
     heads, groups = config["num_query_heads"], config["num_key_value_heads"]
-    head_dim = hidden // heads
+    head_dim = head_dim or hidden // heads
     epsilon, dropout = config.get("layer_norm_epsilon", 1e-5), config.get("dropout", 0)
 
     def norm(attribute):
@@ -492,14 +513,12 @@ def _expand_llama_decoder(node, e) -> list:
 
     mask = _merged_attention_mask(e, x, node.input("decoder_padding_mask"),
                                   node.input("decoder_attention_mask"), "self_attention_mask")
-    causal = _causal_mask(e, x, "self_attention_mask")
+    causal = _causal_mask(e, x, "self_attention_mask", window)
     mask = causal if mask is None else e.op("Minimum", mask, causal,
                                             label="self_attention_mask/merged_causal")
-    # LlamaRotaryEmbedding overrides _get_inverse_freq with one that never divides by
-    # rope_position_scaling_factor: in keras_hub 0.32 the factor does not change the graph.
     rope = e.sublayer("_self_attention_layer/rotary_embedding_layer", "RotaryEmbedding",
                       {"max_wavelength": config.get("rope_max_wavelength", 10000),
-                       "scaling_factor": 1.0,
+                       "scaling_factor": scaling,
                        "sequence_axis": 1, "feature_axis": -1,
                        "name": "rotary_embedding_layer"},
                       module="keras_hub.src.layers.modeling.rotary_embedding")
@@ -534,9 +553,12 @@ def _expand_llama_decoder(node, e) -> list:
     return [e.op("Add", h, x, label="feedforward_residual")]
 
 
-hub_kind("LlamaTransformerDecoder",
-         signature=("decoder_sequence", "decoder_padding_mask", "decoder_attention_mask",
-                    "self_attention_cache", "self_attention_cache_update_index", "training"),
-         output_mask=lambda node: node.input("decoder_sequence").mask,
-         expand=_expand_llama_decoder)(
-    lambda node: [(node.input("decoder_sequence").shape, compute_dtype(node))])
+for _name, _expand in (("LlamaTransformerDecoder", _expand_llama_decoder),
+                      ("MistralTransformerDecoder", _expand_mistral_decoder)):
+    hub_kind(_name,
+             signature=("decoder_sequence", "decoder_padding_mask", "decoder_attention_mask",
+                        "self_attention_cache", "self_attention_cache_update_index",
+                        "training"),
+             output_mask=lambda node: node.input("decoder_sequence").mask,
+             expand=_expand)(
+        lambda node: [(node.input("decoder_sequence").shape, compute_dtype(node))])
