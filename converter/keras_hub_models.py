@@ -532,6 +532,28 @@ def mistral_backbone(config: dict, f: Functional) -> None:
                    "sliding_window": window, "head_dim": head_dim})
 
 
+QWEN_KEYS = {"vocabulary_size", "num_layers", "num_query_heads", "hidden_dim",
+             "intermediate_dim", "rope_max_wavelength", "rope_scaling_factor",
+             "num_key_value_heads", "layer_norm_epsilon", "dropout", "tie_word_embeddings",
+             "use_sliding_window_attention", "sliding_window_size"}
+
+
+@keras_hub_model("QwenBackbone", QWEN_KEYS)
+def qwen_backbone(config: dict, f: Functional) -> None:
+    """keras_hub's QwenBackbone (Qwen 2; see ``_gqa_backbone``): QwenTransformerDecoders
+    (biased query / key / value, ``rope_scaling_factor``), the embedding tied with
+    ``tie_word_embeddings``, QwenLayerNorm at the end. Sliding window attention is
+    refused."""
+    if config.get("use_sliding_window_attention"):
+        raise ModelConfigError(f"{f.source}: QwenBackbone config key "
+                               f"'use_sliding_window_attention' is true; not supported yet")
+    _gqa_backbone(config, f, "QwenTransformerDecoder",
+                  "keras_hub.src.models.qwen.qwen_decoder", "layers/qwen_layer_norm",
+                  bool(config.get("tie_word_embeddings", True)),
+                  {"rope_scaling_factor": config.get("rope_scaling_factor", 1.0),
+                   "use_sliding_window_attention": False})
+
+
 # ---------------------------------------------------------------------- task models
 
 TASK_KEYS = {"backbone", "preprocessor"}
@@ -639,3 +661,9 @@ def llama_causal_lm(config: dict, f: Functional) -> None:
 def mistral_causal_lm(config: dict, f: Functional) -> None:
     """keras_hub's MistralCausalLM (see ``_causal_lm``; its own reverse projection)."""
     _causal_lm(config, f, "MistralBackbone", "MistralCausalLM")
+
+
+@keras_hub_model("QwenCausalLM", TASK_KEYS)
+def qwen_causal_lm(config: dict, f: Functional) -> None:
+    """keras_hub's QwenCausalLM (see ``_causal_lm``)."""
+    _causal_lm(config, f, "QwenBackbone", "QwenCausalLM")

@@ -79,6 +79,14 @@ def mistral_backbone(keras_hub):
         sliding_window=3, head_dim=4, layer_norm_epsilon=1e-5)
 
 
+def qwen_backbone(keras_hub):
+    """Qwen 2: biased query / key / value, tied embedding, rotary scaling."""
+    return keras_hub.models.QwenBackbone(
+        vocabulary_size=VOCABULARY, num_layers=2, num_query_heads=4, num_key_value_heads=2,
+        hidden_dim=8, intermediate_dim=16, rope_max_wavelength=500, rope_scaling_factor=2.0,
+        layer_norm_epsilon=1e-5)
+
+
 def bert_text_classifier(keras_hub):
     """With a real preprocessor (a word-piece vocabulary of its own), which is left out."""
     vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [
@@ -122,11 +130,16 @@ def mistral_causal_lm(keras_hub):
     return keras_hub.models.MistralCausalLM(mistral_backbone(keras_hub), preprocessor=None)
 
 
+def qwen_causal_lm(keras_hub):
+    return keras_hub.models.QwenCausalLM(qwen_backbone(keras_hub), preprocessor=None)
+
+
 MODELS = {"bert_backbone": bert_backbone, "gpt2_backbone": gpt2_backbone,
           "distil_bert_backbone": distil_bert_backbone, "roberta_backbone": roberta_backbone,
           "electra_backbone": electra_backbone, "opt_backbone": opt_backbone,
           "albert_backbone": albert_backbone, "llama_backbone": llama_backbone,
           "mistral_backbone": mistral_backbone, "mistral_causal_lm": mistral_causal_lm,
+          "qwen_backbone": qwen_backbone, "qwen_causal_lm": qwen_causal_lm,
           "albert_text_classifier": albert_text_classifier,
           "distil_bert_text_classifier": distil_bert_text_classifier,
           "roberta_text_classifier": roberta_text_classifier,

@@ -481,9 +481,20 @@ def _expand_mistral_decoder(node, e) -> list:
                         config.get("rope_scaling_factor", 1.0), config.get("sliding_window"))
 
 
-def _gqa_decoder(node, e, head_dim, scaling: float, window) -> list:
-    """Llama / Mistral decoder block: pre-norm (an RMS norm) self-attention (EinsumDense
-    query / key / value, rotary embedding of query and key, key and value repeated to the
+def _expand_qwen_decoder(node, e) -> list:
+    """KerasHub's QwenTransformerDecoder.call (see ``_gqa_decoder``): Llama's block with
+    ``rope_scaling_factor`` and biases on query, key and value."""
+    config = e.config
+    if config.get("use_sliding_window_attention"):
+        raise UnsupportedLayerError(f"{e.source}: layer {node.name!r}: Qwen's sliding window "
+                                    f"attention is not supported yet")
+    return _gqa_decoder(node, e, None, config.get("rope_scaling_factor", 1.0), None,
+                        biases=True)
+
+
+def _gqa_decoder(node, e, head_dim, scaling: float, window, biases: bool = False) -> list:
+    """Llama / Mistral / Qwen decoder block: pre-norm (an RMS norm) self-attention
+    (EinsumDense query / key / value, biased with ``biases``, rotary embedding of query and key, key and value repeated to the
     query heads, softmax of q·k / sqrt(head_dim) on the merged padding AND causal (sliding
     ``window``) mask, attention_output EinsumDense), dropout, residual; then pre-norm
     SwiGLU feed-forward: output_dense(intermediate_dense(h) * silu(gate_dense(h))),
@@ -501,9 +512,10 @@ def _gqa_decoder(node, e, head_dim, scaling: float, window) -> list:
     def norm(attribute):
         return e.sublayer(attribute, "RMSNormalization", {"epsilon": epsilon, "axis": -1})
 
-    def projection(attribute, equation, shape):
+    def projection(attribute, equation, shape, bias_axes=None):
         return e.sublayer(f"_self_attention_layer/{attribute}", "EinsumDense",
-                          {"equation": equation, "output_shape": shape, "bias_axes": None,
+                          {"equation": equation, "output_shape": shape,
+                           "bias_axes": bias_axes if biases else None,
                            "name": attribute.lstrip("_")},
                           prefixes=(f"self_attention/{attribute.lstrip('_')}/",
                                     f"self_attention_layer/{attribute.lstrip('_')}/"))
@@ -524,9 +536,12 @@ def _gqa_decoder(node, e, head_dim, scaling: float, window) -> list:
                       module="keras_hub.src.layers.modeling.rotary_embedding")
 
     h = e.call(norm("_self_attention_layernorm"), x)[0]
-    query = e.call(projection("_query_dense", "bqm,muh->bquh", [None, heads, head_dim]), h)[0]
-    key = e.call(projection("_key_dense", "bkm,mvh->bkvh", [None, groups, head_dim]), h)[0]
-    value = e.call(projection("_value_dense", "bkm,mvh->bkvh", [None, groups, head_dim]), h)[0]
+    query = e.call(projection("_query_dense", "bqm,muh->bquh", [None, heads, head_dim],
+                              "uh"), h)[0]
+    key = e.call(projection("_key_dense", "bkm,mvh->bkvh", [None, groups, head_dim], "vh"),
+                 h)[0]
+    value = e.call(projection("_value_dense", "bkm,mvh->bkvh", [None, groups, head_dim],
+                              "vh"), h)[0]
     query, key = e.call(rope, query)[0], e.call(rope, key)[0]
     key = e.op("Repeat", key, repeats=heads // groups, axis=2, label="repeat_key")
     value = e.op("Repeat", value, repeats=heads // groups, axis=2, label="repeat_value")
@@ -554,7 +569,8 @@ def _gqa_decoder(node, e, head_dim, scaling: float, window) -> list:
 
 
 for _name, _expand in (("LlamaTransformerDecoder", _expand_llama_decoder),
-                      ("MistralTransformerDecoder", _expand_mistral_decoder)):
+                      ("MistralTransformerDecoder", _expand_mistral_decoder),
+                      ("QwenTransformerDecoder", _expand_qwen_decoder)):
     hub_kind(_name,
              signature=("decoder_sequence", "decoder_padding_mask", "decoder_attention_mask",
                         "self_attention_cache", "self_attention_cache_update_index",
