@@ -494,11 +494,11 @@ def _expand_qwen_decoder(node, e) -> list:
 
 def _gqa_decoder(node, e, head_dim, scaling: float, window, biases: bool = False) -> list:
     """Llama / Mistral / Qwen decoder block: pre-norm (an RMS norm) self-attention
-    (EinsumDense query / key / value, biased with ``biases``, rotary embedding of query and key, key and value repeated to the
-    query heads, softmax of q·k / sqrt(head_dim) on the merged padding AND causal (sliding
-    ``window``) mask, attention_output EinsumDense), dropout, residual; then pre-norm
-    SwiGLU feed-forward: output_dense(intermediate_dense(h) * silu(gate_dense(h))),
-    residual."""
+    (EinsumDense query / key / value, biased with ``biases``, rotary embedding of query
+    and key, key and value repeated to the query heads, softmax of q·k / sqrt(head_dim)
+    on the merged padding AND causal (sliding ``window``) mask, attention_output
+    EinsumDense), dropout, residual; then pre-norm SwiGLU feed-forward:
+    output_dense(intermediate_dense(h) * silu(gate_dense(h))), residual."""
     config = e.config
     if node.input("self_attention_cache") is not None:
         raise UnsupportedLayerError(f"{e.source}: layer {node.name!r}: {node.class_name} "
