@@ -105,10 +105,19 @@ def load_model(request: dict):
     return model
 
 
+def _structure(model, attribute: str):
+    """``model.input`` / ``model.output``, or None for a model never called (a Sequential
+    built without an Input has neither)."""
+    try:
+        return getattr(model, attribute)
+    except (AttributeError, ValueError):
+        return None
+
+
 def model_outputs(model, output_names: list) -> list:
     """The model's outputs in kerasonnx's order: a dict of outputs (a KerasHub backbone's
     ``sequence_output``, ``pooled_output``) by the names kerasonnx gave them."""
-    output = model.output
+    output = _structure(model, "output")
     if isinstance(output, dict):
         return [output[name] for name in output_names]
     return list(_as_list(model.outputs))
@@ -117,7 +126,7 @@ def model_outputs(model, output_names: list) -> list:
 def layer_outputs(model, names: list, output_names: list = ()) -> tuple:
     """A model that also returns the outputs of the named top-level layers (those Keras
     can reach with ``layer.output``: called once, in this model's graph)."""
-    if isinstance(model.output, dict) or isinstance(model.input, dict):
+    if any(isinstance(_structure(model, side), dict) for side in ("input", "output")):
         probe = _functional_class(model)(model.input, model_outputs(model, output_names))
         return _with_layers(probe, model, names)
     return _with_layers(model, model, names)
@@ -135,7 +144,7 @@ def _with_layers(probe, model, names: list) -> tuple:
         tensors.extend(outputs)
     if not tensors:
         return probe, []
-    from_inputs = probe.input if isinstance(probe.input, dict) else (
+    from_inputs = probe.input if isinstance(_structure(probe, "input"), dict) else (
         probe.inputs if len(probe.inputs) > 1 else probe.inputs[0])
     probe_class = _functional_class(model)
     probe = probe_class(from_inputs, list(_as_list(probe.outputs)) + tensors)
@@ -174,7 +183,7 @@ def main(request_path: str) -> None:
     for inputs_path, results_path in request["runs"]:
         with np.load(inputs_path) as data:
             arrays = [data[f"input/{i}"] for i in range(len(data.files))]
-        if isinstance(probe.input, dict):  # a KerasHub backbone's inputs, by name
+        if isinstance(_structure(probe, "input"), dict):  # a KerasHub backbone's, by name
             feed = dict(zip(request["input_names"], arrays))
         else:
             feed = arrays if len(arrays) > 1 else arrays[0]
