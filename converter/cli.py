@@ -155,6 +155,8 @@ def convert(model, output, weights, opset, precision, then_verify, external_data
     click.echo(f"wrote {output}: opset {opset}, {precision} precision, "
                f"{len(graph.input)} input(s), {len(graph.output)} output(s), "
                f"{len(graph.node)} ONNX nodes{weights_in}")
+    for note in result.notes:
+        click.echo(f"note: {note}")
     if then_verify:
         report = verify_models(model, output, weights=weights, progress=_progress(quiet))
         click.echo(report.summary())

@@ -40,6 +40,7 @@ class ConversionResult:
     source: str
     opset: int
     data: Optional[ExternalData] = None
+    notes: tuple = ()  # what the conversion left out (a KerasHub task's preprocessor)
 
     def save(self, path) -> None:
         """Write the model atomically (a temporary file beside ``path``, then renamed) and,
@@ -106,7 +107,7 @@ def convert(path, weights=None, opset: int = DEFAULT_OPSET, precision: str = "ke
                 raise ConversionError(f"{data.path}: cannot write the external data "
                                       f"({exc.strerror})") from None
             raise
-        return ConversionResult(model, graph.source.source, opset, data)
+        return ConversionResult(model, graph.source.source, opset, data, tuple(graph.notes))
 
 
 def weight_bytes(graph: Graph) -> int:

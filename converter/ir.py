@@ -118,6 +118,8 @@ class Graph:
     # Calls of composite layers: not emitted themselves, their inner calls are in ``nodes``.
     composites: list = field(default_factory=list)
     source: Any = None  # the load.SavedModel it came from (owns the open weights file)
+    # what the conversion leaves out, said once (a KerasHub task model's preprocessor)
+    notes: list = field(default_factory=list)
 
     def close(self) -> None:
         if self.source is not None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from .composite import expand
+from .keras_hub_models import functional_config
 from .errors import ModelConfigError, reported
 from .ir import Graph, Layer, Node, Tensor
 from .layers import NEW_MASK, contains_tensor, kind_for, split_tensors
@@ -51,6 +52,7 @@ class _ModelSpec:
     outputs: list  # _Ref
     recorded: dict = field(default_factory=dict)  # (layer, call, tensor) -> (shape, dtype)
     referenced: Optional[dict] = None  # see ``_referenced``
+    output_names: Optional[list] = None  # a rebuilt KerasHub model's names of its outputs
 
 
 @dataclass
@@ -111,10 +113,13 @@ class _Parser:
         spec = self._model_spec(self.saved.config, "the model")
         outputs = self._build(spec, _Scope((), "", _saving_paths(spec, "")), inputs=None)
         self.graph.outputs = outputs
-        self.graph.output_names = _unique_names([r.layer for r in spec.outputs])
+        self.graph.output_names = spec.output_names or _unique_names(
+            [r.layer for r in spec.outputs])
         return self.graph
 
     def _model_spec(self, config: dict, where: str) -> _ModelSpec:
+        if config.get("class_name") not in MODEL_CLASSES:  # a KerasHub model's constructor
+            config = functional_config(config, self.source) or config
         class_name = config.get("class_name")
         body = config.get("config")
         if class_name not in MODEL_CLASSES or not isinstance(body, dict):
@@ -145,6 +150,8 @@ class _Parser:
                        for r in _ref_list(body.get("input_layers"))]
         spec.outputs = [self._ref(r, layers, f"model {name!r} outputs", endpoint=True)
                         for r in _ref_list(body.get("output_layers"))]
+        spec.output_names = body.get("output_names")
+        self.graph.notes.extend(body.get("notes") or [])
         self._validate(spec)
         return spec
 
@@ -451,18 +458,29 @@ def _saving_paths(spec: _ModelSpec, prefix: str) -> dict:
     """Layer name -> saving_lib path: ``layers/<snake_case(class)>[_n]`` with a per-class
     counter over the model's layers in order (Keras 3 ``saving_lib``). Operations are not
     layers; a Sequential's ``layers`` leave out its InputLayer."""
+    layers = [(name, layer) for name, layer in spec.layers.items()
+              if not (spec.class_name == "Sequential"
+                      and layer.get("class_name") == INPUT_LAYER)]
+    return {name: prefix + path for name, path in _saving_paths_of(layers).items()}
+
+
+def _saving_paths_of(layers: list) -> dict:
+    """``_saving_paths`` of (name, layer config) pairs, without the prefix. A rebuilt KerasHub model
+    gives the path of a layer whose path is not its own (its backbone, a layer of it the
+    task calls again) as ``saving_path``."""
     used, paths = {}, {}
-    for name, layer in spec.layers.items():
+    for name, layer in layers:
         class_name = layer.get("class_name", "")
-        if (layer.get("module") or "").startswith("keras.src.ops"):
+        if "saving_path" in layer:
+            paths[name] = layer["saving_path"]
             continue
-        if spec.class_name == "Sequential" and class_name == INPUT_LAYER:
+        if (layer.get("module") or "").startswith("keras.src.ops"):
             continue
         kind = kind_for(class_name, layer.get("module"), layer.get("config", {}))
         base = snake_case(kind.python_name if kind and kind.python_name else class_name)
         count = used.get(base)
         used[base] = 0 if count is None else count + 1
-        paths[name] = f"{prefix}layers/{base}" + ("" if count is None else f"_{count + 1}")
+        paths[name] = f"layers/{base}" + ("" if count is None else f"_{count + 1}")
     return paths
 
 

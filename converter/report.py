@@ -30,6 +30,7 @@ def describe(graph: Graph) -> dict:
         "nodes": [_node(n, depth, any(n is c for c in graph.composites))
                   for n, depth in graph.calls()],
         "unsupported": unsupported_layers(graph),
+        "notes": list(graph.notes),
     }
 
 
@@ -106,6 +107,7 @@ def render_text(report: dict) -> str:
                            + (f" from {u['module']})" if u.get("module") else ")")
                            for u in report["unsupported"])
         lines += ["", f"not supported yet: {listed}"]
+    lines += [f"note: {note}" for note in report.get("notes", [])]
     return "\n".join(lines)
 
 

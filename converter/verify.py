@@ -192,7 +192,9 @@ def verify(keras_model, onnx_model, *, weights=None, inputs=None, batches=(1, 4)
                    "families": sorted({layer.kind.family for layer in graph.layers.values()
                                        if layer.kind is not None}),
                    "keras_hub": any(is_keras_hub(layer.module or layer.class_name)
-                                    for layer in graph.layers.values())}
+                                    for layer in graph.layers.values()),
+                   "input_names": [t.name for t in graph.inputs],
+                   "output_names": list(graph.output_names)}
         say(f"running {keras_model} in Keras ({graph.dialect}) on {len(input_sets)} input set(s)")
         keras_results = _run_keras(request, [arrays for *_, arrays in input_sets],
                                    layer_names if per_layer else [])

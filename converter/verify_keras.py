@@ -105,9 +105,34 @@ def load_model(request: dict):
     return model
 
 
-def layer_outputs(model, names: list) -> tuple:
+def _structure(model, attribute: str):
+    """``model.input`` / ``model.output``, or None for a model never called (a Sequential
+    built without an Input has neither)."""
+    try:
+        return getattr(model, attribute)
+    except (AttributeError, ValueError):
+        return None
+
+
+def model_outputs(model, output_names: list) -> list:
+    """The model's outputs in kerasonnx's order: a dict of outputs (a KerasHub backbone's
+    ``sequence_output``, ``pooled_output``) by the names kerasonnx gave them."""
+    output = _structure(model, "output")
+    if isinstance(output, dict):
+        return [output[name] for name in output_names]
+    return list(_as_list(model.outputs))
+
+
+def layer_outputs(model, names: list, output_names: list = ()) -> tuple:
     """A model that also returns the outputs of the named top-level layers (those Keras
     can reach with ``layer.output``: called once, in this model's graph)."""
+    if any(isinstance(_structure(model, side), dict) for side in ("input", "output")):
+        probe = _functional_class(model)(model.input, model_outputs(model, output_names))
+        return _with_layers(probe, model, names)
+    return _with_layers(model, model, names)
+
+
+def _with_layers(probe, model, names: list) -> tuple:
     reachable, tensors = [], []
     for name in names:
         try:
@@ -118,10 +143,11 @@ def layer_outputs(model, names: list) -> tuple:
         reachable.append((name, len(outputs)))
         tensors.extend(outputs)
     if not tensors:
-        return model, []
-    from_inputs = model.inputs if len(model.inputs) > 1 else model.inputs[0]
+        return probe, []
+    from_inputs = probe.input if isinstance(_structure(probe, "input"), dict) else (
+        probe.inputs if len(probe.inputs) > 1 else probe.inputs[0])
     probe_class = _functional_class(model)
-    probe = probe_class(from_inputs, list(_as_list(model.outputs)) + tensors)
+    probe = probe_class(from_inputs, list(_as_list(probe.outputs)) + tensors)
     return probe, reachable
 
 
@@ -151,14 +177,19 @@ def main(request_path: str) -> None:
     with open(request_path) as f:
         request = json.load(f)
     model = load_model(request)
-    probe, reachable = layer_outputs(model, request.get("layers", []))
-    model_outputs = len(_as_list(model.outputs))
+    output_names = request.get("output_names", [])
+    probe, reachable = layer_outputs(model, request.get("layers", []), output_names)
+    count = len(model_outputs(model, output_names))
     for inputs_path, results_path in request["runs"]:
         with np.load(inputs_path) as data:
             arrays = [data[f"input/{i}"] for i in range(len(data.files))]
-        results = _as_list(probe(arrays if len(arrays) > 1 else arrays[0], training=False))
-        payload = {f"output/{i}": _savable(r) for i, r in enumerate(results[:model_outputs])}
-        position = model_outputs
+        if isinstance(_structure(probe, "input"), dict):  # a KerasHub backbone's, by name
+            feed = dict(zip(request["input_names"], arrays))
+        else:
+            feed = arrays if len(arrays) > 1 else arrays[0]
+        results = _as_list(probe(feed, training=False))
+        payload = {f"output/{i}": _savable(r) for i, r in enumerate(results[:count])}
+        position = count
         for name, count in reachable:
             for i in range(count):
                 payload[f"layer/{name}/{i}"] = _savable(results[position])

@@ -299,8 +299,11 @@ ACTIVATIONS = {
 }
 
 # Third-party activation functions, by the (module, name) a config spells them with ->
-# (function name, options): keras_transformer's (and keras_bert's) gelu is the tanh one.
-PACKAGE_FUNCTIONS = {("keras_transformer.gelu", "gelu"): ("gelu", {"approximate": True})}
+# (function name, options): keras_transformer's (and keras_bert's) gelu is the tanh one, as
+# is KerasHub's gelu_approximate (``keras_hub.src.utils.keras_utils``).
+PACKAGE_FUNCTIONS = {("keras_transformer.gelu", "gelu"): ("gelu", {"approximate": True}),
+                     ("builtins", "keras_hub>gelu_approximate"): ("gelu",
+                                                                  {"approximate": True})}
 
 # Activation layers (as layer configs store them) -> (function name, options)
 LAYER_ACTIVATIONS = {

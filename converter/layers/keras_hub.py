@@ -17,6 +17,8 @@ first input's mask.
 """
 from __future__ import annotations
 
+import math
+
 from ..errors import UnsupportedLayerError
 from .attention import _mha_weights, bind_mha_roles, multi_head_attention
 from .registry import NEW_MASK, WeightSpec, compute_dtype, first_input, layer_kind, no_mask
@@ -433,3 +435,146 @@ def _expand_fnet(node, e) -> list:
 
 hub_kind("FNetEncoder", output_mask=no_mask, expand=_expand_fnet)(
     lambda node: [(first_input(node).shape, compute_dtype(node))])
+
+
+# ---------------------------------------------------------------------- model-specific blocks
+
+
+def _causal_mask(e, sequence, label: str, window=None):
+    """KerasHub's ``compute_causal_mask`` without a cache as int32 (B, T, T): position
+    i >= position j (and, with Mistral's sliding ``window``, i < j + window), positions
+    counted by a cumulative sum of ones over the sequence."""
+    column = e.op("GetItem", sequence, [_ALL, _ALL, 0], label=f"{label}/column")
+    ones = e.op("Add", e.op("Multiply", column, 0.0, label=f"{label}/zeros"), 1.0,
+                label=f"{label}/ones")
+    positions = e.op("Cumsum", ones, axis=1, label=f"{label}/positions")
+    i = e.op("ExpandDims", positions, axis=2, label=f"{label}/i")
+    j = e.op("ExpandDims", positions, axis=1, label=f"{label}/j")
+    causal = e.op("Cast", e.op("GreaterEqual", i, j, label=f"{label}/later"), dtype="int32",
+                  label=f"{label}/causal")
+    if window is None:
+        return causal
+    near = e.op("Less", i, e.op("Add", j, float(window), label=f"{label}/window_end"),
+                label=f"{label}/near")
+    return e.op("Minimum", causal, e.op("Cast", near, dtype="int32", label=f"{label}/window"),
+                label=f"{label}/causal_window")
+
+
+_ALL = {"class_name": "__slice__", "config": {"start": None, "stop": None, "step": None}}
+
+
+def _expand_llama_decoder(node, e) -> list:
+    """KerasHub's LlamaTransformerDecoder.call without a cache (see ``_gqa_decoder``).
+    keras_hub 0.32's LlamaRotaryEmbedding overrides _get_inverse_freq with one that never
+    divides by rope_position_scaling_factor: the factor does not change the graph."""
+    if e.config.get("rope_frequency_adjustment_factor") is not None:
+        raise UnsupportedLayerError(f"{e.source}: layer {node.name!r}: Llama 3.1 rotary "
+                                    f"frequency adjustment is not supported yet")
+    return _gqa_decoder(node, e, None, 1.0, None)
+
+
+def _expand_mistral_decoder(node, e) -> list:
+    """KerasHub's MistralTransformerDecoder.call without a cache (see ``_gqa_decoder``):
+    Llama's block with ``head_dim``, ``rope_scaling_factor`` and a ``sliding_window``."""
+    config = e.config
+    return _gqa_decoder(node, e, config.get("head_dim"),
+                        config.get("rope_scaling_factor", 1.0), config.get("sliding_window"))
+
+
+def _expand_qwen_decoder(node, e) -> list:
+    """KerasHub's QwenTransformerDecoder.call (see ``_gqa_decoder``): Llama's block with
+    ``rope_scaling_factor`` and biases on query, key and value."""
+    config = e.config
+    if config.get("use_sliding_window_attention"):
+        raise UnsupportedLayerError(f"{e.source}: layer {node.name!r}: Qwen's sliding window "
+                                    f"attention is not supported yet")
+    return _gqa_decoder(node, e, None, config.get("rope_scaling_factor", 1.0), None,
+                        biases=True)
+
+
+def _gqa_decoder(node, e, head_dim, scaling: float, window, biases: bool = False) -> list:
+    """Llama / Mistral / Qwen decoder block: pre-norm (an RMS norm) self-attention
+    (EinsumDense query / key / value, biased with ``biases``, rotary embedding of query
+    and key, key and value repeated to the query heads, softmax of q·k / sqrt(head_dim)
+    on the merged padding AND causal (sliding ``window``) mask, attention_output
+    EinsumDense), dropout, residual; then pre-norm SwiGLU feed-forward:
+    output_dense(intermediate_dense(h) * silu(gate_dense(h))), residual."""
+    config = e.config
+    if node.input("self_attention_cache") is not None:
+        raise UnsupportedLayerError(f"{e.source}: layer {node.name!r}: {node.class_name} "
+                                    f"called with a cache is not supported yet")
+    x = node.input("decoder_sequence")
+    hidden = x.shape[-1]
+    heads, groups = config["num_query_heads"], config["num_key_value_heads"]
+    head_dim = head_dim or hidden // heads
+    epsilon, dropout = config.get("layer_norm_epsilon", 1e-5), config.get("dropout", 0)
+
+    def norm(attribute):
+        return e.sublayer(attribute, "RMSNormalization", {"epsilon": epsilon, "axis": -1})
+
+    def projection(attribute, equation, shape, bias_axes=None):
+        return e.sublayer(f"_self_attention_layer/{attribute}", "EinsumDense",
+                          {"equation": equation, "output_shape": shape,
+                           "bias_axes": bias_axes if biases else None,
+                           "name": attribute.lstrip("_")},
+                          prefixes=(f"self_attention/{attribute.lstrip('_')}/",
+                                    f"self_attention_layer/{attribute.lstrip('_')}/"))
+
+    def dense(attribute, units):
+        return e.sublayer(attribute, "Dense", {"units": units, "use_bias": False})
+
+    mask = _merged_attention_mask(e, x, node.input("decoder_padding_mask"),
+                                  node.input("decoder_attention_mask"), "self_attention_mask")
+    causal = _causal_mask(e, x, "self_attention_mask", window)
+    mask = causal if mask is None else e.op("Minimum", mask, causal,
+                                            label="self_attention_mask/merged_causal")
+    rope = e.sublayer("_self_attention_layer/rotary_embedding_layer", "RotaryEmbedding",
+                      {"max_wavelength": config.get("rope_max_wavelength", 10000),
+                       "scaling_factor": scaling,
+                       "sequence_axis": 1, "feature_axis": -1,
+                       "name": "rotary_embedding_layer"},
+                      module="keras_hub.src.layers.modeling.rotary_embedding")
+
+    h = e.call(norm("_self_attention_layernorm"), x)[0]
+    query = e.call(projection("_query_dense", "bqm,muh->bquh", [None, heads, head_dim],
+                              "uh"), h)[0]
+    key = e.call(projection("_key_dense", "bkm,mvh->bkvh", [None, groups, head_dim], "vh"),
+                 h)[0]
+    value = e.call(projection("_value_dense", "bkm,mvh->bkvh", [None, groups, head_dim],
+                              "vh"), h)[0]
+    query, key = e.call(rope, query)[0], e.call(rope, key)[0]
+    key = e.op("Repeat", key, repeats=heads // groups, axis=2, label="repeat_key")
+    value = e.op("Repeat", value, repeats=heads // groups, axis=2, label="repeat_value")
+    scores = e.op("Einsum", query, key, subscripts="bquh,bkuh->buqk", label="scores")
+    scores = e.op("Multiply", scores, 1.0 / math.sqrt(head_dim), label="scaled_scores")
+    softmax = e.sublayer("_self_attention_layer/attention_softmax", "Softmax",
+                         {"axis": -1, "name": "attention_softmax"})
+    attend = e.op("Cast", e.op("ExpandDims", mask, axis=1, label="heads_mask"), dtype="bool",
+                  label="heads_mask_bool")
+    weights = e.call(softmax, scores, mask=attend)[0]
+    attended = e.op("Einsum", weights, value, subscripts="buqk,bkuh->bquh", label="combine")
+    attended = e.call(projection("_output_dense", "bquh,uhm->bqm", [None, hidden]),
+                      attended)[0]
+    attended = e.call(e.sublayer("_self_attention_dropout", "Dropout", {"rate": dropout}),
+                      attended)[0]
+    x = e.op("Add", attended, x, label="self_attention_residual")
+
+    h = e.call(norm("_feedforward_layernorm"), x)[0]
+    gate = e.op("Silu", e.call(dense("_feedforward_gate_dense", config["intermediate_dim"]),
+                               h)[0], label="gate_activation")
+    h = e.call(dense("_feedforward_intermediate_dense", config["intermediate_dim"]), h)[0]
+    h = e.call(dense("_feedforward_output_dense", hidden),
+               e.op("Multiply", h, gate, label="gated"))[0]
+    return [e.op("Add", h, x, label="feedforward_residual")]
+
+
+for _name, _expand in (("LlamaTransformerDecoder", _expand_llama_decoder),
+                      ("MistralTransformerDecoder", _expand_mistral_decoder),
+                      ("QwenTransformerDecoder", _expand_qwen_decoder)):
+    hub_kind(_name,
+             signature=("decoder_sequence", "decoder_padding_mask", "decoder_attention_mask",
+                        "self_attention_cache", "self_attention_cache_update_index",
+                        "training"),
+             output_mask=lambda node: node.input("decoder_sequence").mask,
+             expand=_expand)(
+        lambda node: [(node.input("decoder_sequence").shape, compute_dtype(node))])
