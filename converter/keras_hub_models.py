@@ -631,39 +631,20 @@ def roberta_text_classifier(config: dict, f: Functional) -> None:
 
 def _causal_lm(config: dict, f: Functional, backbone_class: str, task: str) -> None:
     """A causal LM: the backbone's ``sequence_output`` projected onto the vocabulary by its
-    token embedding (``reverse=True``, tied): the logits."""
+    token embedding (``reverse=True``; tied, or the embedding's own ``reverse_embeddings``
+    where the backbone has them, as Llama without ``tie_word_embeddings`` and Mistral do):
+    the logits."""
     backbone, outputs = f.backbone(config.get("backbone"), backbone_class, task)
     f.outputs.update(logits=f.token_embedding(backbone, outputs["sequence_output"],
                                               reverse=True))
     f.preprocessor(config.get("preprocessor"), task)
 
 
-@keras_hub_model("GPT2CausalLM", TASK_KEYS)
-def gpt2_causal_lm(config: dict, f: Functional) -> None:
-    """keras_hub's GPT2CausalLM (see ``_causal_lm``)."""
-    _causal_lm(config, f, "GPT2Backbone", "GPT2CausalLM")
-
-
-@keras_hub_model("OPTCausalLM", TASK_KEYS)
-def opt_causal_lm(config: dict, f: Functional) -> None:
-    """keras_hub's OPTCausalLM (see ``_causal_lm``)."""
-    _causal_lm(config, f, "OPTBackbone", "OPTCausalLM")
-
-
-@keras_hub_model("LlamaCausalLM", TASK_KEYS)
-def llama_causal_lm(config: dict, f: Functional) -> None:
-    """keras_hub's LlamaCausalLM (see ``_causal_lm``; the reverse projection is its own
-    ``reverse_embeddings`` unless ``tie_word_embeddings``)."""
-    _causal_lm(config, f, "LlamaBackbone", "LlamaCausalLM")
-
-
-@keras_hub_model("MistralCausalLM", TASK_KEYS)
-def mistral_causal_lm(config: dict, f: Functional) -> None:
-    """keras_hub's MistralCausalLM (see ``_causal_lm``; its own reverse projection)."""
-    _causal_lm(config, f, "MistralBackbone", "MistralCausalLM")
-
-
-@keras_hub_model("QwenCausalLM", TASK_KEYS)
-def qwen_causal_lm(config: dict, f: Functional) -> None:
-    """keras_hub's QwenCausalLM (see ``_causal_lm``)."""
-    _causal_lm(config, f, "QwenBackbone", "QwenCausalLM")
+# keras_hub's causal LMs: each is ``_causal_lm`` over its backbone.
+CAUSAL_LMS = {"GPT2CausalLM": "GPT2Backbone", "OPTCausalLM": "OPTBackbone",
+              "LlamaCausalLM": "LlamaBackbone", "MistralCausalLM": "MistralBackbone",
+              "QwenCausalLM": "QwenBackbone"}
+for _task, _backbone in CAUSAL_LMS.items():
+    keras_hub_model(_task, TASK_KEYS)(
+        lambda config, f, backbone=_backbone, task=_task: _causal_lm(config, f, backbone, task))
+del _task, _backbone
