@@ -301,6 +301,14 @@ def grouped_query_attention(node: Node, b: Builder) -> list:
     return _project_and_attend(node, b, heads, _AxesLayout(3, (1,)), (query.shape[-1],))
 
 
+def keras3_fused_path(node: Node) -> bool:
+    """Whether Keras 3's MultiHeadAttention / GroupQueryAttention call takes
+    ``ops.dot_product_attention`` (its fused path): no scores returned, no dropout, and 3-D
+    inputs (projected to 4-D; attention over axes of N-D inputs takes the explicit path)."""
+    return not (node.arguments.get("return_attention_scores")
+                or node.config.get("dropout", 0) > 0 or node.input("query").rank != 3)
+
+
 def _project_and_attend(node: Node, b: Builder, heads: Heads, layout: _AxesLayout,
                         out_dims: tuple) -> list:
     """The body MultiHeadAttention and GroupQueryAttention share: query/key/value
@@ -312,7 +320,7 @@ def _project_and_attend(node: Node, b: Builder, heads: Heads, layout: _AxesLayou
     causal = bool(node.arguments.get("use_causal_mask"))
     window = config.get("sliding_window")
 
-    explicit_path = want_scores or config.get("dropout", 0) > 0 or not layout.trivial
+    explicit_path = not keras3_fused_path(node)
     mask4 = _mha_mask(node, b, layout, heads.query, causal, window, explicit_path)
     masking = ("add" if node.layer.dialect == "keras2"
                else ("zero" if explicit_path else "replace"))

@@ -33,6 +33,7 @@ from onnx import TensorProto, helper, numpy_helper
 from ..ir import Graph, Node
 from ..layers.operations import operation_dtypes
 from ..layers.registry import compute_dtype
+from .attention import keras3_fused_path
 
 MODES = ("keras", "float32", "float16")
 FLOAT32, ROUNDED = "float32", "rounded"  # how special nodes compute (special_nodes)
@@ -137,18 +138,11 @@ def _mapped(dtype: str, mode: str) -> str:
 
 
 def _keras3_fused_attention(node: Node) -> bool:
-    """Keras 3 MultiHeadAttention on ops.dot_product_attention (no scores, no dropout,
-    one attention axis): its logits and softmax are float32 whatever the policy."""
-    if node.class_name != "MultiHeadAttention" or node.layer.dialect != "keras3":
-        return False
-    if node.layer.kind is None or node.layer.kind.family != "attention":
-        return False
-    query = node.input("query")
-    axes = node.config.get("attention_axes")
-    one_axis = axes is None or (query is not None and query.rank is not None and
-                                [a % query.rank for a in np.atleast_1d(axes)] == [query.rank - 2])
-    return (not node.arguments.get("return_attention_scores")
-            and not node.config.get("dropout", 0) and one_axis)
+    """Keras 3 MultiHeadAttention on ops.dot_product_attention (``keras3_fused_path``): its
+    logits and softmax are float32 whatever the policy."""
+    return (node.class_name == "MultiHeadAttention" and node.layer.dialect == "keras3"
+            and node.layer.kind is not None and node.layer.kind.family == "attention"
+            and keras3_fused_path(node))
 
 
 # ---------------------------------------------------------------------- the pass
