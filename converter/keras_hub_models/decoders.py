@@ -1,0 +1,149 @@
+"""keras_hub's causal language-model backbones: GPT-2, OPT, Llama, Mistral, Qwen."""
+from __future__ import annotations
+
+from ..errors import ModelConfigError
+from .builder import (block_config, decoders, dims, Functional, GELU_APPROXIMATE,
+                      keras_hub_model, layer_norm, is_positive_int, is_rate, TEXT_KEYS,
+                      token_and_position, token_embedding_layer)
+
+
+@keras_hub_model("GPT2Backbone", TEXT_KEYS)
+def gpt2_backbone(config: dict, f: Functional) -> None:
+    """keras_hub's GPT2Backbone: token (ReversibleEmbedding) + position embeddings, Add,
+    Dropout, pre-norm causal TransformerDecoders (tanh gelu, epsilon 1e-5) on
+    ``padding_mask``, a final LayerNormalization: ``sequence_output``."""
+    vocabulary, layers, heads, hidden, intermediate, dropout, length = dims(config, f)
+    token_ids = f.input("token_ids")
+    padding_mask = f.input("padding_mask")
+    tokens = token_embedding_layer(f, vocabulary, hidden, token_ids)
+    positions = f.hub_layer("PositionEmbedding", "position_embedding", "position_embedding",
+                            {"sequence_length": length}, tokens)
+    x = f.layer("Add", "embeddings_add", {}, [tokens, positions])
+    x = f.layer("Dropout", "embeddings_dropout", {"rate": dropout}, x)
+    x = decoders(f, x, padding_mask, layers,
+                  block_config(heads, intermediate, dropout, 1e-5, GELU_APPROXIMATE, True))
+    f.outputs.update(sequence_output=layer_norm(f, "layer_norm", 1e-5, x))
+
+
+@keras_hub_model("OPTBackbone", TEXT_KEYS)
+def opt_backbone(config: dict, f: Functional) -> None:
+    """keras_hub's OPTBackbone: TokenAndPositionEmbedding ``embeddings``, pre-norm causal
+    TransformerDecoders (relu, epsilon 1e-5) on ``padding_mask``, a final
+    LayerNormalization: ``sequence_output``."""
+    vocabulary, layers, heads, hidden, intermediate, dropout, length = dims(config, f)
+    token_ids = f.input("token_ids")
+    padding_mask = f.input("padding_mask")
+    x = token_and_position(f, "embeddings", vocabulary, hidden, length, token_ids)
+    x = decoders(f, x, padding_mask, layers,
+                  block_config(heads, intermediate, dropout, 1e-5, "relu", True))
+    f.outputs.update(sequence_output=layer_norm(f, "layer_norm", 1e-5, x))
+
+
+LLAMA_KEYS = {"vocabulary_size", "num_layers", "num_query_heads", "hidden_dim",
+              "intermediate_dim", "num_key_value_heads", "rope_max_wavelength",
+              "rope_position_scaling_factor", "rope_frequency_adjustment_factor",
+              "rope_low_freq_factor", "rope_high_freq_factor",
+              "rope_pretraining_sequence_length", "layer_norm_epsilon", "dropout",
+              "tie_word_embeddings"}
+LLAMA3_ROPE = ("rope_frequency_adjustment_factor", "rope_low_freq_factor",
+               "rope_high_freq_factor", "rope_pretraining_sequence_length")
+
+
+def _gqa_backbone(config: dict, f: Functional, decoder: str, module: str, norm_path: str,
+                  tied: bool, block: dict) -> None:
+    """Llama and Mistral: ReversibleEmbedding (``tied``), ``decoder`` blocks (see
+    ``layers/keras_hub.py``) on ``padding_mask``, a final RMS norm
+    ``sequence_output_layernorm`` (saved under ``norm_path``): ``sequence_output``."""
+    values = [f.require(config, key, is_positive_int, "a positive int")
+              for key in ("vocabulary_size", "num_layers", "num_query_heads", "hidden_dim",
+                          "intermediate_dim", "num_key_value_heads")]
+    vocabulary, layers, heads, hidden, intermediate, groups = values
+    if heads % groups or (hidden % heads and not config.get("head_dim")):
+        raise ModelConfigError(f"{f.source}: {f.class_name} config key 'num_query_heads' "
+                               f"({heads}) must divide hidden_dim ({hidden}) and be a multiple "
+                               f"of num_key_value_heads ({groups})")
+    epsilon = config.get("layer_norm_epsilon", 1e-6)
+    dropout = f.require(config, "dropout", is_rate, "a rate in [0, 1)")
+    token_ids = f.input("token_ids")
+    padding_mask = f.input("padding_mask")
+    x = f.hub_layer("ReversibleEmbedding", "reversible_embedding", "token_embedding",
+                    {"input_dim": vocabulary, "output_dim": hidden, "mask_zero": False,
+                     "tie_weights": tied, "reverse_dtype": None, "logit_soft_cap": None},
+                    token_ids)
+    block = dict(block, intermediate_dim=intermediate, num_query_heads=heads,
+                 num_key_value_heads=groups, layer_norm_epsilon=epsilon, dropout=dropout,
+                 rope_max_wavelength=config.get("rope_max_wavelength", 10000))
+    for i in range(layers):
+        x = f.layer(decoder, f"transformer_layer_{i}", block, x, module=module,
+                    decoder_padding_mask=padding_mask)
+    x = f.layer("RMSNormalization", "sequence_output_layernorm",
+                {"epsilon": epsilon, "axis": -1}, x)
+    f.layers["sequence_output_layernorm"]["saving_path"] = norm_path
+    f.outputs.update(sequence_output=x)
+
+
+@keras_hub_model("LlamaBackbone", LLAMA_KEYS)
+def llama_backbone(config: dict, f: Functional) -> None:
+    """keras_hub's LlamaBackbone (see ``_gqa_backbone``): LlamaTransformerDecoders, the
+    embedding tied with ``tie_word_embeddings``, LlamaLayerNorm at the end."""
+    for key in LLAMA3_ROPE:
+        if config.get(key) is not None:
+            raise ModelConfigError(f"{f.source}: LlamaBackbone config key {key!r} (Llama 3.1 "
+                                   f"rotary scaling) is not supported yet")
+    _gqa_backbone(config, f, "LlamaTransformerDecoder",
+                  "keras_hub.src.models.llama.llama_decoder", "layers/llama_layer_norm",
+                  bool(config.get("tie_word_embeddings", False)),
+                  {"rope_position_scaling_factor": config.get("rope_position_scaling_factor",
+                                                              1.0)})
+
+
+MISTRAL_KEYS = {"vocabulary_size", "num_layers", "num_query_heads", "hidden_dim",
+                "intermediate_dim", "rope_max_wavelength", "rope_scaling_factor",
+                "num_key_value_heads", "sliding_window", "head_dim", "layer_norm_epsilon",
+                "dropout"}
+
+
+@keras_hub_model("MistralBackbone", MISTRAL_KEYS)
+def mistral_backbone(config: dict, f: Functional) -> None:
+    """keras_hub's MistralBackbone (see ``_gqa_backbone``): MistralTransformerDecoders
+    (``head_dim``, ``rope_scaling_factor``, ``sliding_window``), an untied embedding,
+    MistralLayerNormalization at the end."""
+    window = config.get("sliding_window")
+    if window is not None and not is_positive_int(window):
+        raise ModelConfigError(f"{f.source}: MistralBackbone config key 'sliding_window' is "
+                               f"{window!r}; kerasonnx rebuilds it for a positive int or null")
+    head_dim = config.get("head_dim")
+    if head_dim is not None and not is_positive_int(head_dim):
+        raise ModelConfigError(f"{f.source}: MistralBackbone config key 'head_dim' is "
+                               f"{head_dim!r}; kerasonnx rebuilds it for a positive int "
+                               f"or null")
+    _gqa_backbone(config, f, "MistralTransformerDecoder",
+                  "keras_hub.src.models.mistral.mistral_transformer_decoder",
+                  "layers/mistral_layer_normalization", False,
+                  {"rope_scaling_factor": config.get("rope_scaling_factor", 1.0),
+                   "sliding_window": window, "head_dim": head_dim})
+
+
+QWEN_KEYS = {"vocabulary_size", "num_layers", "num_query_heads", "hidden_dim",
+             "intermediate_dim", "rope_max_wavelength", "rope_scaling_factor",
+             "num_key_value_heads", "layer_norm_epsilon", "dropout", "tie_word_embeddings",
+             "use_sliding_window_attention", "sliding_window_size"}
+
+
+@keras_hub_model("QwenBackbone", QWEN_KEYS)
+def qwen_backbone(config: dict, f: Functional) -> None:
+    """keras_hub's QwenBackbone (Qwen 2; see ``_gqa_backbone``): QwenTransformerDecoders
+    (biased query / key / value, ``rope_scaling_factor``), the embedding tied with
+    ``tie_word_embeddings``, QwenLayerNorm at the end. Sliding window attention is
+    refused."""
+    if config.get("use_sliding_window_attention"):
+        raise ModelConfigError(f"{f.source}: QwenBackbone config key "
+                               f"'use_sliding_window_attention' is true; not supported yet")
+    _gqa_backbone(config, f, "QwenTransformerDecoder",
+                  "keras_hub.src.models.qwen.qwen_decoder", "layers/qwen_layer_norm",
+                  bool(config.get("tie_word_embeddings", True)),
+                  {"rope_scaling_factor": config.get("rope_scaling_factor", 1.0),
+                   "use_sliding_window_attention": False})
+
+
+# ---------------------------------------------------------------------- task models
