@@ -1,0 +1,82 @@
+"""Shared by the KerasHub backbone and task-model tests: tiny configs built with real
+keras_hub 0.32, weights randomized, saved as ``.keras`` once per test module, converted and
+run in onnxruntime at batch 1 and 3 and two sequence lengths on padded inputs, every output
+compared with keras_hub's by name."""
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from conftest import requires_keras
+from keras_check import ATOL, assert_same, randomize, run_onnx
+
+from kerasonnx.convert import convert
+
+requires_keras_hub = [requires_keras, pytest.mark.skipif(
+    importlib.util.find_spec("keras_hub") is None, reason="needs keras-hub")]
+
+OPSETS = (23, 17)
+BATCHES = (1, 3)
+LENGTHS = (5, 9)
+VOCABULARY = 40
+SMALL = {"vocabulary_size": VOCABULARY, "num_layers": 2, "num_heads": 2, "hidden_dim": 8,
+         "intermediate_dim": 16, "max_sequence_length": 12}
+
+
+def saved_model_cache(folder, builders: dict):
+    """``get(name)``: (model, path) of ``builders[name](keras_hub)``, built once with seed 7,
+    weights randomized, saved as ``folder/<name>.keras``."""
+    cache = {}
+
+    def get(name: str):
+        if name not in cache:
+            import keras
+            import keras_hub
+            keras.utils.set_random_seed(7)
+            model = builders[name](keras_hub)
+            randomize(model)
+            path = folder / f"{name}.keras"
+            model.save(path)
+            cache[name] = (model, path)
+        return cache[name]
+
+    return get
+
+
+def token_inputs(model, batch: int, length: int, rng) -> dict:
+    """Token ids with padding zeros (row 1 padded at its tail, row 2 all padding but its
+    first token), their padding mask, and segment ids where the model takes them."""
+    ids = rng.integers(1, VOCABULARY, size=(batch, length)).astype("int32")
+    if batch > 1:
+        ids[1, -2:] = 0
+    if batch > 2:
+        ids[2, 1:] = 0
+    arrays = {"token_ids": ids, "padding_mask": (ids != 0).astype("int32")}
+    names = {t.name.split(":")[0] for t in model.inputs}
+    if "segment_ids" in names:
+        arrays["segment_ids"] = rng.integers(0, 3, size=(batch, length)).astype("int32")
+    return arrays
+
+
+def check_by_name(model, path, opset: int, inputs=token_inputs, lengths=LENGTHS,
+                  atol: float = ATOL) -> None:
+    """Convert ``path`` at ``opset`` and compare every output, by name, with ``model`` on
+    ``inputs(model, batch, length, rng)`` for each batch size and length."""
+    onnx_model = convert(path, opset=opset).model
+    assert "Einsum" not in {n.op_type for n in onnx_model.graph.node}
+    session_inputs = [i.name for i in onnx_model.graph.input]
+    output_names = [o.name for o in onnx_model.graph.output]
+    rng = np.random.default_rng(5)
+    for batch in BATCHES:
+        for length in lengths:
+            arrays = inputs(model, batch, length, rng)
+            assert sorted(session_inputs) == sorted(arrays)
+            expected = model(arrays, training=False)
+            if not isinstance(expected, dict):
+                expected = {output_names[0]: expected}
+            assert sorted(output_names) == sorted(expected)
+            actual = run_onnx(onnx_model, [arrays[name] for name in session_inputs])
+            assert_same([np.asarray(expected[name]) for name in output_names], actual,
+                        f"{path.name} opset {opset} batch {batch} length {length}", atol)
