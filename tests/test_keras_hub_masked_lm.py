@@ -1,11 +1,13 @@
-"""KerasHub masked LMs (and XLM-RoBERTa's task models) rebuilt from their constructor config
-(Keras 3 only): tiny configs built with real keras_hub 0.32, weights randomized, saved as
-``.keras``, converted at opset 23 and 17, run in onnxruntime at batch 1 and 3 and two
-sequence lengths on padded token ids and random mask positions, every output compared with
-keras_hub's by name."""
+"""KerasHub masked LMs, text embedders and XLM-RoBERTa's task models rebuilt from their
+constructor config (Keras 3 only): tiny configs built with real keras_hub 0.32, weights
+randomized, saved as ``.keras``, converted at opset 23 and 17, run in onnxruntime at batch 1
+and 3 and two sequence lengths on padded token ids and random mask positions, every output
+compared with keras_hub's by name."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -76,10 +78,40 @@ def xlm_roberta_text_classifier(keras_hub):
         hidden_dim=6, dropout=0.1)
 
 
+def bert_text_embedder(keras_hub):
+    """Mean pooling over the padding mask, L2-normalized (the defaults)."""
+    return keras_hub.models.BertTextEmbedder(
+        keras_hub.models.BertBackbone(**SMALL, num_segments=3), preprocessor=None)
+
+
+def bert_cls_text_embedder(keras_hub):
+    """The first token, not normalized."""
+    return keras_hub.models.BertTextEmbedder(
+        keras_hub.models.BertBackbone(**SMALL, num_segments=3), preprocessor=None,
+        pooling_mode="cls", normalize=False)
+
+
+def bert_max_text_embedder(keras_hub):
+    """The maximum over the kept positions, normalized."""
+    return keras_hub.models.BertTextEmbedder(
+        keras_hub.models.BertBackbone(**SMALL, num_segments=3), preprocessor=None,
+        pooling_mode="max")
+
+
+def xlm_roberta_text_embedder(keras_hub):
+    """Mean pooling (its count floored at 1e-5, not BERT's 1e-9), not normalized."""
+    return keras_hub.models.XLMRobertaTextEmbedder(
+        keras_hub.models.XLMRobertaBackbone(**SMALL), preprocessor=None, normalize=False)
+
+
 MODELS = {"bert_masked_lm": bert_masked_lm, "roberta_masked_lm": roberta_masked_lm,
           "xlm_roberta_masked_lm": xlm_roberta_masked_lm,
           "distil_bert_masked_lm": distil_bert_masked_lm, "albert_masked_lm": albert_masked_lm,
-          "xlm_roberta_text_classifier": xlm_roberta_text_classifier}
+          "xlm_roberta_text_classifier": xlm_roberta_text_classifier,
+          "bert_text_embedder": bert_text_embedder,
+          "bert_cls_text_embedder": bert_cls_text_embedder,
+          "bert_max_text_embedder": bert_max_text_embedder,
+          "xlm_roberta_text_embedder": xlm_roberta_text_embedder}
 
 
 @pytest.fixture(scope="module")
@@ -131,5 +163,39 @@ def test_masked_lm_says_its_preprocessor_was_left_out(saved_models):
 ])
 def test_masked_lm_config_contract(saved_models, tmp_path, change, message):
     _, path = saved_models("albert_masked_lm")
+    with pytest.raises(ConversionError, match=re.escape(message)):
+        convert(_resaved(path, tmp_path, change))
+
+
+def test_text_embedder_outputs_are_named_as_a_fresh_load_names_them(saved_models):
+    """Keras numbers operation names per process (the models built here carry numbered
+    ones): the converted output has the name a fresh process loading the file gives."""
+    names = ["bert_text_embedder", "bert_cls_text_embedder", "bert_max_text_embedder",
+             "xlm_roberta_text_embedder"]
+    paths = [str(saved_models(name)[1]) for name in names]
+    script = ("import sys, keras, keras_hub\n"
+              "for path in sys.argv[1:]:\n"
+              "    keras.backend.clear_session()  # names numbered as in a fresh process\n"
+              "    print(keras.saving.load_model(path).output_names[0])\n")
+    fresh = subprocess.run([sys.executable, "-c", script, *paths], capture_output=True,
+                           text=True, check=True).stdout.split()
+    converted = []
+    for path in paths:
+        with load(path) as graph:
+            converted += graph.output_names
+    assert converted == fresh
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c["config"].update(pooling_mode="sum"),
+     "BertTextEmbedder config key 'pooling_mode' is 'sum'; kerasonnx rebuilds it for "
+     "'mean', 'cls' or 'max'"),
+    (lambda c: c["config"].update(normalize=1),
+     "BertTextEmbedder config key 'normalize' is 1; kerasonnx rebuilds it for a bool"),
+    (lambda c: c["config"].update(truncate_dim=4),
+     "BertTextEmbedder config key 'truncate_dim' is not one kerasonnx knows"),
+])
+def test_text_embedder_config_contract(saved_models, tmp_path, change, message):
+    _, path = saved_models("bert_text_embedder")
     with pytest.raises(ConversionError, match=re.escape(message)):
         convert(_resaved(path, tmp_path, change))

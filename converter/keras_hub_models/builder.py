@@ -204,11 +204,13 @@ class Functional:
                               f"(tokenizer / packer) is not a layer and was left out: the "
                               f"model takes {inputs}")
 
-    def op(self, class_name: str, name: str, *args) -> Tensor:
-        """A Keras operation (``x[:, 0, :]`` is ``GetItem``), as Keras 3 records it."""
-        self.layers[name] = {"class_name": class_name, "module": "keras.src.ops.numpy",
+    def op(self, class_name: str, name: str, *args, module: str = "keras.src.ops.numpy",
+           **attributes) -> Tensor:
+        """A Keras operation (``x[:, 0, :]`` is ``GetItem``; ``ops.sum(x, axis=1)`` is
+        ``Sum`` with its ``attributes``), as Keras 3 records it."""
+        self.layers[name] = {"class_name": class_name, "module": module,
                               "registered_name": class_name, "name": name,
-                              "config": {"name": name}, "inbound_nodes": []}
+                              "config": {"name": name, **attributes}, "inbound_nodes": []}
         self.layers[name]["inbound_nodes"].append({"args": _serialize(list(args)),
                                                     "kwargs": {}})
         return Tensor(name, 0, 0, "float32")

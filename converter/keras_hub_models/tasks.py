@@ -148,3 +148,57 @@ for _task, (_backbone, _activation) in MASKED_LMS.items():
         lambda config, f, backbone=_backbone, task=_task, activation=_activation:
         _masked_lm(config, f, backbone, task, activation))
 del _task, _backbone, _activation
+
+
+# ---------------------------------------------------------------------- text embedders
+
+MINUS_INFINITY = {"class_name": "__tensor__", "config": {"value": float("-inf"),
+                                                         "dtype": "float32"}}
+
+
+def _text_embedder(config: dict, f: Functional, backbone_class: str, task: str,
+                   count_floor: float) -> None:
+    """A text embedder: the backbone's ``sequence_output`` x pooled over the sequence by
+    ``pooling_mode``: "mean" sum(x * m) / max(sum(m), count_floor), m the padding mask;
+    "cls" the first token; "max" the maximum over the positions m keeps (-inf elsewhere);
+    then, with ``normalize``, x / max(|x|, 1e-7) (keras.ops.normalize). Keras records
+    these as operations; the output is named after the last one, as a fresh process
+    loading the model names it: Keras numbers operation names per process, and the
+    backbone, built first, has taken ``get_item`` for its ``pooled_output`` (BERT)."""
+    mode = f.require(config, "pooling_mode", lambda v: v in ("mean", "cls", "max"),
+                     "'mean', 'cls' or 'max'")
+    normalize = f.require(config, "normalize", lambda v: isinstance(v, bool), "a bool")
+    backbone, outputs = f.backbone(config.get("backbone"), backbone_class, task)
+    x = outputs["sequence_output"]
+    if mode == "cls":
+        taken = any(layer["name"] == "get_item" for layer in backbone["layers"])
+        x = f.op("GetItem", "get_item_1" if taken else "get_item", x,
+                 [slice(None), 0, slice(None)])
+    else:
+        padding_mask = next(t for t in f.inputs if t.layer == "padding_mask")
+        mask = f.op("Cast", "cast", f.op("ExpandDims", "expand_dims", padding_mask, axis=-1),
+                    module="keras.src.ops.core", dtype="float32" if mode == "mean" else "bool")
+        if mode == "mean":
+            total = f.op("Sum", "sum", f.op("Multiply", "multiply", x, mask), axis=1,
+                         keepdims=False)
+            count = f.op("Maximum", "maximum",
+                         f.op("Sum", "sum_1", mask, axis=1, keepdims=False), count_floor)
+            x = f.op("TrueDivide", "true_divide", total, count)
+        else:
+            x = f.op("Max", "max", f.op("Where", "where", mask, x, MINUS_INFINITY), axis=1,
+                     keepdims=False, initial=None)
+    if normalize:
+        x = f.op("Normalize", "normalize", x, module="keras.src.ops.nn", axis=-1, order=2,
+                 epsilon=None)
+    f.outputs[x.layer] = x
+    f.preprocessor(config.get("preprocessor"), task)
+
+
+# keras_hub's text embedders: task -> (its backbone, the floor of mean pooling's count)
+TEXT_EMBEDDERS = {"BertTextEmbedder": ("BertBackbone", 1e-9),
+                  "XLMRobertaTextEmbedder": ("XLMRobertaBackbone", 1e-5)}
+for _task, (_backbone, _floor) in TEXT_EMBEDDERS.items():
+    keras_hub_model(_task, TASK_KEYS | {"pooling_mode", "normalize"})(
+        lambda config, f, backbone=_backbone, task=_task, floor=_floor:
+        _text_embedder(config, f, backbone, task, floor))
+del _task, _backbone, _floor
