@@ -164,6 +164,16 @@ def gathers_and_fourier(k, o):
         keras.ops.take_along_axis(x, rows, axis=-2), real, imaginary]
 
 
+@case("keras3")
+def normalize(k, o):
+    """Keras 3's L2 normalize (a text embedder's last step) along the last axis, along
+    axis 1, and with an epsilon large enough to bound some norms."""
+    import keras
+    x = k.Input((None, 5), name="x")
+    return [x], [keras.ops.normalize(x), keras.ops.normalize(x, axis=1),
+                 keras.ops.normalize(x, epsilon=2.0)]
+
+
 @pytest.fixture(scope="module")
 def saved_models(tmp_path_factory):
     """Build each (case, dialect) model once: (Keras model, saved file)."""
@@ -217,6 +227,15 @@ def test_unsupported_argument_is_named(tmp_path):
     path = save(model, "keras3", tmp_path, "initial")
     with pytest.raises(ConversionError, match=r"'Max' \(keras.ops\) with initial=0.5 is not "
                                               r"supported"):
+        convert(path)
+
+
+def test_normalize_of_another_order_is_refused(tmp_path):
+    import keras
+    x = keras.Input((4,), name="x")
+    path = save(keras.Model(x, keras.ops.normalize(x, order=1)), "keras3", tmp_path, "l1")
+    with pytest.raises(ConversionError, match=r"'Normalize' \(keras.ops\) with order=1 is "
+                                              r"not supported yet \(only 2\)"):
         convert(path)
 
 

@@ -222,6 +222,27 @@ def softmax(op: _Operation) -> str:
     return op.finish(b.op("Reshape", [result, shape], base))
 
 
+@lowering("Normalize")
+def normalize(op: _Operation) -> str:
+    """Keras 3's L2 normalization along ``axis``: x * min(rsqrt(sum(x², axis)), 1 /
+    epsilon) (epsilon by default Keras' 1e-7), the sum's axes kept."""
+    if op.attributes.get("order", 2) != 2:
+        raise op.refuse(f"with order={op.attributes['order']!r} is not supported yet "
+                        f"(only 2)")
+    (x,) = op.values()
+    b, base = op.b, op.base
+    epsilon = op.attributes.get("epsilon")
+    squares = b.reduce("ReduceSum", b.op("Mul", [x, x], f"{base}/square"),
+                       as_axes(op.attributes.get("axis", -1), op.rank()), f"{base}/sum")
+    inverse = b.op("Reciprocal", [b.op("Sqrt", [squares], f"{base}/norm")],
+                   f"{base}/inverse_norm")
+    bound = b.constant(f"{base}/bound", np.asarray(1.0 / (1e-7 if epsilon is None
+                                                           else epsilon),
+                                                   _numpy_dtype(op.compute)))
+    return op.finish(b.op("Mul", [x, b.op("Min", [inverse, bound], f"{base}/clamped")],
+                          base))
+
+
 # ---------------------------------------------------------------------- reductions
 
 REDUCE = {"Mean": "ReduceMean", "Sum": "ReduceSum", "Max": "ReduceMax", "Min": "ReduceMin",

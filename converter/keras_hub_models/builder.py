@@ -165,29 +165,35 @@ class Functional:
     def token_embedding(self, backbone: dict, *args, **kwargs) -> Tensor:
         """Call the backbone's ``token_embedding`` again, from the task model (a causal LM's
         ``backbone.token_embedding(x, reverse=True)``): its weights stay under the
-        backbone's path: its own layer (GPT-2), or the ``token_embedding`` of its
-        TokenAndPositionEmbedding ``embeddings`` (OPT)."""
-        from ..parse import _saving_paths_of  # parse imports this module
-        layers = {e["name"]: e for e in backbone["layers"]}
-        paths = _saving_paths_of(list(layers.items()))
+        backbone's path (see ``token_embedding_entry``)."""
+        entry, path = self.token_embedding_entry(backbone)
         backbone_path = self.layers[backbone["name"]]["saving_path"]
-        if "token_embedding" in layers:
-            entry, path = layers["token_embedding"], paths["token_embedding"]
-        else:
-            embeddings = layers["embeddings"]["config"]
-            entry = {"class_name": "ReversibleEmbedding",
-                     "module": HUB_MODELING + "reversible_embedding",
-                     "registered_name": "keras_hub>ReversibleEmbedding",
-                     "config": {"name": "token_embedding", "trainable": True,
-                                "dtype": embeddings.get("dtype"),
-                                "input_dim": embeddings["vocabulary_size"],
-                                "output_dim": embeddings["embedding_dim"],
-                                "tie_weights": embeddings["tie_weights"],
-                                "mask_zero": embeddings["mask_zero"]}}
-            path = f"{paths['embeddings']}/token_embedding"
         self.layers["token_embedding"] = dict(entry, name="token_embedding", inbound_nodes=[],
                                                saving_path=f"{backbone_path}/{path}")
         return self.layer(entry["class_name"], "token_embedding", {}, *args, **kwargs)
+
+    @staticmethod
+    def token_embedding_entry(backbone: dict) -> tuple:
+        """(layer config, saving path inside the backbone) of a backbone's token
+        embedding: its own layer (BERT, GPT-2), or the ``token_embedding`` of its
+        TokenAndPositionEmbedding ``embeddings`` (OPT, RoBERTa)."""
+        from ..parse import _saving_paths_of  # parse imports this module
+        layers = {e["name"]: e for e in backbone["layers"]}
+        paths = _saving_paths_of(list(layers.items()))
+        if "token_embedding" in layers:
+            return layers["token_embedding"], paths["token_embedding"]
+        embeddings = next(layer["config"] for layer in layers.values()
+                          if layer["class_name"] == "TokenAndPositionEmbedding")
+        entry = {"class_name": "ReversibleEmbedding",
+                 "module": HUB_MODELING + "reversible_embedding",
+                 "registered_name": "keras_hub>ReversibleEmbedding",
+                 "config": {"name": "token_embedding", "trainable": True,
+                            "dtype": embeddings.get("dtype"),
+                            "input_dim": embeddings["vocabulary_size"],
+                            "output_dim": embeddings["embedding_dim"],
+                            "tie_weights": embeddings["tie_weights"],
+                            "mask_zero": embeddings["mask_zero"]}}
+        return entry, f"{paths[embeddings['name']]}/token_embedding"
 
     def preprocessor(self, config, task: str) -> None:
         """A task's preprocessor is not a layer: the model is converted from its
@@ -198,11 +204,13 @@ class Functional:
                               f"(tokenizer / packer) is not a layer and was left out: the "
                               f"model takes {inputs}")
 
-    def op(self, class_name: str, name: str, *args) -> Tensor:
-        """A Keras operation (``x[:, 0, :]`` is ``GetItem``), as Keras 3 records it."""
-        self.layers[name] = {"class_name": class_name, "module": "keras.src.ops.numpy",
+    def op(self, class_name: str, name: str, *args, module: str = "keras.src.ops.numpy",
+           **attributes) -> Tensor:
+        """A Keras operation (``x[:, 0, :]`` is ``GetItem``; ``ops.sum(x, axis=1)`` is
+        ``Sum`` with its ``attributes``), as Keras 3 records it."""
+        self.layers[name] = {"class_name": class_name, "module": module,
                               "registered_name": class_name, "name": name,
-                              "config": {"name": name}, "inbound_nodes": []}
+                              "config": {"name": name, **attributes}, "inbound_nodes": []}
         self.layers[name]["inbound_nodes"].append({"args": _serialize(list(args)),
                                                     "kwargs": {}})
         return Tensor(name, 0, 0, "float32")

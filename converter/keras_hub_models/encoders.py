@@ -111,3 +111,5 @@ def roberta_backbone(config: dict, f: Functional) -> None:
     """keras_hub's RobertaBackbone (see ``_embedded_encoder``)."""
     _embedded_encoder(config, f, "embeddings", 1e-5)
 
+# keras_hub's XLMRobertaBackbone subclasses RobertaBackbone and changes nothing but its name
+keras_hub_model("XLMRobertaBackbone", TEXT_KEYS)(roberta_backbone)

@@ -4,7 +4,8 @@ from __future__ import annotations
 from typing import Optional
 
 from ..errors import ModelConfigError
-from .builder import (Functional, keras_hub_model, is_positive_int, is_rate, Tensor)
+from .builder import (Functional, GELU_APPROXIMATE, HUB_MODELING, keras_hub_model,
+                      is_positive_int, is_rate, Tensor)
 
 
 TASK_KEYS = {"backbone", "preprocessor"}
@@ -69,15 +70,23 @@ def distil_bert_text_classifier(config: dict, f: Functional) -> None:
     _classifier_head(config, f, x, "output_dropout", "DistilBertTextClassifier")
 
 
-@keras_hub_model("RobertaTextClassifier", CLASSIFIER_KEYS | {"hidden_dim"})
-def roberta_text_classifier(config: dict, f: Functional) -> None:
+def _roberta_text_classifier(config: dict, f: Functional, backbone_class: str,
+                             task: str) -> None:
     """keras_hub's RobertaTextClassifier: Dropout ``pooled_dropout`` of the first token,
     Dense(hidden_dim, tanh) ``pooled_dense``, Dropout ``output_dropout``,
     Dense(num_classes, activation) ``logits``."""
     backbone = config.get("backbone")
-    _, outputs = f.backbone(backbone, "RobertaBackbone", "RobertaTextClassifier")
+    _, outputs = f.backbone(backbone, backbone_class, task)
     x = _first_token_dense(config, f, backbone["config"], outputs, "tanh", "pooled_dropout")
-    _classifier_head(config, f, x, "output_dropout", "RobertaTextClassifier")
+    _classifier_head(config, f, x, "output_dropout", task)
+
+
+# XLMRobertaTextClassifier is RobertaTextClassifier over an XLMRobertaBackbone
+for _task, _backbone in (("RobertaTextClassifier", "RobertaBackbone"),
+                         ("XLMRobertaTextClassifier", "XLMRobertaBackbone")):
+    keras_hub_model(_task, CLASSIFIER_KEYS | {"hidden_dim"})(
+        lambda config, f, backbone=_backbone, task=_task:
+        _roberta_text_classifier(config, f, backbone, task))
 
 
 def _causal_lm(config: dict, f: Functional, backbone_class: str, task: str) -> None:
@@ -100,3 +109,96 @@ for _task, _backbone in CAUSAL_LMS.items():
         lambda config, f, backbone=_backbone, task=_task:
         _causal_lm(config, f, backbone, task))
 del _task, _backbone
+
+
+# ---------------------------------------------------------------------- masked LMs
+
+
+def _masked_lm(config: dict, f: Functional, backbone_class: str, task: str,
+               intermediate_activation) -> None:
+    """A masked LM: the backbone's ``sequence_output`` and the int ``mask_positions`` input
+    into MaskedLMHead ``mlm_head`` (a composite: the hidden states at the positions,
+    Dense(width, ``intermediate_activation``), LayerNormalization(1e-5), logits against the
+    backbone's tied token embedding plus output_bias), whose output is named ``mlm_head``;
+    its own weights under ``layers/masked_lm_head``, the table read under the
+    backbone's."""
+    backbone, outputs = f.backbone(config.get("backbone"), backbone_class, task)
+    mask_positions = f.input("mask_positions")
+    embedding = Functional.token_embedding_entry(backbone)[0]["config"]
+    f.outputs["mlm_head"] = f.hub_layer(
+        "MaskedLMHead", "masked_lm_head", "mlm_head",
+        {"vocabulary_size": embedding["input_dim"],
+         "token_embedding": {"module": HUB_MODELING + "reversible_embedding",
+                             "class_name": "ReversibleEmbedding", "config": embedding,
+                             "registered_name": "keras_hub>ReversibleEmbedding"},
+         "intermediate_activation": intermediate_activation, "activation": None,
+         "layer_norm_epsilon": 1e-5},
+        outputs["sequence_output"], mask_positions)
+    f.preprocessor(config.get("preprocessor"), task)
+
+
+# keras_hub's masked LMs: task -> (its backbone, the head's intermediate activation)
+MASKED_LMS = {"BertMaskedLM": ("BertBackbone", "gelu"),
+              "RobertaMaskedLM": ("RobertaBackbone", "gelu"),
+              "XLMRobertaMaskedLM": ("XLMRobertaBackbone", "gelu"),
+              "DistilBertMaskedLM": ("DistilBertBackbone", "gelu"),
+              "AlbertMaskedLM": ("AlbertBackbone", GELU_APPROXIMATE)}
+for _task, (_backbone, _activation) in MASKED_LMS.items():
+    keras_hub_model(_task, TASK_KEYS)(
+        lambda config, f, backbone=_backbone, task=_task, activation=_activation:
+        _masked_lm(config, f, backbone, task, activation))
+del _task, _backbone, _activation
+
+
+# ---------------------------------------------------------------------- text embedders
+
+MINUS_INFINITY = {"class_name": "__tensor__", "config": {"value": float("-inf"),
+                                                         "dtype": "float32"}}
+
+
+def _text_embedder(config: dict, f: Functional, backbone_class: str, task: str,
+                   count_floor: float) -> None:
+    """A text embedder: the backbone's ``sequence_output`` x pooled over the sequence by
+    ``pooling_mode``: "mean" sum(x * m) / max(sum(m), count_floor), m the padding mask;
+    "cls" the first token; "max" the maximum over the positions m keeps (-inf elsewhere);
+    then, with ``normalize``, x / max(|x|, 1e-7) (keras.ops.normalize). Keras records
+    these as operations; the output is named after the last one, as a fresh process
+    loading the model names it: Keras numbers operation names per process, and the
+    backbone, built first, has taken ``get_item`` for its ``pooled_output`` (BERT)."""
+    mode = f.require(config, "pooling_mode", lambda v: v in ("mean", "cls", "max"),
+                     "'mean', 'cls' or 'max'")
+    normalize = f.require(config, "normalize", lambda v: isinstance(v, bool), "a bool")
+    backbone, outputs = f.backbone(config.get("backbone"), backbone_class, task)
+    x = outputs["sequence_output"]
+    if mode == "cls":
+        taken = any(layer["name"] == "get_item" for layer in backbone["layers"])
+        x = f.op("GetItem", "get_item_1" if taken else "get_item", x,
+                 [slice(None), 0, slice(None)])
+    else:
+        padding_mask = next(t for t in f.inputs if t.layer == "padding_mask")
+        mask = f.op("Cast", "cast", f.op("ExpandDims", "expand_dims", padding_mask, axis=-1),
+                    module="keras.src.ops.core", dtype="float32" if mode == "mean" else "bool")
+        if mode == "mean":
+            total = f.op("Sum", "sum", f.op("Multiply", "multiply", x, mask), axis=1,
+                         keepdims=False)
+            count = f.op("Maximum", "maximum",
+                         f.op("Sum", "sum_1", mask, axis=1, keepdims=False), count_floor)
+            x = f.op("TrueDivide", "true_divide", total, count)
+        else:
+            x = f.op("Max", "max", f.op("Where", "where", mask, x, MINUS_INFINITY), axis=1,
+                     keepdims=False, initial=None)
+    if normalize:
+        x = f.op("Normalize", "normalize", x, module="keras.src.ops.nn", axis=-1, order=2,
+                 epsilon=None)
+    f.outputs[x.layer] = x
+    f.preprocessor(config.get("preprocessor"), task)
+
+
+# keras_hub's text embedders: task -> (its backbone, the floor of mean pooling's count)
+TEXT_EMBEDDERS = {"BertTextEmbedder": ("BertBackbone", 1e-9),
+                  "XLMRobertaTextEmbedder": ("XLMRobertaBackbone", 1e-5)}
+for _task, (_backbone, _floor) in TEXT_EMBEDDERS.items():
+    keras_hub_model(_task, TASK_KEYS | {"pooling_mode", "normalize"})(
+        lambda config, f, backbone=_backbone, task=_task, floor=_floor:
+        _text_embedder(config, f, backbone, task, floor))
+del _task, _backbone, _floor

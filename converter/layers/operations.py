@@ -28,7 +28,7 @@ COMPARISONS = {"NotEqual", "Equal", "Greater", "GreaterEqual", "Less", "LessEqua
 LOGICAL = {"LogicalAnd", "LogicalOr", "LogicalNot"}
 # Unary ops that compute in float (Keras 3 casts integer inputs to float32 first).
 FLOAT_UNARY = {"Exp", "Log", "Sqrt", "Rsqrt", "Tanh", "Sigmoid", "Softmax", "LogSoftmax",
-               "Erf", "Sin", "Cos", "Gelu", "Silu"}
+               "Erf", "Sin", "Cos", "Gelu", "Silu", "Normalize"}
 SAME_DTYPE_UNARY = {"Relu", "Abs", "Absolute", "Negative", "Square"}
 REDUCTIONS = {"Mean", "Sum", "Max", "Min", "Prod", "Any", "All"}
 STRUCTURAL = {"Cast", "Matmul", "Transpose", "Reshape", "ExpandDims", "Squeeze",
@@ -88,7 +88,7 @@ TF_FUNCTIONS = {
 ATTRIBUTE_NAMES = ("axis", "axes", "newshape", "keepdims", "dtype", "transpose_a",
                    "transpose_b", "approximate", "key", "start_indices", "shape",
                    "indices_or_sections", "num_or_size_splits", "repeats", "subscripts",
-                   "exclusive", "reverse", "batch_dims")
+                   "exclusive", "reverse", "batch_dims", "order", "epsilon")
 # Keyword names TF functions give their operands after the first (tf.math.add(x, y),
 # matmul(a, b), tf.where(c, x, y), tf.gather(params, indices), tf.range(start, limit, delta)).
 SECOND_OPERAND_KEYWORDS = ("y", "b")
