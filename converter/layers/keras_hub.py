@@ -492,10 +492,12 @@ def _expand_qwen_decoder(node, e) -> list:
                         biases=True)
 
 
-def _gqa_decoder(node, e, head_dim, scaling: float, window, biases: bool = False) -> list:
+def _gqa_decoder(node, e, head_dim, scaling: float, window, biases: bool = False,
+                 head_norms: bool = False) -> list:
     """Llama / Mistral / Qwen decoder block: pre-norm (an RMS norm) self-attention
-    (EinsumDense query / key / value, biased with ``biases``, rotary embedding of query
-    and key, key and value repeated to the query heads, softmax of q·k / sqrt(head_dim)
+    (EinsumDense query / key / value, biased with ``biases``, with ``head_norms`` query and
+    key RMS-normalized over each head (Qwen 3), rotary embedding of query and key, key and
+    value repeated to the query heads, softmax of q·k / sqrt(head_dim)
     on the merged padding AND causal (sliding ``window``) mask, attention_output
     EinsumDense), dropout, residual; then pre-norm SwiGLU feed-forward:
     output_dense(intermediate_dense(h) * silu(gate_dense(h))), residual."""
@@ -542,6 +544,13 @@ def _gqa_decoder(node, e, head_dim, scaling: float, window, biases: bool = False
                  h)[0]
     value = e.call(projection("_value_dense", "bkm,mvh->bkvh", [None, groups, head_dim],
                               "vh"), h)[0]
+    if head_norms:
+        query, key = (e.call(e.sublayer(
+            f"_self_attention_layer/_{role}_dense_layer_norm", "RMSNormalization",
+            {"epsilon": epsilon, "axis": -1, "name": f"{role}_dense_layernorm"},
+            prefixes=(f"self_attention/{role}_dense_layernorm/",
+                      f"self_attention_layer/{role}_dense_layer_norm/")), projected)[0]
+            for role, projected in (("query", query), ("key", key)))
     query, key = e.call(rope, query)[0], e.call(rope, key)[0]
     key = e.op("Repeat", key, repeats=heads // groups, axis=2, label="repeat_key")
     value = e.op("Repeat", value, repeats=heads // groups, axis=2, label="repeat_value")
@@ -568,13 +577,37 @@ def _gqa_decoder(node, e, head_dim, scaling: float, window, biases: bool = False
     return [e.op("Add", h, x, label="feedforward_residual")]
 
 
-for _name, _expand in (("LlamaTransformerDecoder", _expand_llama_decoder),
-                      ("MistralTransformerDecoder", _expand_mistral_decoder),
-                      ("QwenTransformerDecoder", _expand_qwen_decoder)):
-    hub_kind(_name,
+def gqa_decoder_kind(class_name: str, expand) -> None:
+    """Register a decoder block called like LlamaTransformerDecoder, expanded by
+    ``expand``: its output has its input's shape and mask."""
+    hub_kind(class_name,
              signature=("decoder_sequence", "decoder_padding_mask", "decoder_attention_mask",
                         "self_attention_cache", "self_attention_cache_update_index",
                         "training"),
              output_mask=lambda node: node.input("decoder_sequence").mask,
-             expand=_expand)(
+             expand=expand)(
         lambda node: [(node.input("decoder_sequence").shape, compute_dtype(node))])
+
+
+for _name, _expand in (("LlamaTransformerDecoder", _expand_llama_decoder),
+                      ("MistralTransformerDecoder", _expand_mistral_decoder),
+                      ("QwenTransformerDecoder", _expand_qwen_decoder)):
+    gqa_decoder_kind(_name, _expand)
+
+
+# ---------------------------------------------------------------------- Qwen 3
+
+
+def _expand_qwen3_decoder(node, e) -> list:
+    """KerasHub's Qwen3TransformerDecoder.call (see ``_gqa_decoder``): Llama's block with
+    ``head_dim``, ``rope_scaling_factor``, query and key RMS-normalized per head before the
+    rotary embedding, and Qwen3Attention's ``sliding_window_size``: position i attends to
+    j when i - window < j <= i, as its unfused path computes (the one the TensorFlow
+    backend runs; where keras_hub fuses attention, JAX, it ignores the window)."""
+    config = e.config
+    return _gqa_decoder(node, e, config.get("head_dim"),
+                        config.get("rope_scaling_factor", 1.0),
+                        config.get("sliding_window_size") or None, head_norms=True)
+
+
+gqa_decoder_kind("Qwen3TransformerDecoder", _expand_qwen3_decoder)
