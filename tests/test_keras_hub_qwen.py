@@ -150,3 +150,13 @@ def test_qwen3_5_delta_net_is_one_scan(saved_models):
     _, path = saved_models("qwen3_5_causal_lm")
     ops = [node.op_type for node in convert(path).model.graph.node]
     assert ops.count("Scan") == 3
+
+
+def test_qwen3_5_half_precision_keeps_the_delta_rule_in_float32(saved_models):
+    """--precision float16: the Scan's body is float32 (keras_hub computes the recurrence
+    in float32 too): its inputs are cast to float32, the graph stays valid."""
+    _, path = saved_models("qwen3_5_backbone")
+    graph = convert(path, precision="float16").model.graph
+    producers = {o: node for node in graph.node for o in node.output}
+    scan = next(node for node in graph.node if node.op_type == "Scan")
+    assert {producers[name].op_type for name in scan.input[1:]} == {"Cast"}
