@@ -5,6 +5,8 @@ compared with keras_hub's by name."""
 from __future__ import annotations
 
 import importlib.util
+import json
+import zipfile
 
 import numpy as np
 import pytest
@@ -80,3 +82,18 @@ def check_by_name(model, path, opset: int, inputs=token_inputs, lengths=LENGTHS,
             actual = run_onnx(onnx_model, [arrays[name] for name in session_inputs])
             assert_same([np.asarray(expected[name]) for name in output_names], actual,
                         f"{path.name} opset {opset} batch {batch} length {length}", atol)
+
+
+def resaved(path, tmp_path, change):
+    """A copy of the saved model whose config.json ``change(config)`` edits (the model's
+    constructor arguments: ``config["config"]``)."""
+    with zipfile.ZipFile(path) as source:
+        entries = {name: source.read(name) for name in source.namelist()}
+    config = json.loads(entries["config.json"])
+    change(config)
+    entries["config.json"] = json.dumps(config).encode()
+    copy = tmp_path / path.name
+    with zipfile.ZipFile(copy, "w") as target:
+        for name, data in entries.items():
+            target.writestr(name, data)
+    return copy

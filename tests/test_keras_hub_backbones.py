@@ -4,15 +4,13 @@ converted at opset 23 and 17, run in onnxruntime at batch 1 and 3 and two sequen
 lengths on padded token ids, every output compared with keras_hub's by name."""
 from __future__ import annotations
 
-import json
 import re
-import zipfile
 
 import numpy as np
 import pytest
 
 from keras_hub_model_check import (OPSETS, SMALL, VOCABULARY, check_by_name,
-                                   requires_keras_hub, saved_model_cache)
+                                   requires_keras_hub, resaved, saved_model_cache)
 
 from kerasonnx.convert import convert
 from kerasonnx.errors import ConversionError
@@ -165,21 +163,6 @@ def test_bert_keeps_keras_hub_names_and_weight_paths(saved_models):
         assert attention.layer.weights.shape("query_dense/vars/0") == (8, 2, 4)
 
 
-def _resaved(path, tmp_path, change):
-    """A copy of the saved model whose config.json ``change(config)`` edits (the model's
-    constructor arguments: ``config["config"]``)."""
-    with zipfile.ZipFile(path) as source:
-        entries = {name: source.read(name) for name in source.namelist()}
-    config = json.loads(entries["config.json"])
-    change(config)
-    entries["config.json"] = json.dumps(config).encode()
-    copy = tmp_path / path.name
-    with zipfile.ZipFile(copy, "w") as target:
-        for name, data in entries.items():
-            target.writestr(name, data)
-    return copy
-
-
 @pytest.mark.parametrize("change, message", [
     (lambda c: c["config"].update(rope_theta=10000), "config key 'rope_theta' is not one"),
     (lambda c: c["config"].update(num_heads=3),
@@ -193,7 +176,7 @@ def _resaved(path, tmp_path, change):
 def test_unknown_config_is_one_line_error(saved_models, tmp_path, change, message):
     _, path = saved_models("gpt2_backbone")
     with pytest.raises(ConversionError, match=re.escape(message)):
-        convert(_resaved(path, tmp_path, change))
+        convert(resaved(path, tmp_path, change))
 
 
 def test_task_model_says_its_preprocessor_was_left_out(saved_models, tmp_path):

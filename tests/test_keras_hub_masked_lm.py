@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from keras_hub_model_check import (OPSETS, SMALL, VOCABULARY, check_by_name,
-                                   requires_keras_hub, saved_model_cache, token_inputs)
-from test_keras_hub_backbones import _resaved
+                                   requires_keras_hub, resaved, saved_model_cache,
+                                   token_inputs)
 
 from kerasonnx.convert import convert
 from kerasonnx.errors import ConversionError
@@ -164,7 +164,7 @@ def test_masked_lm_says_its_preprocessor_was_left_out(saved_models):
 def test_masked_lm_config_contract(saved_models, tmp_path, change, message):
     _, path = saved_models("albert_masked_lm")
     with pytest.raises(ConversionError, match=re.escape(message)):
-        convert(_resaved(path, tmp_path, change))
+        convert(resaved(path, tmp_path, change))
 
 
 def test_text_embedder_outputs_are_named_as_a_fresh_load_names_them(saved_models):
@@ -198,4 +198,4 @@ def test_text_embedder_outputs_are_named_as_a_fresh_load_names_them(saved_models
 def test_text_embedder_config_contract(saved_models, tmp_path, change, message):
     _, path = saved_models("bert_text_embedder")
     with pytest.raises(ConversionError, match=re.escape(message)):
-        convert(_resaved(path, tmp_path, change))
+        convert(resaved(path, tmp_path, change))

@@ -7,7 +7,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from onnx import TensorProto
+import onnx
+from onnx import TensorProto, helper, numpy_helper
 
 from ..errors import ConversionError
 from ..ir import Node
@@ -262,3 +263,162 @@ def alibi_bias(node: Node, b: Builder) -> list:
     offsets = b.op("Cast", [offsets], f"{base}/offsets_float", to=TensorProto.FLOAT)
     bias = b.op("Mul", [b.constant(f"{base}/slopes", slopes), offsets], f"{base}/bias")
     return [b.op("Add", [scores, bias], base)]
+
+
+# ---------------------------------------------------------------------- Qwen 3.5
+
+
+@emits("Qwen3_5GatedDeltaNet")
+def gated_delta_net(node: Node, b: Builder) -> list:
+    """keras_hub's Qwen3_5GatedDeltaNet without a cache. x zeroed at padding; q, k, v =
+    silu(causal depthwise conv(x W_qkv)) split, per head; k and q repeated to the value
+    heads, L2-normalized (q also / sqrt(key head dim)); write rate β = sigmoid(x W_b),
+    decay α = exp(-exp(A_log) softplus(x W_a + dt_bias)). The delta rule over t (an ONNX
+    Scan, state S of (key dim, value dim) per head, from zero):
+    S = α_t S; S += k_t ⊗ β_t (v_t - S^T k_t); o_t = S^T q_t. keras_hub computes the same
+    recurrence in closed form by chunks of 64. Output: out_proj(rms(o) * scale *
+    silu(x W_z))."""
+    config, base = node.config, node.name
+    if node.input("cache") is not None:
+        raise ConversionError(f"layer {base!r}: Qwen3_5GatedDeltaNet called with a cache is "
+                              f"not supported yet")
+    weights = {k: np.asarray(v, np.float32) for k, v in named_weights(node).items()}
+    key_heads, heads = config["linear_num_key_heads"], config["linear_num_value_heads"]
+    key_size, value_size = config["linear_key_head_dim"], config["linear_value_head_dim"]
+    x = b.value(node.input("hidden_states"))
+    mask = node.input("attention_mask")
+    if mask is not None and len(mask.shape) == 2:
+        keep = b.op("Cast", [b.value(mask)], f"{base}/keep", to=TensorProto.FLOAT)
+        x = b.op("Mul", [x, unsqueeze(b, keep, [-1], f"{base}/keep_column")], f"{base}/masked")
+
+    def project(name, h):
+        return b.op("MatMul", [h, b.constant(f"{base}/{name}/kernel", weights[name])],
+                    f"{base}/{name}")
+
+    def heads_of(t, count, size, label):
+        return b.op("Reshape", [t, b.ints(f"{base}/{label}_shape", [0, 0, count, size])],
+                    f"{base}/{label}")
+
+    mixed = _causal_depthwise_conv(b, project("in_proj_qkv", x), weights["conv1d_kernel"],
+                                   f"{base}/conv")
+    mixed = b.op("Mul", [mixed, b.op("Sigmoid", [mixed], f"{base}/conv_sigmoid")],
+                 f"{base}/conv_silu")
+    query, key, value = b.op("Split", [mixed, b.ints(f"{base}/qkv_sizes", [
+        key_heads * key_size, key_heads * key_size, heads * value_size])], f"{base}/qkv",
+        outputs=3, axis=-1)
+    query, key = (_l2_normalized(b, _repeat_heads(b, heads_of(t, key_heads, key_size, role),
+                                                  key_heads, key_size, heads // key_heads,
+                                                  f"{base}/{role}"), f"{base}/{role}_l2")
+                  for t, role in ((query, "query"), (key, "key")))
+    query = b.op("Mul", [query, b.constant(f"{base}/query_scale",
+                                           np.float32(1.0 / key_size ** 0.5))],
+                 f"{base}/query_scaled")
+    value = heads_of(value, heads, value_size, "value")
+    write = b.op("Sigmoid", [project("in_proj_b", x)], f"{base}/beta")
+    rate = b.op("Softplus", [b.op("Add", [project("in_proj_a", x),
+                                          b.constant(f"{base}/dt_bias", weights["dt_bias"])],
+                                  f"{base}/a_biased")], f"{base}/softplus")
+    log_decay = b.op("Mul", [b.constant(f"{base}/minus_a", -np.exp(weights["A_log"])), rate],
+                     f"{base}/g")
+    decay = b.op("Exp", [log_decay], f"{base}/decay")
+    batch = b.op("Shape", [x], f"{base}/batch", start=0, end=1)
+    state_shape = b.op("Concat", [batch, b.ints(f"{base}/state_dims",
+                                                [heads, key_size, value_size])],
+                       f"{base}/state_shape", axis=0)
+    state = b.op("ConstantOfShape", [state_shape], f"{base}/state0",
+                 value=numpy_helper.from_array(np.zeros(1, np.float32)))
+    _, core = b.op("Scan", [state, query, key, value, decay, write], f"{base}/delta_rule",
+                   outputs=2, body=_delta_rule_step(b, f"{base}/step"), num_scan_inputs=5,
+                   scan_input_axes=[1] * 5, scan_output_axes=[1])
+    mean_square = b.reduce("ReduceMean", b.op("Mul", [core, core], f"{base}/core_squared"),
+                           [-1], f"{base}/core_mean_square")
+    inverse = b.op("Reciprocal", [b.op("Sqrt", [b.op("Add", [mean_square, b.constant(
+        f"{base}/epsilon", np.float32(config.get("layer_norm_epsilon", 1e-6)))],
+        f"{base}/core_mean_square_eps")], f"{base}/core_rms")], f"{base}/core_inverse_rms")
+    normed = b.op("Mul", [b.op("Mul", [core, inverse], f"{base}/core_normalized"),
+                          b.constant(f"{base}/norm_scale", weights["norm"])], f"{base}/normed")
+    z = heads_of(project("in_proj_z", x), heads, value_size, "z")
+    gated = b.op("Mul", [normed, b.op("Mul", [z, b.op("Sigmoid", [z], f"{base}/z_sigmoid")],
+                                      f"{base}/z_silu")], f"{base}/gated")
+    flat = b.op("Reshape", [gated, b.ints(f"{base}/flat_shape", [0, 0, heads * value_size])],
+                f"{base}/flat")
+    return [project("out_proj", flat)]
+
+
+def _causal_depthwise_conv(b: Builder, x: str, kernel: np.ndarray, base: str) -> str:
+    """(B, T, C) convolved along T per channel, y_t = Σ_j kernel[c, j] x_{t-K+1+j} (zeros
+    before the start), as keras_hub's ``_causal_conv1d``."""
+    channels, size = kernel.shape
+    moved = b.op("Transpose", [x], f"{base}/channels_first", perm=[0, 2, 1])
+    convolved = b.op("Conv", [moved, b.constant(f"{base}/kernel", kernel[:, None, :])],
+                     f"{base}/depthwise", group=channels, kernel_shape=[size],
+                     pads=[size - 1, 0])
+    return b.op("Transpose", [convolved], base, perm=[0, 2, 1])
+
+
+def _repeat_heads(b: Builder, x: str, heads: int, size: int, repeats: int,
+                  base: str) -> str:
+    """(B, T, heads, size) -> (B, T, heads * repeats, size), each head repeated in place
+    (ops.repeat)."""
+    if repeats == 1:
+        return x
+    spread = b.op("Expand", [unsqueeze(b, x, [3], f"{base}/heads_column"),
+                             b.ints(f"{base}/repeats", [1, 1, 1, repeats, 1])],
+                  f"{base}/spread")
+    return b.op("Reshape", [spread, b.ints(f"{base}/repeated_shape",
+                                           [0, 0, heads * repeats, size])],
+                f"{base}/repeated")
+
+
+def _l2_normalized(b: Builder, x: str, base: str) -> str:
+    """x * rsqrt(Σ x² over the last axis + 1e-6), keras_hub's ``_l2norm``."""
+    total = b.reduce("ReduceSum", b.op("Mul", [x, x], f"{base}/squared"), [-1],
+                     f"{base}/sum_squares")
+    shifted = b.op("Add", [total, b.constant(f"{base}/epsilon", np.float32(1e-6))],
+                   f"{base}/sum_squares_eps")
+    inverse = b.op("Reciprocal", [b.op("Sqrt", [shifted], f"{base}/norm")], f"{base}/inverse")
+    return b.op("Mul", [x, inverse], base)
+
+
+def _delta_rule_step(b: Builder, base: str) -> onnx.GraphProto:
+    """The Scan body of one position: state S (B, H, K, V) and q, k (B, H, K), v (B, H, V),
+    α, β (B, H) in; S = α S, S += k ⊗ β (v - Σ_K S k), o = Σ_K S q out (S, o). Its values
+    are named apart from the outer graph's; its constants are its own nodes."""
+    names = {n: b.fresh(f"{base}/{n}") for n in (
+        "state", "query", "key", "value", "decay", "write", "axes_last2", "axis_key",
+        "axis_last", "decay_nd", "decayed", "key_column", "remembered_terms", "remembered",
+        "error", "write_column", "delta", "delta_row", "update", "new_state", "read_terms",
+        "query_column", "output")}
+    n = names
+
+    def node(op, inputs, output, **attributes):
+        return helper.make_node(op, [n[i] for i in inputs], [n[output]],
+                                name=b.fresh(f"{n[output]}/{op}"), **attributes)
+
+    def ints(name, values):
+        return helper.make_node("Constant", [], [n[name]], name=b.fresh(f"{n[name]}/Constant"),
+                                value=numpy_helper.from_array(np.asarray(values, np.int64)))
+
+    nodes = [ints("axes_last2", [2, 3]), ints("axis_key", [2]), ints("axis_last", [3]),
+             node("Unsqueeze", ["decay", "axes_last2"], "decay_nd"),
+             node("Mul", ["state", "decay_nd"], "decayed"),
+             node("Unsqueeze", ["key", "axis_last"], "key_column"),
+             node("Mul", ["decayed", "key_column"], "remembered_terms"),
+             node("ReduceSum", ["remembered_terms", "axis_key"], "remembered", keepdims=0),
+             node("Sub", ["value", "remembered"], "error"),
+             node("Unsqueeze", ["write", "axis_key"], "write_column"),
+             node("Mul", ["error", "write_column"], "delta"),
+             node("Unsqueeze", ["delta", "axis_key"], "delta_row"),
+             node("Mul", ["key_column", "delta_row"], "update"),
+             node("Add", ["decayed", "update"], "new_state"),
+             node("Unsqueeze", ["query", "axis_last"], "query_column"),
+             node("Mul", ["new_state", "query_column"], "read_terms"),
+             node("ReduceSum", ["read_terms", "axis_key"], "output", keepdims=0)]
+
+    def value_info(name):
+        return helper.make_tensor_value_info(n[name], TensorProto.FLOAT, None)
+
+    return helper.make_graph(nodes, base,
+                             [value_info(v) for v in ("state", "query", "key", "value",
+                                                      "decay", "write")],
+                             [value_info("new_state"), value_info("output")])

@@ -55,8 +55,9 @@ NO_AUTOCAST = {"LayerNormalization", "GroupNormalization", "Embedding"}
 # The Attention operator adds its mask to the logits: a half mask cannot hold Keras'
 # mask values (-0.7 * float32 max; -1e9) and a fully masked row would no longer average
 # every value, so the operator runs in float32 between casts (its logits and softmax are
-# float32 in Keras' fused path too).
-FLOAT32_OPS = {"Attention"}
+# float32 in Keras' fused path too). Scan (Qwen 3.5's delta rule, which keras_hub computes
+# in float32 too) has a float32 body.
+FLOAT32_OPS = {"Attention", "Scan"}
 # --precision float16 keeps these in float32 besides FLOAT32_LAYERS.
 FLOAT16_MODE_FLOAT32_LAYERS = {"UnitNormalization"}
 FLOAT16_MODE_FLOAT32_OPS = {"Softmax", "LogSoftmax"}

@@ -50,10 +50,12 @@ LLAMA3_ROPE = ("rope_frequency_adjustment_factor", "rope_low_freq_factor",
 
 
 def _gqa_backbone(config: dict, f: Functional, decoder: str, module: str, norm_path: str,
-                  tied: bool, block: dict) -> None:
+                  tied: bool, block: dict, layer_options=None,
+                  norm=("RMSNormalization", "keras.layers")) -> None:
     """Llama and Mistral: ReversibleEmbedding (``tied``), ``decoder`` blocks (see
-    ``layers/keras_hub.py``) on ``padding_mask``, a final RMS norm
-    ``sequence_output_layernorm`` (saved under ``norm_path``): ``sequence_output``."""
+    ``layers/keras_hub.py``; block i's config updated with ``layer_options[i]`` when
+    given) on ``padding_mask``, a final RMS norm ``sequence_output_layernorm`` (class and
+    module ``norm``, saved under ``norm_path``): ``sequence_output``."""
     values = [f.require(config, key, is_positive_int, "a positive int")
               for key in ("vocabulary_size", "num_layers", "num_query_heads", "hidden_dim",
                           "intermediate_dim", "num_key_value_heads")]
@@ -74,10 +76,11 @@ def _gqa_backbone(config: dict, f: Functional, decoder: str, module: str, norm_p
                  num_key_value_heads=groups, layer_norm_epsilon=epsilon, dropout=dropout,
                  rope_max_wavelength=config.get("rope_max_wavelength", 10000))
     for i in range(layers):
-        x = f.layer(decoder, f"transformer_layer_{i}", block, x, module=module,
-                    decoder_padding_mask=padding_mask)
-    x = f.layer("RMSNormalization", "sequence_output_layernorm",
-                {"epsilon": epsilon, "axis": -1}, x)
+        x = f.layer(decoder, f"transformer_layer_{i}",
+                    dict(block, **(layer_options[i] if layer_options else {})), x,
+                    module=module, decoder_padding_mask=padding_mask)
+    x = f.layer(norm[0], "sequence_output_layernorm", {"epsilon": epsilon, "axis": -1}, x,
+                module=norm[1])
     f.layers["sequence_output_layernorm"]["saving_path"] = norm_path
     f.outputs.update(sequence_output=x)
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from ..errors import UnsupportedLayerError
 from .attention import _mha_weights, bind_mha_roles, multi_head_attention
 from .registry import NEW_MASK, WeightSpec, compute_dtype, first_input, layer_kind, no_mask
@@ -492,17 +494,14 @@ def _expand_qwen_decoder(node, e) -> list:
                         biases=True)
 
 
-def _gqa_decoder(node, e, head_dim, scaling: float, window, biases: bool = False) -> list:
+def _gqa_decoder(node, e, head_dim, scaling: float, window, biases: bool = False,
+                 head_norms: bool = False) -> list:
     """Llama / Mistral / Qwen decoder block: pre-norm (an RMS norm) self-attention
-    (EinsumDense query / key / value, biased with ``biases``, rotary embedding of query
-    and key, key and value repeated to the query heads, softmax of q·k / sqrt(head_dim)
-    on the merged padding AND causal (sliding ``window``) mask, attention_output
-    EinsumDense), dropout, residual; then pre-norm SwiGLU feed-forward:
-    output_dense(intermediate_dense(h) * silu(gate_dense(h))), residual."""
+    (EinsumDense query / key / value, biased with ``biases``, with ``head_norms`` query and
+    key RMS-normalized over each head (Qwen 3), rotary embedding of query and key, then
+    ``_grouped_attention`` on the merged padding AND causal (sliding ``window``) mask,
+    attention_output EinsumDense), dropout, residual; then ``_swiglu_block``."""
     config = e.config
-    if node.input("self_attention_cache") is not None:
-        raise UnsupportedLayerError(f"{e.source}: layer {node.name!r}: {node.class_name} "
-                                    f"called with a cache is not supported yet")
     x = node.input("decoder_sequence")
     hidden = x.shape[-1]
     heads, groups = config["num_query_heads"], config["num_key_value_heads"]
@@ -512,69 +511,264 @@ def _gqa_decoder(node, e, head_dim, scaling: float, window, biases: bool = False
     def norm(attribute):
         return e.sublayer(attribute, "RMSNormalization", {"epsilon": epsilon, "axis": -1})
 
-    def projection(attribute, equation, shape, bias_axes=None):
-        return e.sublayer(f"_self_attention_layer/{attribute}", "EinsumDense",
-                          {"equation": equation, "output_shape": shape,
-                           "bias_axes": bias_axes if biases else None,
-                           "name": attribute.lstrip("_")},
-                          prefixes=(f"self_attention/{attribute.lstrip('_')}/",
-                                    f"self_attention_layer/{attribute.lstrip('_')}/"))
+    attend = _self_attention_mask(node, e, x, window)
+    rope = _rotary_sublayer(e, scaling)
+    h = e.call(norm("_self_attention_layernorm"), x)[0]
+    query = e.call(_projection(e, "_query_dense", "bqm,muh->bquh", [None, heads, head_dim],
+                               "uh" if biases else None), h)[0]
+    key = e.call(_projection(e, "_key_dense", "bkm,mvh->bkvh", [None, groups, head_dim],
+                             "vh" if biases else None), h)[0]
+    value = e.call(_projection(e, "_value_dense", "bkm,mvh->bkvh", [None, groups, head_dim],
+                               "vh" if biases else None), h)[0]
+    if head_norms:
+        query, key = (e.call(e.sublayer(
+            f"_self_attention_layer/_{role}_dense_layer_norm", "RMSNormalization",
+            {"epsilon": epsilon, "axis": -1, "name": f"{role}_dense_layernorm"},
+            prefixes=(f"self_attention/{role}_dense_layernorm/",
+                      f"self_attention_layer/{role}_dense_layer_norm/")), projected)[0]
+            for role, projected in (("query", query), ("key", key)))
+    query, key = e.call(rope, query)[0], e.call(rope, key)[0]
+    attended = _grouped_attention(e, query, key, value, heads // groups, head_dim, attend)
+    attended = e.call(_projection(e, "_output_dense", "bquh,uhm->bqm", [None, hidden]),
+                      attended)[0]
+    attended = e.call(e.sublayer("_self_attention_dropout", "Dropout", {"rate": dropout}),
+                      attended)[0]
+    x = e.op("Add", attended, x, label="self_attention_residual")
+    return [_swiglu_block(e, x, norm("_feedforward_layernorm"))]
 
-    def dense(attribute, units):
-        return e.sublayer(attribute, "Dense", {"units": units, "use_bias": False})
 
+def _self_attention_mask(node, e, x, window):
+    """The decoder's (B, 1, T, T) boolean mask: its merged padding / attention mask AND the
+    causal one (sliding ``window``); a cache is refused."""
+    if node.input("self_attention_cache") is not None:
+        raise UnsupportedLayerError(f"{e.source}: layer {node.name!r}: {node.class_name} "
+                                    f"called with a cache is not supported yet")
     mask = _merged_attention_mask(e, x, node.input("decoder_padding_mask"),
                                   node.input("decoder_attention_mask"), "self_attention_mask")
     causal = _causal_mask(e, x, "self_attention_mask", window)
     mask = causal if mask is None else e.op("Minimum", mask, causal,
                                             label="self_attention_mask/merged_causal")
-    rope = e.sublayer("_self_attention_layer/rotary_embedding_layer", "RotaryEmbedding",
-                      {"max_wavelength": config.get("rope_max_wavelength", 10000),
-                       "scaling_factor": scaling,
-                       "sequence_axis": 1, "feature_axis": -1,
+    return e.op("Cast", e.op("ExpandDims", mask, axis=1, label="heads_mask"), dtype="bool",
+                label="heads_mask_bool")
+
+
+def _rotary_sublayer(e, scaling: float):
+    return e.sublayer("_self_attention_layer/rotary_embedding_layer", "RotaryEmbedding",
+                      {"max_wavelength": e.config.get("rope_max_wavelength", 10000),
+                       "scaling_factor": scaling, "sequence_axis": 1, "feature_axis": -1,
                        "name": "rotary_embedding_layer"},
                       module="keras_hub.src.layers.modeling.rotary_embedding")
 
-    h = e.call(norm("_self_attention_layernorm"), x)[0]
-    query = e.call(projection("_query_dense", "bqm,muh->bquh", [None, heads, head_dim],
-                              "uh"), h)[0]
-    key = e.call(projection("_key_dense", "bkm,mvh->bkvh", [None, groups, head_dim], "vh"),
-                 h)[0]
-    value = e.call(projection("_value_dense", "bkm,mvh->bkvh", [None, groups, head_dim],
-                              "vh"), h)[0]
-    query, key = e.call(rope, query)[0], e.call(rope, key)[0]
-    key = e.op("Repeat", key, repeats=heads // groups, axis=2, label="repeat_key")
-    value = e.op("Repeat", value, repeats=heads // groups, axis=2, label="repeat_value")
+
+def _projection(e, attribute: str, equation: str, shape: list, bias_axes=None):
+    """EinsumDense ``attribute`` of the decoder's ``_self_attention_layer``."""
+    name = attribute.lstrip("_")
+    return e.sublayer(f"_self_attention_layer/{attribute}", "EinsumDense",
+                      {"equation": equation, "output_shape": shape, "bias_axes": bias_axes,
+                       "name": name},
+                      prefixes=(f"self_attention/{name}/", f"self_attention_layer/{name}/"))
+
+
+def _grouped_attention(e, query, key, value, repeats: int, head_dim: int, attend):
+    """Key and value (B, T, groups, head_dim) repeated ``repeats`` times to the query
+    heads, softmax(q·k / sqrt(head_dim)) on ``attend``, times the values: (B, T, heads,
+    head_dim)."""
+    key = e.op("Repeat", key, repeats=repeats, axis=2, label="repeat_key")
+    value = e.op("Repeat", value, repeats=repeats, axis=2, label="repeat_value")
     scores = e.op("Einsum", query, key, subscripts="bquh,bkuh->buqk", label="scores")
     scores = e.op("Multiply", scores, 1.0 / math.sqrt(head_dim), label="scaled_scores")
     softmax = e.sublayer("_self_attention_layer/attention_softmax", "Softmax",
                          {"axis": -1, "name": "attention_softmax"})
-    attend = e.op("Cast", e.op("ExpandDims", mask, axis=1, label="heads_mask"), dtype="bool",
-                  label="heads_mask_bool")
     weights = e.call(softmax, scores, mask=attend)[0]
-    attended = e.op("Einsum", weights, value, subscripts="buqk,bkuh->bquh", label="combine")
-    attended = e.call(projection("_output_dense", "bquh,uhm->bqm", [None, hidden]),
-                      attended)[0]
-    attended = e.call(e.sublayer("_self_attention_dropout", "Dropout", {"rate": dropout}),
-                      attended)[0]
-    x = e.op("Add", attended, x, label="self_attention_residual")
+    return e.op("Einsum", weights, value, subscripts="buqk,bkuh->bquh", label="combine")
 
-    h = e.call(norm("_feedforward_layernorm"), x)[0]
-    gate = e.op("Silu", e.call(dense("_feedforward_gate_dense", config["intermediate_dim"]),
-                               h)[0], label="gate_activation")
-    h = e.call(dense("_feedforward_intermediate_dense", config["intermediate_dim"]), h)[0]
-    h = e.call(dense("_feedforward_output_dense", hidden),
+
+def _swiglu_block(e, x, norm):
+    """x + output_dense(intermediate_dense(h) * silu(gate_dense(h))), h = norm(x)."""
+    intermediate = e.config["intermediate_dim"]
+
+    def dense(attribute, units):
+        return e.sublayer(attribute, "Dense", {"units": units, "use_bias": False})
+
+    h = e.call(norm, x)[0]
+    gate = e.op("Silu", e.call(dense("_feedforward_gate_dense", intermediate), h)[0],
+                label="gate_activation")
+    h = e.call(dense("_feedforward_intermediate_dense", intermediate), h)[0]
+    h = e.call(dense("_feedforward_output_dense", x.shape[-1]),
                e.op("Multiply", h, gate, label="gated"))[0]
-    return [e.op("Add", h, x, label="feedforward_residual")]
+    return e.op("Add", h, x, label="feedforward_residual")
+
+
+def gqa_decoder_kind(class_name: str, expand, position_ids: bool = False) -> None:
+    """Register a decoder block called like LlamaTransformerDecoder (and ``position_ids``
+    with ``position_ids``), expanded by ``expand``: its output has its input's shape and
+    mask."""
+    hub_kind(class_name,
+             signature=("decoder_sequence", "decoder_padding_mask", "decoder_attention_mask",
+                        "self_attention_cache", "self_attention_cache_update_index")
+             + (("position_ids",) if position_ids else ()) + ("training",),
+             output_mask=lambda node: node.input("decoder_sequence").mask,
+             expand=expand)(
+        lambda node: [(node.input("decoder_sequence").shape, compute_dtype(node))])
 
 
 for _name, _expand in (("LlamaTransformerDecoder", _expand_llama_decoder),
                       ("MistralTransformerDecoder", _expand_mistral_decoder),
                       ("QwenTransformerDecoder", _expand_qwen_decoder)):
-    hub_kind(_name,
-             signature=("decoder_sequence", "decoder_padding_mask", "decoder_attention_mask",
-                        "self_attention_cache", "self_attention_cache_update_index",
-                        "training"),
-             output_mask=lambda node: node.input("decoder_sequence").mask,
-             expand=_expand)(
-        lambda node: [(node.input("decoder_sequence").shape, compute_dtype(node))])
+    gqa_decoder_kind(_name, _expand)
+
+
+# ---------------------------------------------------------------------- Qwen 3
+
+
+def _expand_qwen3_decoder(node, e) -> list:
+    """KerasHub's Qwen3TransformerDecoder.call (see ``_gqa_decoder``): Llama's block with
+    ``head_dim``, ``rope_scaling_factor``, query and key RMS-normalized per head before the
+    rotary embedding, and Qwen3Attention's ``sliding_window_size``: position i attends to
+    j when i - window < j <= i, as its unfused path computes (the one the TensorFlow
+    backend runs; where keras_hub fuses attention, JAX, it ignores the window)."""
+    config = e.config
+    return _gqa_decoder(node, e, config.get("head_dim"),
+                        config.get("rope_scaling_factor", 1.0),
+                        config.get("sliding_window_size") or None, head_norms=True)
+
+
+gqa_decoder_kind("Qwen3TransformerDecoder", _expand_qwen3_decoder)
+
+
+# ---------------------------------------------------------------------- Qwen 3.5
+
+QWEN3_5 = "keras_hub.src.models.qwen3_5."
+
+
+def _one_plus(scale):
+    return np.float32(1) + np.asarray(scale, np.float32)
+
+
+def _expand_qwen3_5_norm(node, e) -> list:
+    """Qwen3_5LayerNorm: x * rsqrt(mean(x², last axis) + epsilon) * (1 + scale), i.e.
+    Keras' RMSNormalization reading 1 + scale (in float32, as keras_hub adds it)."""
+    own = node.layer.weights
+    weights = None
+    if own is not None:
+        name = "vars/0" if own.layout == "saving_lib" else "scale"
+        weights = e.derived_weights(own.layout, {name: (own, name, _one_plus)})
+    norm = e.sublayer("one_plus_scale", "RMSNormalization",
+                      {"epsilon": e.config.get("epsilon", 1e-6), "axis": -1}, weights=weights)
+    return e.call(norm, node.input("inputs"))
+
+
+hub_kind("Qwen3_5LayerNorm", output_mask=no_mask, expand=_expand_qwen3_5_norm)(
+    lambda node: [(first_input(node).shape, compute_dtype(node))])
+
+
+def _delta_net_weights(node):
+    """in_proj_qkv / _z / _b / _a and out_proj kernels, the causal conv kernel (channels,
+    kernel size), dt_bias and A_log per value head, the gated norm's scale."""
+    config, hidden = node.config, first_input(node).shape[-1]
+    heads = config["linear_num_value_heads"]
+    key_dim = config["linear_num_key_heads"] * config["linear_key_head_dim"]
+    value_dim = heads * config["linear_value_head_dim"]
+    channels = 2 * key_dim + value_dim
+    return [WeightSpec("in_proj_qkv", "in_proj_qkv/vars/0", (hidden, channels)),
+            WeightSpec("in_proj_z", "in_proj_z/vars/0", (hidden, value_dim)),
+            WeightSpec("in_proj_b", "in_proj_b/vars/0", (hidden, heads)),
+            WeightSpec("in_proj_a", "in_proj_a/vars/0", (hidden, heads)),
+            WeightSpec("conv1d_kernel", "vars/0",
+                       (channels, config.get("linear_conv_kernel_dim", 4))),
+            WeightSpec("dt_bias", "vars/1", (heads,)), WeightSpec("A_log", "vars/2", (heads,)),
+            WeightSpec("norm", "norm/vars/0", (config["linear_value_head_dim"],)),
+            WeightSpec("out_proj", "out_proj/vars/0", (value_dim, hidden))]
+
+
+# Qwen3_5GatedDeltaNet: gated delta-rule linear attention, lowered by hand
+# (emit/keras_hub.py) with the recurrence as an ONNX Scan over the sequence.
+hub_kind("Qwen3_5GatedDeltaNet",
+         signature=("hidden_states", "attention_mask", "cache", "cache_update_index",
+                    "training"),
+         weights=_delta_net_weights, output_mask=no_mask)(
+    lambda node: [(first_input(node).shape, compute_dtype(node))])
+
+
+def _slice(start=None, stop=None) -> dict:
+    return {"class_name": "__slice__", "config": {"start": start, "stop": stop, "step": None}}
+
+
+def _qwen3_5_norm(e, attribute: str, prefixes=None):
+    return e.sublayer(attribute, "Qwen3_5LayerNorm",
+                      {"epsilon": e.config.get("layer_norm_epsilon", 1e-6),
+                       "name": attribute.rsplit("/", 1)[-1].lstrip("_")},
+                      module=QWEN3_5 + "qwen3_5_layers", prefixes=prefixes)
+
+
+def _expand_qwen3_5_decoder(node, e) -> list:
+    """KerasHub's Qwen3_5TransformerDecoder.call without a cache: h = x +
+    mixer(input_layernorm(x)), the mixer Qwen3_5GatedDeltaNet on the padding mask
+    (``layer_type`` linear_attention) or ``_qwen3_5_attention`` (full_attention); then
+    ``_swiglu_block`` after post_attention_layernorm. Its norms are Qwen3_5LayerNorms."""
+    config = e.config
+    if node.input("self_attention_cache") is not None or node.input("position_ids") is not None:
+        raise UnsupportedLayerError(f"{e.source}: layer {node.name!r}: {node.class_name} "
+                                    f"called with a cache or position_ids (M-RoPE) is not "
+                                    f"supported yet")
+    x = node.input("decoder_sequence")
+    h = e.call(_qwen3_5_norm(e, "_input_layernorm"), x)[0]
+    if config["layer_type"] == "linear_attention":
+        keys = ("linear_num_key_heads", "linear_num_value_heads", "linear_key_head_dim",
+                "linear_value_head_dim", "linear_conv_kernel_dim", "layer_norm_epsilon")
+        mixer = e.sublayer("_linear_attn", "Qwen3_5GatedDeltaNet",
+                           {"hidden_size": x.shape[-1], **{k: config[k] for k in keys}},
+                           module=QWEN3_5 + "qwen3_5_gated_delta_net")
+        h = e.call(mixer, h, attention_mask=node.input("decoder_padding_mask"))[0]
+    else:
+        h = _qwen3_5_attention(node, e, x, h)
+    h = e.call(e.sublayer("_self_attention_dropout", "Dropout",
+                          {"rate": config.get("dropout", 0)}), h)[0]
+    x = e.op("Add", h, x, label="self_attention_residual")
+    return [_swiglu_block(e, x, _qwen3_5_norm(e, "_post_attention_layernorm"))]
+
+
+def _qwen3_5_attention(node, e, x, h):
+    """Qwen3_5Attention on h (x the block's input, for the masks): the query projection
+    gives each head its query and an output gate; query and key Qwen3_5LayerNorm-ed per
+    head, the rotary embedding on their first int(head_dim * partial_rotary_factor)
+    features only, ``_grouped_attention`` on the padding AND causal (sliding_window_size)
+    mask, times sigmoid(gate), attention_output EinsumDense."""
+    config = e.config
+    heads, groups = config["num_query_heads"], config["num_key_value_heads"]
+    head_dim, hidden = config["head_dim"], x.shape[-1]
+    rotary = int(head_dim * config.get("partial_rotary_factor", 0.25))
+    attend = _self_attention_mask(node, e, x, config.get("sliding_window_size") or None)
+    rope = _rotary_sublayer(e, config.get("rope_scaling_factor", 1.0))
+    last = [_ALL, _ALL, _ALL]
+
+    def head_norm(role):
+        return _qwen3_5_norm(e, f"_self_attention_layer/_{role}_norm",
+                             (f"self_attention/{role}_norm/",
+                              f"self_attention_layer/{role}_norm/"))
+
+    def rotate(t, role):
+        if rotary == head_dim:
+            return e.call(rope, t)[0]
+        rotated = e.call(rope, e.op("GetItem", t, last + [_slice(None, rotary)],
+                                    label=f"{role}_rotary_part"))[0]
+        passed = e.op("GetItem", t, last + [_slice(rotary, None)], label=f"{role}_pass_part")
+        return e.op("Concatenate", [rotated, passed], axis=-1, label=f"{role}_rotated")
+
+    gated_query = e.call(_projection(e, "_query_dense", "bqm,muh->bquh",
+                                     [None, heads, 2 * head_dim]), h)[0]
+    query = e.op("GetItem", gated_query, last + [_slice(None, head_dim)], label="query")
+    gate = e.op("GetItem", gated_query, last + [_slice(head_dim, None)], label="output_gate")
+    query = rotate(e.call(head_norm("query"), query)[0], "query")
+    key = e.call(_projection(e, "_key_dense", "bkm,mvh->bkvh", [None, groups, head_dim]), h)[0]
+    key = rotate(e.call(head_norm("key"), key)[0], "key")
+    value = e.call(_projection(e, "_value_dense", "bkm,mvh->bkvh", [None, groups, head_dim]),
+                   h)[0]
+    attended = _grouped_attention(e, query, key, value, heads // groups, head_dim, attend)
+    attended = e.op("Multiply", attended, e.op("Sigmoid", gate, label="output_gate_sigmoid"),
+                    label="gated_attention")
+    return e.call(_projection(e, "_output_dense", "bquh,uhm->bqm", [None, hidden]),
+                  attended)[0]
+
+
+gqa_decoder_kind("Qwen3_5TransformerDecoder", _expand_qwen3_5_decoder, position_ids=True)
