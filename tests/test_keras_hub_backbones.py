@@ -169,8 +169,8 @@ def test_bert_keeps_keras_hub_names_and_weight_paths(saved_models):
      "'hidden_dim' (8) is not a multiple of num_heads"),
     (lambda c: c["config"].update(num_layers=0), "config key 'num_layers' is 0"),
     (lambda c: c["config"].update(dtype="bfloat16"), "config key 'dtype' is 'bfloat16'"),
-    (lambda c: c.update(class_name="GemmaBackbone"),
-     "'GemmaBackbone' is a KerasHub model kerasonnx cannot rebuild from its config; it "
+    (lambda c: c.update(class_name="FalconBackbone"),
+     "'FalconBackbone' is a KerasHub model kerasonnx cannot rebuild from its config; it "
      "rebuilds AlbertBackbone, "),
 ])
 def test_unknown_config_is_one_line_error(saved_models, tmp_path, change, message):

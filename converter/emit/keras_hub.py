@@ -1,7 +1,8 @@
 """Emitters for KerasHub's layers (see converter/layers/keras_hub.py). Its transformer
 blocks and TokenAndPositionEmbedding are composite layers, emitted through the layers they
 expand into; what remains here has no composition of known layers: the position encodings,
-ReversibleEmbedding, and CachedMultiHeadAttention (Keras' MultiHeadAttention emitter)."""
+ReversibleEmbedding, the RMS norms, AlibiBias, ViT's patch embedding, and
+CachedMultiHeadAttention (Keras' MultiHeadAttention emitter)."""
 from __future__ import annotations
 
 import math
@@ -12,6 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from ..errors import ConversionError
 from ..ir import Node
+from ..layers.keras_hub import is_gemma_norm
 from ..model import named_weights
 from .attention import multi_head_attention, unsqueeze
 from .builder import Builder
@@ -219,17 +221,23 @@ def rotary_embedding(node: Node, b: Builder) -> list:
 
 @emits("RMSNormalization")
 def rms_normalization(node: Node, b: Builder) -> list:
-    """x * rsqrt(mean(x², last axis) + 1e-6) * scale (KerasHub's fixed epsilon)."""
+    """KerasHub's two RMSNormalization classes, in float32: modeling's x * rsqrt(mean(x²,
+    last axis) + 1e-6) * scale; Gemma's x * 1 / sqrt(mean(x², last axis) + epsilon) *
+    (1 + scale), the 1 + scale folded in float32 as Keras adds it."""
     tensor, base = node.input("inputs"), node.name
     x = b.value(tensor)
     if tensor.dtype != "float32":
         x = b.op("Cast", [x], f"{base}/float", to=TensorProto.FLOAT)
+    gemma = is_gemma_norm(node.layer.module)
+    epsilon = np.float32(node.config.get("epsilon", 1e-6) if gemma else 1e-6)
     mean = b.reduce("ReduceMean", b.op("Mul", [x, x], f"{base}/square"), [-1], f"{base}/mean")
-    root = b.op("Sqrt", [b.op("Add", [mean, b.constant(f"{base}/epsilon", np.float32(1e-6))],
+    root = b.op("Sqrt", [b.op("Add", [mean, b.constant(f"{base}/epsilon", epsilon)],
                               f"{base}/mean_eps")], f"{base}/root")
     normalized = b.op("Mul", [x, b.op("Reciprocal", [root], f"{base}/rsqrt")],
                       f"{base}/normalized")
     scale = np.asarray(named_weights(node)["scale"], np.float32)
+    if gemma:
+        scale = np.float32(1) + scale
     return [b.op("Mul", [normalized, b.constant(f"{base}/scale", scale)], base)]
 
 
@@ -422,3 +430,46 @@ def _delta_rule_step(b: Builder, base: str) -> onnx.GraphProto:
                              [value_info(v) for v in ("state", "query", "key", "value",
                                                       "decay", "write")],
                              [value_info("new_state"), value_info("output")])
+
+
+@emits("ViTPatchingAndEmbedding")
+def vit_patching_and_embedding(node: Node, b: Builder) -> list:
+    """Conv2D(hidden, kernel = strides = patch) on (B, H, W, C) images is one MatMul of
+    each patch's (patch h, patch w, C) pixels with the kernel folded to (p·p·C, hidden):
+    the images reshaped to (B, H/p, p, W/p, p, C), transposed to (B, H/p, W/p, p, p, C),
+    flattened to (B, patches, p·p·C) in Keras' row-major patch order, times the kernel,
+    plus the bias; the class token tiled over the batch and prepended; plus the position
+    table (every row: the positions are 0 .. num_positions - 1)."""
+    config, base = node.config, node.name
+    tensor = node.input("inputs")
+    (height, width), (patch_h, patch_w) = config["image_size"], config["patch_size"]
+    channels, hidden = config["num_channels"], config["hidden_dim"]
+    if tuple(tensor.shape[1:]) != (height, width, channels):
+        raise ConversionError(f"layer {base!r}: ViTPatchingAndEmbedding expects "
+                              f"(batch, {height}, {width}, {channels}) images, the model "
+                              f"gives it {tensor.shape}")
+    weights = {name: np.asarray(value, np.float32)
+               for name, value in named_weights(node).items()}
+    rows, columns = height // patch_h, width // patch_w
+    x = b.op("Reshape", [b.value(tensor), b.ints(f"{base}/patch_grid",
+                                                 [0, rows, patch_h, columns, patch_w,
+                                                  channels])], f"{base}/patch_grid")
+    x = b.op("Transpose", [x], f"{base}/patches_by_row", perm=[0, 1, 3, 2, 4, 5])
+    x = b.op("Reshape", [x, b.ints(f"{base}/patch_shape",
+                                   [0, rows * columns, patch_h * patch_w * channels])],
+             f"{base}/patches")
+    kernel = weights["patch_embedding/kernel"].reshape(-1, hidden)
+    x = b.op("MatMul", [x, b.constant(f"{base}/patch_kernel", kernel)],
+             f"{base}/patch_embedding")
+    if "patch_embedding/bias" in weights:
+        x = b.op("Add", [x, b.constant(f"{base}/patch_bias", weights["patch_embedding/bias"])],
+                 f"{base}/patch_embedding_biased")
+    if "class_token" in weights:
+        batch = b.op("Shape", [x], f"{base}/batch", start=0, end=1)
+        shape = b.op("Concat", [batch, b.ints(f"{base}/token_rest", [1, hidden])],
+                     f"{base}/token_shape", axis=0)
+        token = b.op("Expand", [b.constant(f"{base}/class_token", weights["class_token"]),
+                                shape], f"{base}/class_tokens")
+        x = b.op("Concat", [token, x], f"{base}/with_class_token", axis=1)
+    table = weights["position_embedding/embeddings"]
+    return [b.op("Add", [x, b.constant(f"{base}/position_embedding", table)], base)]

@@ -14,10 +14,11 @@ one-line ``ModelConfigError`` naming the key, never a silently different graph.
 
 The package: ``builder`` writes the Functional config and holds the registry and the
 checks every model shares; ``encoders`` (BERT-style text encoders), ``decoders`` (causal
-language-model backbones) and ``tasks`` (task models over those backbones) register one
-build function per keras_hub class; ``qwen`` holds the newest Qwen backbones.
+language-model backbones), ``vision`` (image backbones) and ``tasks`` (task models over
+those backbones) register one build function per keras_hub class; ``qwen`` holds the newest
+Qwen backbones.
 """
-from . import decoders, encoders, qwen, tasks  # noqa: F401  (each registers its classes)
+from . import decoders, encoders, qwen, tasks, vision  # noqa: F401  (each registers its classes)
 from .builder import functional_config, supported_models
 
 __all__ = ["functional_config", "supported_models"]

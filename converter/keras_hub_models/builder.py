@@ -152,7 +152,8 @@ class Functional:
         name = body["name"]
         self.dtype = config["config"].get("dtype")
         layers = {layer["name"]: layer for layer in body["layers"]}
-        inputs = [self.input(ref[0], layers[ref[0]]["config"]["dtype"])
+        inputs = [self.input(ref[0], layers[ref[0]]["config"]["dtype"],
+                             layers[ref[0]]["config"]["batch_shape"])
                   for ref in body["input_layers"]]
         self.layers[name] = dict(nested, name=name,
                                   saving_path=f"layers/{snake_name(class_name)}",
@@ -195,13 +196,14 @@ class Functional:
                             "mask_zero": embeddings["mask_zero"]}}
         return entry, f"{paths[embeddings['name']]}/token_embedding"
 
-    def preprocessor(self, config, task: str) -> None:
-        """A task's preprocessor is not a layer: the model is converted from its
-        backbone's inputs, and convert and inspect say which preprocessor was left out."""
+    def preprocessor(self, config, task: str, parts: str = "tokenizer / packer") -> None:
+        """A task's preprocessor (its ``parts``) is not a layer: the model is converted
+        from its backbone's inputs, and convert and inspect say which preprocessor was left
+        out."""
         if isinstance(config, dict):
             inputs = ", ".join(t.layer for t in self.inputs)
             self.notes.append(f"{task}'s preprocessor {config.get('class_name')} "
-                              f"(tokenizer / packer) is not a layer and was left out: the "
+                              f"({parts}) is not a layer and was left out: the "
                               f"model takes {inputs}")
 
     def op(self, class_name: str, name: str, *args, module: str = "keras.src.ops.numpy",
@@ -248,6 +250,14 @@ def is_rate(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1
 
 
+def is_positive_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+
+def is_flag(value) -> bool:
+    return isinstance(value, bool)
+
+
 def dims(config: dict, f: Functional, vocabulary_key: str = "vocabulary_size") -> tuple:
     """(vocabulary size, num_layers, num_heads, hidden_dim, intermediate_dim, dropout,
     max_sequence_length) of a BERT- or GPT-style config, checked."""
@@ -276,11 +286,12 @@ def layer_norm(f: Functional, name: str, epsilon: float, x) -> Tensor:
                                                 "rms_scaling": False}, x)
 
 
-def token_embedding_layer(f: Functional, vocabulary: int, dim: int, token_ids) -> Tensor:
+def token_embedding_layer(f: Functional, vocabulary: int, dim: int, token_ids,
+                          logit_soft_cap=None) -> Tensor:
     return f.hub_layer("ReversibleEmbedding", "reversible_embedding", "token_embedding",
                        {"input_dim": vocabulary, "output_dim": dim, "mask_zero": False,
-                        "tie_weights": True, "reverse_dtype": None, "logit_soft_cap": None},
-                       token_ids)
+                        "tie_weights": True, "reverse_dtype": None,
+                        "logit_soft_cap": logit_soft_cap}, token_ids)
 
 
 def token_and_position(f: Functional, name: str, vocabulary: int, dim: int, length: int,

@@ -1,10 +1,13 @@
-"""keras_hub's causal language-model backbones: GPT-2, OPT, Llama, Mistral, Qwen."""
+"""keras_hub's causal language-model backbones: GPT-2, OPT, Llama, Mistral, Qwen,
+Gemma."""
 from __future__ import annotations
+
+import math
 
 from ..errors import ModelConfigError
 from .builder import (block_config, decoders, dims, Functional, GELU_APPROXIMATE,
-                      keras_hub_model, layer_norm, is_positive_int, is_rate, TEXT_KEYS,
-                      token_and_position, token_embedding_layer)
+                      is_flag, is_positive_int, is_positive_number, is_rate, keras_hub_model,
+                      layer_norm, TEXT_KEYS, token_and_position, token_embedding_layer)
 
 
 @keras_hub_model("GPT2Backbone", TEXT_KEYS)
@@ -147,6 +150,78 @@ def qwen_backbone(config: dict, f: Functional) -> None:
                   bool(config.get("tie_word_embeddings", True)),
                   {"rope_scaling_factor": config.get("rope_scaling_factor", 1.0),
                    "use_sliding_window_attention": False})
+
+
+# ---------------------------------------------------------------------- Gemma
+
+
+GEMMA_KEYS = {"vocabulary_size", "num_layers", "num_query_heads", "num_key_value_heads",
+              "hidden_dim", "intermediate_dim", "head_dim", "layer_norm_epsilon", "dropout",
+              "query_head_dim_normalize", "use_post_ffw_norm", "use_post_attention_norm",
+              "final_logit_soft_cap", "attention_logit_soft_cap", "sliding_window_size",
+              "use_sliding_window_attention"}
+
+
+def _is_cap(value) -> bool:
+    return value is None or is_positive_number(value)
+
+
+def _option(f: Functional, config: dict, key: str, default, allowed, what: str):
+    """``config[key]`` (keras_hub's default when absent), which must satisfy ``allowed``."""
+    return f.require({**config, key: config.get(key, default)}, key, allowed, what)
+
+
+@keras_hub_model("GemmaBackbone", GEMMA_KEYS)
+def gemma_backbone(config: dict, f: Functional) -> None:
+    """keras_hub's GemmaBackbone (Gemma 1 and 2): ReversibleEmbedding ``token_embedding``
+    (tied; its reverse call soft-capped by ``final_logit_soft_cap``) of ``token_ids``, times
+    sqrt(hidden_dim) in float32, GemmaDecoderBlocks ``decoder_block_<i>`` on
+    ``padding_mask`` (see ``layers/keras_hub.py``; with ``use_sliding_window_attention`` the
+    even ones attend a sliding window), Gemma's RMSNormalization ``final_normalization``:
+    ``sequence_output``. Two keys are read and do not change the graph as keras_hub 0.32
+    builds it: ``query_head_dim_normalize`` (its GemmaDecoderBlock scales queries by
+    1 / sqrt(head_dim) whatever it says) and, but for the final norm, ``layer_norm_epsilon``
+    (its decoder blocks are built with their default, 1e-6)."""
+    vocabulary, layers, heads, groups, hidden, intermediate, head_dim = (
+        f.require(config, key, is_positive_int, "a positive int")
+        for key in ("vocabulary_size", "num_layers", "num_query_heads", "num_key_value_heads",
+                    "hidden_dim", "intermediate_dim", "head_dim"))
+    if heads % groups:
+        raise ModelConfigError(f"{f.source}: GemmaBackbone config key 'num_query_heads' "
+                               f"({heads}) is not a multiple of num_key_value_heads "
+                               f"({groups})")
+    flags = {key: _option(f, config, key, default, is_flag, "true or false")
+             for key, default in (("query_head_dim_normalize", True),
+                                  ("use_post_ffw_norm", False),
+                                  ("use_post_attention_norm", False),
+                                  ("use_sliding_window_attention", False))}
+    attention_cap, final_cap = (
+        _option(f, config, key, None, _is_cap, "a positive number or null")
+        for key in ("attention_logit_soft_cap", "final_logit_soft_cap"))
+    window = _option(f, config, "sliding_window_size", 4096, is_positive_int, "a positive int")
+    epsilon = _option(f, config, "layer_norm_epsilon", 1e-6, is_positive_number,
+                      "a positive number")
+    dropout = _option(f, config, "dropout", 0, is_rate, "a rate in [0, 1)")
+    token_ids = f.input("token_ids")
+    padding_mask = f.input("padding_mask")
+    x = token_embedding_layer(f, vocabulary, hidden, token_ids, logit_soft_cap=final_cap)
+    x = f.op("Multiply", "multiply", x, math.sqrt(hidden))
+    block = {"hidden_dim": hidden, "intermediate_dim": intermediate, "head_dim": head_dim,
+             "num_query_heads": heads, "num_key_value_heads": groups,
+             "layer_norm_epsilon": 1e-6, "dropout": dropout,
+             "use_post_ffw_norm": flags["use_post_ffw_norm"],
+             "use_post_attention_norm": flags["use_post_attention_norm"],
+             "logit_soft_cap": attention_cap, "sliding_window_size": window,
+             "query_head_dim_normalize": flags["query_head_dim_normalize"]}
+    for i in range(layers):
+        sliding = flags["use_sliding_window_attention"] and i % 2 == 0
+        x = f.layer("GemmaDecoderBlock", f"decoder_block_{i}",
+                    dict(block, use_sliding_window_attention=sliding), x,
+                    module="keras_hub.src.models.gemma.gemma_decoder_block",
+                    padding_mask=padding_mask)
+    x = f.layer("RMSNormalization", "final_normalization", {"epsilon": epsilon}, x,
+                module="keras_hub.src.models.gemma.rms_normalization")
+    f.outputs.update(sequence_output=x)
 
 
 # ---------------------------------------------------------------------- task models

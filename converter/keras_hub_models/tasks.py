@@ -104,7 +104,7 @@ def _causal_lm(config: dict, f: Functional, backbone_class: str, task: str) -> N
 CAUSAL_LMS = {"GPT2CausalLM": "GPT2Backbone", "OPTCausalLM": "OPTBackbone",
               "LlamaCausalLM": "LlamaBackbone", "MistralCausalLM": "MistralBackbone",
               "QwenCausalLM": "QwenBackbone", "Qwen3CausalLM": "Qwen3Backbone",
-              "Qwen3_5CausalLM": "Qwen3_5Backbone"}
+              "Qwen3_5CausalLM": "Qwen3_5Backbone", "GemmaCausalLM": "GemmaBackbone"}
 for _task, _backbone in CAUSAL_LMS.items():
     keras_hub_model(_task, TASK_KEYS)(
         lambda config, f, backbone=_backbone, task=_task:
@@ -203,3 +203,45 @@ for _task, (_backbone, _floor) in TEXT_EMBEDDERS.items():
         lambda config, f, backbone=_backbone, task=_task, floor=_floor:
         _text_embedder(config, f, backbone, task, floor))
 del _task, _backbone, _floor
+
+
+# ---------------------------------------------------------------------- image classifiers
+
+
+VIT_CLASSIFIER_KEYS = TASK_KEYS | {"num_classes", "pooling", "intermediate_dim", "activation",
+                                   "dropout"}
+
+
+@keras_hub_model("ViTImageClassifier", VIT_CLASSIFIER_KEYS)
+def vit_image_classifier(config: dict, f: Functional) -> None:
+    """keras_hub's ViTImageClassifier: the backbone's output pooled (``pooling`` "token":
+    the class token's row; "gap": the mean over the sequence), Dense(intermediate_dim,
+    tanh) ``pre_logits`` when ``intermediate_dim`` is set, Dropout ``output_dropout``,
+    Dense(num_classes, activation) ``predictions``; the image preprocessor noted."""
+    _, outputs = f.backbone(config.get("backbone"), "ViTBackbone", "ViTImageClassifier")
+    x = outputs["sequence_output"]
+    pooling = config.get("pooling", "token")
+    if pooling == "token":
+        x = f.op("GetItem", "get_item", x, [slice(None), 0])
+    elif pooling == "gap":
+        x = f.op("Mean", "mean", x, axis=[1], keepdims=False)
+    else:
+        raise ModelConfigError(f"{f.source}: ViTImageClassifier config key 'pooling' is "
+                               f"{pooling!r}; kerasonnx rebuilds it for 'token' or 'gap'")
+    intermediate = config.get("intermediate_dim")
+    if intermediate is not None:
+        if not is_positive_int(intermediate):
+            raise ModelConfigError(f"{f.source}: ViTImageClassifier config key "
+                                   f"'intermediate_dim' is {intermediate!r}; kerasonnx "
+                                   f"rebuilds it for a positive int or null")
+        x = f.layer("Dense", "pre_logits", {"units": intermediate, "activation": "tanh",
+                                            "use_bias": True}, x)
+    x = f.layer("Dropout", "output_dropout",
+                {"rate": f.require(config, "dropout", is_rate, "a rate in [0, 1)")}, x)
+    classes = f.require(config, "num_classes", is_positive_int, "a positive int")
+    f.outputs.update(predictions=f.layer("Dense", "predictions",
+                                         {"units": classes,
+                                          "activation": config.get("activation"),
+                                          "use_bias": True}, x))
+    f.preprocessor(config.get("preprocessor"), "ViTImageClassifier",
+                   "image converter: resizing, rescaling")

@@ -6,8 +6,10 @@ constructor arguments, their weights sit under the attribute names of their subl
 (``transformer_encoder/_self_attention_layer/query_dense/vars/0``). TransformerEncoder,
 TransformerDecoder, TokenAndPositionEmbedding, MaskedLMHead and FNetEncoder are composite
 layers (converter/composite.py): their calls expand into the Keras layers and operations
-KerasHub's ``call`` runs. The position encodings, ReversibleEmbedding, RMSNormalization
-and AlibiBias are lowered by hand (emit/keras_hub.py).
+KerasHub's ``call`` runs; so are the model-specific blocks its backbones build (Llama's,
+Mistral's, Qwen's and Gemma's decoders, ViT's encoder). The position encodings,
+ReversibleEmbedding, RMSNormalization, AlibiBias and ViT's patch embedding are lowered by
+hand (emit/keras_hub.py).
 
 An expansion function is ``expand(node, e)``: ``e`` is the ``composite.Expansion`` that
 makes the inner calls. Masks as KerasHub moves them: a TransformerEncoder/Decoder reads its
@@ -301,11 +303,29 @@ def rotary_embedding(node):
 # ---------------------------------------------------------------------- other layers
 
 
-@hub_kind("RMSNormalization", weights=lambda node: [
-    WeightSpec("scale", "vars/0", (node.config["input_dim"],))])
+GEMMA_NORM_MODULES = tuple(f"{package}.src.models.gemma.rms_normalization"
+                           for package in HUB_PACKAGES)
+
+
+def is_gemma_norm(module) -> bool:
+    """Gemma's RMSNormalization (``keras_hub.src.models.gemma``), not the modeling one."""
+    return (module or "") in GEMMA_NORM_MODULES
+
+
+def _rms_weights(node):
+    """scale: ``input_dim`` of them (modeling's), the input's last size (Gemma's)."""
+    if is_gemma_norm(node.layer.module):
+        return [WeightSpec("scale", "vars/0", (first_input(node).shape[-1],))]
+    return [WeightSpec("scale", "vars/0", (node.config["input_dim"],))]
+
+
+@hub_kind("RMSNormalization", weights=_rms_weights)
 def rms_normalization(node):
-    """KerasHub's own (not Keras'): x * rsqrt(mean(x², last axis) + 1e-6) * scale, in
-    float32."""
+    """KerasHub's two classes of the name (not Keras'), in float32: modeling's
+    x * rsqrt(mean(x², last axis) + 1e-6) * scale; Gemma's
+    x * 1 / sqrt(mean(x², last axis) + epsilon) * (1 + scale), cast to its compute dtype."""
+    if is_gemma_norm(node.layer.module):
+        return [(first_input(node).shape, compute_dtype(node))]
     return [(first_input(node).shape, "float32")]
 
 
@@ -772,3 +792,202 @@ def _qwen3_5_attention(node, e, x, h):
 
 
 gqa_decoder_kind("Qwen3_5TransformerDecoder", _expand_qwen3_5_decoder, position_ids=True)
+
+
+# ---------------------------------------------------------------------- Gemma
+
+
+def _expand_gemma_decoder(node, e) -> list:
+    """KerasHub's GemmaDecoderBlock.call without a cache: pre-norm (Gemma's RMS norms)
+    CachedGemmaAttention on the merged padding AND causal mask (see ``_gemma_attention``),
+    its output normed with ``use_post_attention_norm``, residual; then the pre-norm GeGLU
+    feed-forward ffw_linear(gelu_tanh(ffw_gating(h)) * ffw_gating_2(h)), normed with
+    ``use_post_ffw_norm``, residual. Dropout is the identity at inference."""
+    config = e.config
+    if node.input("cache") is not None:
+        raise UnsupportedLayerError(f"{e.source}: layer {node.name!r}: GemmaDecoderBlock "
+                                    f"called with a cache is not supported yet")
+    x = node.input("x")
+    epsilon = config.get("layer_norm_epsilon", 1e-6)
+
+    def norm(attribute):
+        return e.sublayer(attribute, "RMSNormalization", {"epsilon": epsilon},
+                          module="keras_hub.src.models.gemma.rms_normalization")
+
+    def ffw(attribute, name, equation, units):
+        return e.sublayer(attribute, "EinsumDense", {"equation": equation,
+                                                     "output_shape": [None, units],
+                                                     "bias_axes": None, "name": name},
+                          prefixes=(f"{name}/", f"{attribute}/"))
+
+    h = e.call(norm("pre_attention_norm"), x)[0]
+    attended = _gemma_attention(node, e, h)
+    if config.get("use_post_attention_norm"):
+        attended = e.call(norm("post_attention_norm"), attended)[0]
+    x = e.op("Add", x, attended, label="attention_residual")
+    h = e.call(norm("pre_ffw_norm"), x)[0]
+    half = config["intermediate_dim"] // 2
+    gate = e.call(ffw("gating_ffw", "ffw_gating", "btd,df->btf", half), h)[0]
+    linear = e.call(ffw("gating_ffw_2", "ffw_gating_2", "btd,df->btf", half), h)[0]
+    gated = e.op("Multiply", e.op("Gelu", gate, approximate=True, label="gate_activation"),
+                 linear, label="gated")
+    h = e.call(ffw("ffw_linear", "ffw_linear", "btf,fd->btd", x.shape[-1]), gated)[0]
+    if config.get("use_post_ffw_norm"):
+        h = e.call(norm("post_ffw_norm"), h)[0]
+    return [e.op("Add", h, x, label="feedforward_residual")]
+
+
+def _gemma_attention(node, e, h):
+    """CachedGemmaAttention without a cache (its non-fused path): EinsumDense query / key /
+    value, rotary embedding (max_wavelength 10000) of query and key, the query times
+    1 / sqrt(head_dim) (GemmaDecoderBlock always passes query_head_dim_normalize=True),
+    key and value repeated to the query heads, logits soft-capped cap * tanh(logits / cap)
+    with ``logit_soft_cap``, softmax on the padding AND causal mask (AND the sliding window
+    |i - j| < sliding_window_size with ``use_sliding_window_attention``), the heads of
+    query positions that attend no key zeroed, attention_output EinsumDense. Gemma's
+    re-interleaving of the rotated halves permutes the features of query and key alike,
+    which leaves every q·k, so the graph leaves it out."""
+    config = e.config
+    heads, groups = config["num_query_heads"], config["num_key_value_heads"]
+    head_dim = config["head_dim"]
+
+    def projection(attribute, name, equation, shape):
+        return e.sublayer(f"attention/{attribute}", "EinsumDense",
+                          {"equation": equation, "output_shape": shape, "bias_axes": None,
+                           "name": name},
+                          prefixes=(f"attention/{name}/", f"attention/{attribute}/"))
+
+    padding = _merged_attention_mask(e, h, node.input("padding_mask"), None,
+                                     "attention_mask")
+    causal = _causal_mask(e, h, "attention_mask")
+    mask = causal if padding is None else e.op("Minimum", padding, causal,
+                                               label="attention_mask/merged_causal")
+    window = (config.get("sliding_window_size", 4096)
+              if config.get("use_sliding_window_attention") else None)
+    softmax_mask = mask if window is None else e.op(
+        "Minimum", mask, _causal_mask(e, h, "attention_mask/sliding", window),
+        label="attention_mask/sliding_window")
+    rope = e.sublayer("attention/rope_layer", "RotaryEmbedding",
+                      {"max_wavelength": 10000.0, "scaling_factor": 1.0, "sequence_axis": 1,
+                       "feature_axis": -1, "name": "rotary_embedding"},
+                      module="keras_hub.src.layers.modeling.rotary_embedding")
+    query = e.call(projection("query_dense", "query", "btd,ndh->btnh",
+                              [None, heads, head_dim]), h)[0]
+    key = e.call(projection("key_dense", "key", "bsd,kdh->bskh", [None, groups, head_dim]),
+                 h)[0]
+    value = e.call(projection("value_dense", "value", "bsd,kdh->bskh",
+                              [None, groups, head_dim]), h)[0]
+    query = e.op("Multiply", e.call(rope, query)[0], 1 / math.sqrt(head_dim),
+                 label="scaled_query")
+    key = e.op("Repeat", e.call(rope, key)[0], repeats=heads // groups, axis=2,
+               label="repeat_key")
+    value = e.op("Repeat", value, repeats=heads // groups, axis=2, label="repeat_value")
+    logits = e.op("Einsum", query, key, subscripts="btnh,bsnh->bnts", label="logits")
+    cap = config.get("logit_soft_cap")
+    if cap is not None:
+        logits = e.op("Multiply", e.op("Tanh", e.op("Divide", logits, float(cap),
+                                                    label="logits_over_cap"),
+                                       label="logits_tanh"),
+                      float(cap), label="capped_logits")
+    softmax = e.sublayer("attention/softmax", "Softmax", {"axis": -1, "name": "softmax"})
+    attend = e.op("Cast", e.op("ExpandDims", softmax_mask, axis=1, label="heads_mask"),
+                  dtype="bool", label="heads_mask_bool")
+    weights = e.call(softmax, logits, mask=attend)[0]
+    attended = e.op("Einsum", weights, value, subscripts="bnts,bsnh->btnh", label="combine")
+    unattended = e.op("All", e.op("Equal", mask, 0, label="masked_keys"), axis=-1,
+                      keepdims=True, label="attends_nothing")
+    unattended = e.op("ExpandDims", unattended, axis=-1, label="attends_nothing_heads")
+    attended = e.op("Where", unattended, 0.0, attended, label="attended_or_zero")
+    return e.call(projection("output_dense", "attention_output", "btnh,nhd->btd",
+                             [None, h.shape[-1]]), attended)[0]
+
+
+hub_kind("GemmaDecoderBlock", signature=("x", "padding_mask", "cache", "cache_update_index"),
+         output_mask=lambda node: node.input("x").mask, expand=_expand_gemma_decoder)(
+    lambda node: [(node.input("x").shape, compute_dtype(node))])
+
+
+# ---------------------------------------------------------------------- ViT
+
+
+def _patching_weights(node):
+    """patch_embedding kernel (patch h, patch w, channels, hidden) and bias (with
+    ``use_patch_bias``), position_embedding (num_positions, hidden), class_token
+    (1, 1, hidden) with ``use_class_token``."""
+    config = node.config
+    hidden, (height, width) = config["hidden_dim"], config["patch_size"]
+    specs = [WeightSpec("patch_embedding/kernel", "patch_embedding/vars/0",
+                        (height, width, config["num_channels"], hidden))]
+    if config.get("use_patch_bias", True):
+        specs.append(WeightSpec("patch_embedding/bias", "patch_embedding/vars/1", (hidden,)))
+    specs.append(WeightSpec("position_embedding/embeddings", "position_embedding/vars/0",
+                            (config["num_positions"], hidden)))
+    if config.get("use_class_token", True):
+        specs.append(WeightSpec("class_token", "vars/0", (1, 1, hidden)))
+    return specs
+
+
+@hub_kind("ViTPatchingAndEmbedding", weights=_patching_weights, output_mask=no_mask)
+def vit_patching_and_embedding(node):
+    """patches = Conv2D(hidden, kernel = strides = patch_size)(images) flattened to
+    (B, patches, hidden) row by row; the class token prepended; plus the position table."""
+    return [((first_input(node).shape[0], node.config["num_positions"],
+              node.config["hidden_dim"]), compute_dtype(node))]
+
+
+def _expand_vit_encoder(node, e) -> list:
+    """KerasHub's ViTEncoder: ``num_layers`` ViTEncoderBlocks ``transformer_block_<i+1>``
+    (their weights saved under ``encoder_layers/vi_t_encoder_block[_i]``), then
+    LayerNormalization ``ln``."""
+    config = e.config
+    block = {key: config[key] for key in ("num_heads", "hidden_dim", "mlp_dim",
+                                          "use_mha_bias", "use_mlp_bias", "dropout_rate",
+                                          "attention_dropout", "layer_norm_epsilon")}
+    x = node.input("inputs")
+    for i in range(config["num_layers"]):
+        saved = "encoder_layers/vi_t_encoder_block" + (f"_{i}" if i else "")
+        name = f"transformer_block_{i + 1}"
+        layer = e.sublayer(name, "ViTEncoderBlock", dict(block, name=name),
+                           module="keras_hub.src.models.vit.vit_layers",
+                           prefixes=(f"{name}/", f"{saved}/"))
+        x = e.call(layer, x)[0]
+    norm = e.sublayer("layer_norm", "LayerNormalization",
+                      {"name": "ln", "axis": -1, "epsilon": config["layer_norm_epsilon"]})
+    return e.call(norm, x)
+
+
+def _expand_vit_encoder_block(node, e) -> list:
+    """KerasHub's ViTEncoderBlock: x = inputs + MultiHeadAttention(ln_1(inputs)) (self-
+    attention, no mask, key_dim hidden / heads, biased with ``use_mha_bias``); then
+    x + MLP(ln_2(x)), MLP = Dense(hidden)(Dense(mlp_dim, exact gelu)) (biased with
+    ``use_mlp_bias``). Dropout is the identity at inference."""
+    config = e.config
+    heads, hidden = config["num_heads"], config["hidden_dim"]
+    epsilon, bias = config["layer_norm_epsilon"], config["use_mlp_bias"]
+
+    def norm(attribute, name):
+        return e.sublayer(attribute, "LayerNormalization",
+                          {"name": name, "axis": -1, "epsilon": epsilon})
+
+    def dense(name, units, activation):
+        return e.sublayer(f"mlp/{name}", "Dense",
+                          {"name": name, "units": units, "activation": activation,
+                           "use_bias": bias}, prefixes=(f"mlp/{name}/", f"mlp/{name}/"))
+
+    attention = e.sublayer("mha", "MultiHeadAttention",
+                           {"num_heads": heads, "key_dim": hidden // heads,
+                            "use_bias": config["use_mha_bias"],
+                            "dropout": config["attention_dropout"]})
+    inputs = node.input("inputs")
+    h = e.call(norm("layer_norm_1", "ln_1"), inputs)[0]
+    x = e.op("Add", e.call(attention, query=h, value=h)[0], inputs, label="attention_residual")
+    h = e.call(norm("layer_norm_2", "ln_2"), x)[0]
+    h = e.call(dense("dense_2", hidden, None),
+               e.call(dense("dense_1", config["mlp_dim"], "gelu"), h)[0])[0]
+    return [e.op("Add", x, h, label="mlp_residual")]
+
+
+for _name, _expand in (("ViTEncoder", _expand_vit_encoder),
+                       ("ViTEncoderBlock", _expand_vit_encoder_block)):
+    hub_kind(_name, output_mask=no_mask, expand=_expand)(
+        lambda node: [(first_input(node).shape, compute_dtype(node))])
