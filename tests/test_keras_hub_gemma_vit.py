@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import re
 
-import numpy as np
 import pytest
 
 from keras_hub_model_check import (OPSETS, VOCABULARY, check_by_name, requires_keras_hub,
-                                   saved_model_cache, token_inputs)
-from test_keras_hub_backbones import _resaved
+                                   resaved, saved_model_cache, token_inputs)
 
 from kerasonnx.convert import convert
 from kerasonnx.errors import ConversionError
@@ -178,5 +176,5 @@ def test_preprocessor_note_names_the_image_converter(saved_models):
 def test_unknown_config_is_one_line_error(saved_models, tmp_path, name, change, message):
     _, path = saved_models(name)
     with pytest.raises(ConversionError, match=re.escape(message)) as raised:
-        convert(_resaved(path, tmp_path, change))
+        convert(resaved(path, tmp_path, change))
     assert "\n" not in str(raised.value)
