@@ -42,22 +42,22 @@ def _first_token_dense(config: dict, f: Functional, backbone: dict, outputs: dic
                                              "use_bias": True}, x)
 
 
-@keras_hub_model("BertTextClassifier", CLASSIFIER_KEYS)
-def bert_text_classifier(config: dict, f: Functional) -> None:
-    """keras_hub's BertTextClassifier: the backbone's ``pooled_output``, Dropout
-    ``classifier_dropout``, Dense(num_classes, activation) ``logits``."""
-    _, outputs = f.backbone(config.get("backbone"), "BertBackbone", "BertTextClassifier")
-    _classifier_head(config, f, outputs["pooled_output"], "classifier_dropout",
-                     "BertTextClassifier")
+def _pooled_classifier(config: dict, f: Functional, backbone_class: str, dropout: str,
+                       task: str) -> None:
+    """A classifier over the backbone's ``pooled_output``: Dropout ``dropout``,
+    Dense(num_classes, activation) ``logits``."""
+    _, outputs = f.backbone(config.get("backbone"), backbone_class, task)
+    _classifier_head(config, f, outputs["pooled_output"], dropout, task)
 
 
-@keras_hub_model("AlbertTextClassifier", CLASSIFIER_KEYS)
-def albert_text_classifier(config: dict, f: Functional) -> None:
-    """keras_hub's AlbertTextClassifier: the backbone's ``pooled_output``, Dropout
-    ``output_dropout``, Dense(num_classes, activation) ``logits``."""
-    _, outputs = f.backbone(config.get("backbone"), "AlbertBackbone", "AlbertTextClassifier")
-    _classifier_head(config, f, outputs["pooled_output"], "output_dropout",
-                     "AlbertTextClassifier")
+# keras_hub's classifiers over ``pooled_output``: task -> (its backbone, its Dropout's name)
+POOLED_CLASSIFIERS = {"BertTextClassifier": ("BertBackbone", "classifier_dropout"),
+                      "AlbertTextClassifier": ("AlbertBackbone", "output_dropout")}
+for _task, (_backbone, _dropout) in POOLED_CLASSIFIERS.items():
+    keras_hub_model(_task, CLASSIFIER_KEYS)(
+        lambda config, f, backbone=_backbone, dropout=_dropout, task=_task:
+        _pooled_classifier(config, f, backbone, dropout, task))
+del _task, _backbone, _dropout
 
 
 @keras_hub_model("DistilBertTextClassifier", CLASSIFIER_KEYS | {"hidden_dim"})
