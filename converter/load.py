@@ -370,6 +370,7 @@ def _windows(f):
         return
     fileno, start, size = f.region() if isinstance(f, _StoredMember) else (
         f.fileno(), 0, os.fstat(f.fileno()).st_size)
+    size = max(0, min(size, os.fstat(fileno).st_size - start))  # a header may claim more
     for first in range(0, size, SCAN_WINDOW):
         begin = start + first
         lead = begin % mmap.ALLOCATIONGRANULARITY  # a mapping starts on that boundary
