@@ -21,8 +21,10 @@ Sections:
   ``--tf2onnx-fixtures``) through Keras' own ONNX export (Keras 3) or
   tf2onnx.convert.from_keras (Keras 2), in one process that imports TensorFlow once.
 - latency: the benchmark encoder (opset 23 and 17) against a graph of its matrix products
-  alone (the same MatMuls with the same weights, chained), onnxruntime with 2 intra-op
-  threads, spinning off, runs interleaved, batch 1 and 8.
+  alone (the same MatMuls with the same weights, chained), and against that graph with
+  the attention cores' products added (q kᵀ and scores v per block, same shapes: the
+  encoder's matrix products, all of them), onnxruntime with 2 intra-op threads, spinning
+  off, runs interleaved, batch 1 and 8.
 
 Figures are printed, never asserted. Building the models needs TensorFlow (Keras 3).
 """
@@ -303,9 +305,12 @@ def session(model_bytes: bytes):
     return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
 
 
-def gemm_floor(model):
+def gemm_floor(model, attention_products: bool = False):
     """A graph of the model's matrix products alone: every MatMul whose right operand is a
-    weight, in graph order, with the same weights, each fed the previous one's output."""
+    weight, in graph order, with the same weights, each fed the previous one's output.
+    ``attention_products`` adds, per Attention node, the two products of its core:
+    q kᵀ of (batch, heads, T, key_dim) by (batch, heads, key_dim, T), and those logits by
+    v of (batch, heads, T, value_dim), on inputs ``q``, ``kt`` and ``v``."""
     import onnx
     from onnx import helper
 
@@ -316,11 +321,26 @@ def gemm_floor(model):
     for i, node in enumerate(products):
         nodes.append(helper.make_node("MatMul", [previous, node.input[1]], [f"y{i}"]))
         previous = f"y{i}"
-    graph = helper.make_graph(
-        nodes, "gemm_floor", [helper.make_tensor_value_info("x", 1, ["batch", SEQUENCE, first])],
-        [helper.make_tensor_value_info(previous, 1, ["batch", SEQUENCE,
-                                                     weights[products[-1].input[1]].dims[1]])],
-        [weights[n.input[1]] for n in products])
+    inputs = [helper.make_tensor_value_info("x", 1, ["batch", SEQUENCE, first])]
+    outputs = [helper.make_tensor_value_info(previous, 1, ["batch", SEQUENCE,
+                                                           weights[products[-1].input[1]].dims[1]])]
+    if attention_products:
+        producers = {n.output[0]: n for n in model.graph.node}
+        for i, node in enumerate(n for n in model.graph.node if n.op_type == "Attention"):
+            heads = next(a.i for a in node.attribute if a.name == "q_num_heads")
+            query, value = (weights[producers[producers[name].input[0]].input[1]].dims[1]
+                            for name in (node.input[0], node.input[2]))
+            if i == 0:
+                inputs += [helper.make_tensor_value_info(name, 1, ["batch", heads, *dims])
+                           for name, dims in (("q", (SEQUENCE, query // heads)),
+                                              ("kt", (query // heads, SEQUENCE)),
+                                              ("v", (SEQUENCE, value // heads)))]
+            nodes += [helper.make_node("MatMul", ["q", "kt"], [f"logits{i}"]),
+                      helper.make_node("MatMul", [f"logits{i}", "v"], [f"context{i}"])]
+            outputs.append(helper.make_tensor_value_info(
+                f"context{i}", 1, ["batch", heads, SEQUENCE, value // heads]))
+    graph = helper.make_graph(nodes, "gemm_floor", inputs, outputs,
+                              [weights[n.input[1]] for n in products])
     floor = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     floor.ir_version = 8
     onnx.checker.check_model(floor)
@@ -333,17 +353,25 @@ def latency(encoder_path: Path, runs: int) -> None:
     models = {f"encoder opset {opset}": kerasonnx.convert(encoder_path, opset=opset).model
               for opset in (23, 17)}
     floor, width = gemm_floor(models["encoder opset 23"])
+    full_floor, _ = gemm_floor(models["encoder opset 23"], attention_products=True)
     sessions = {name: session(m.SerializeToString()) for name, m in models.items()}
     sessions["matrix products alone"] = session(floor.SerializeToString())
+    sessions["+ attention's products"] = session(full_floor.SerializeToString())
     print(f"\nonnxruntime latency, 2 threads, spinning off, {runs} interleaved runs "
           f"({max(5, runs // 3)} at batch 8), sequence {SEQUENCE} (median ms; ratio to the "
-          f"matrix products alone):")
+          f"matrix products with weights alone, and to those with attention's q kᵀ and "
+          f"scores v too):")
     rng = np.random.default_rng(0)
     for batch, batch_runs in ((1, runs), (8, max(5, runs // 3))):
         feeds = {name: {"tokens": rng.integers(0, 20000, (batch, SEQUENCE)).astype(np.int32)}
                  for name in models}
         feeds["matrix products alone"] = {
             "x": rng.normal(size=(batch, SEQUENCE, width)).astype(np.float32)}
+        feeds["+ attention's products"] = {
+            i.name: rng.normal(size=[batch if d == "batch" else d for d in
+                                     (v.dim_param or v.dim_value
+                                      for v in i.type.tensor_type.shape.dim)]
+                               ).astype(np.float32) for i in full_floor.graph.input}
         times = {name: [] for name in sessions}
         for name, s in sessions.items():  # warm up
             s.run(None, feeds[name])
@@ -352,10 +380,12 @@ def latency(encoder_path: Path, runs: int) -> None:
                 start = time.perf_counter()
                 s.run(None, feeds[name])
                 times[name].append(time.perf_counter() - start)
-        base = statistics.median(times["matrix products alone"])
+        bases = [statistics.median(times[n]) for n in ("matrix products alone",
+                                                          "+ attention's products")]
         for name, samples in times.items():
             median = statistics.median(samples)
-            print(f"  batch {batch}  {name:<24} {median * 1000:7.2f} ms  {median / base:5.2f}x")
+            print(f"  batch {batch}  {name:<24} {median * 1000:7.2f} ms  "
+                  + "  ".join(f"{median / base:5.2f}x" for base in bases))
 
 
 # ---------------------------------------------------------------------- main

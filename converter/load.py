@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import mmap
 import os
 import zipfile
 import zlib
@@ -346,21 +347,36 @@ MAX_GLOBAL_HEAP = 256 * 2**20
 def _check_global_heaps(source: str, f) -> None:
     """Refuse damaged global heap collections (where HDF5 keeps variable-length strings,
     such as ``weight_names``) on which libhdf5 would loop forever: it walks a collection
-    object by object, and a damaged free-space entry of 0 bytes never advances."""
-    chunk, position, tail = 16 * 2**20, 0, b""
-    while True:
-        f.seek(position)
-        block = f.read(chunk)
-        if not block:
-            return
-        data = tail + block
-        start = position - len(tail)
-        at = data.find(GLOBAL_HEAP)
+    object by object, and a damaged free-space entry of 0 bytes never advances. Every
+    collection signature anywhere in the file is checked."""
+    for window, lead, first in _windows(f):
+        at = window.find(GLOBAL_HEAP, lead)
         while at != -1:
-            _check_heap(source, f, start + at)
-            at = data.find(GLOBAL_HEAP, at + 1)
-        tail = data[-3:]
-        position += len(block)
+            _check_heap(source, f, first + at - lead)
+            at = window.find(GLOBAL_HEAP, at + 1)
+
+
+SCAN_WINDOW = 64 * 2**20
+
+
+def _windows(f):
+    """The bytes of the seekable file ``f`` as (window, lead, offset): the window's bytes
+    from ``lead`` on are the file's from ``offset``. Windows are mapped from the file (never
+    read into memory, so the scan costs no copy and holds at most one window), each
+    overlapping the next by the 3 bytes a signature that starts in it can run over; an
+    in-memory file comes in one piece."""
+    if isinstance(f, io.BytesIO):
+        yield f.getvalue(), 0, 0
+        return
+    fileno, start, size = f.region() if isinstance(f, _StoredMember) else (
+        f.fileno(), 0, os.fstat(f.fileno()).st_size)
+    size = max(0, min(size, os.fstat(fileno).st_size - start))  # a header may claim more
+    for first in range(0, size, SCAN_WINDOW):
+        begin = start + first
+        lead = begin % mmap.ALLOCATIONGRANULARITY  # a mapping starts on that boundary
+        length = lead + min(SCAN_WINDOW + len(GLOBAL_HEAP) - 1, size - first)
+        with mmap.mmap(fileno, length, offset=begin - lead, access=mmap.ACCESS_READ) as window:
+            yield window, lead, first
 
 
 def _check_heap(source: str, f, offset: int) -> None:
@@ -441,6 +457,10 @@ class _StoredMember(io.RawIOBase):
     def __init__(self, path: str, start: int, size: int):
         self._file = open(path, "rb")
         self._start, self._size, self._position = start, size, 0
+
+    def region(self) -> tuple:
+        """(file descriptor of the archive, offset of the member in it, its size)."""
+        return self._file.fileno(), self._start, self._size
 
     def readable(self) -> bool:
         return True
