@@ -62,6 +62,8 @@ class Builder:
         self.emitting = None
         self.emitted_by = {}
         self.output_dtypes = {}
+        # With a key/value cache: the cached attention calls' slots (with_past.CacheSlot).
+        self.cache = {}
 
     # ------------------------------------------------------------------ names, values
 

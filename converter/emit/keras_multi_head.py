@@ -42,9 +42,9 @@ def keras_multi_head_attention(node: Node, b: Builder) -> list:
     key_mask = node.input("key_mask")
 
     if b.opset >= FUSED_ATTENTION_OPSET and key_mask is None:
-        context, _ = fused_attention(b, q, k, v, heads, None, "add", history_only, False,
-                                     1.0 / float(np.sqrt(np.float32(head_dim))),
-                                     f"{base}/attention")
+        context, _, _ = fused_attention(b, q, k, v, heads, None, "add", history_only, False,
+                                        1.0 / float(np.sqrt(np.float32(head_dim))),
+                                        f"{base}/attention")
     else:
         context = _matmul_attention(node, b, q, k, v, heads, head_dim, history_only,
                                     None if key_mask is None else b.value(key_mask))

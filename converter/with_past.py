@@ -1,0 +1,210 @@
+"""Causal decoders with a key/value cache (``convert(..., with_past=True)``).
+
+Incremental decoding feeds only the NEW positions of the token inputs; every causal
+self-attention layer takes the keys and values of the earlier positions from the cache and
+returns them with the new ones appended, in the names Hugging Face Optimum uses:
+
+    past_key_values.{i}.key / .value   (batch, kv_heads, past_length, head_dim)   inputs
+    present.{i}.key / .value           (batch, kv_heads, past_length + new, head_dim) outputs
+
+for the i-th cached layer in graph order. An empty cache (past_length 0) runs the prompt.
+
+Where it lives. ``plan_cache`` runs on the parsed graph, before emission: it finds the
+cached calls (MultiHeadAttention / GroupQueryAttention with ``use_causal_mask``), the
+DECODER inputs (the graph inputs their queries derive from) and the STREAM (every tensor
+derived from them, whose axis 1 is the sequence axis, now dynamic), and proves the model
+computes each new position from earlier ones only: every other call on the stream must act
+on each position alone (``POSITION_WISE``), or be cross attention whose keys and values do
+not come from the stream (recomputed from the encoder input each step). Anything else is a
+``NotCausalDecoderError`` naming the layer. It adds the cache tensors to the graph's inputs
+and outputs and hands the emitters ``{node: CacheSlot}`` through ``Builder.cache``; the
+attention emitter (emit/attention.py) then appends the new keys and values to the past and
+offsets the causal mask by past_length: at opset 23+ the ``Attention`` operator's own
+past_key / past_value inputs (its ``is_causal`` is bottom-right aligned once a past is
+given: query i attends key j iff j <= i + past_length, as the ONNX spec and onnxruntime
+do), at 17-22 a Concat along the sequence axis and an explicit offset causal mask.
+
+Positions: inputs that carry positions (a ``positions`` input feeding a learned position
+Embedding) are decoder inputs like the tokens; the caller feeds past_length ... for them.
+Keras masks on the stream reaching a cached layer's keys are refused: they cover only the
+new positions.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import ConversionError
+from .ir import Graph, Node, Tensor
+from .layers.operations import (ARITHMETIC, COMPARISONS, FLOAT_UNARY, LOGICAL,
+                                SAME_DTYPE_UNARY, operation)
+from .layers.registry import normalize_axis
+
+CACHED_CLASSES = ("MultiHeadAttention", "GroupQueryAttention")
+# Layers that compute each position from that position alone (when their axis is the last).
+POSITION_WISE = {"Dense", "Embedding", "Dropout", "Activation", "ReLU", "LeakyReLU", "ELU",
+                 "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum",
+                 "LayerNormalization", "RMSNormalization", "Softmax", "Concatenate"}
+# Keras operations that do (elementwise, broadcasting a constant at most).
+POSITION_WISE_OPS = (ARITHMETIC | COMPARISONS | LOGICAL | SAME_DTYPE_UNARY
+                     | FLOAT_UNARY - {"Softmax", "LogSoftmax"} | {"Cast"})
+MASK_ROLES_REFUSED = ("value_mask", "key_mask", "attention_mask")
+
+
+class NotCausalDecoderError(ConversionError):
+    """``with_past`` asked of a model that is not a causal decoder (or not provably one)."""
+
+
+@dataclass
+class CachePlan:
+    """The cached calls' slots, and the names of the decoder inputs (the inputs whose axis 1
+    is the sequence; a caller feeds their new positions only)."""
+
+    slots: dict  # Node -> CacheSlot
+    decoder_inputs: list
+
+
+@dataclass
+class CacheSlot:
+    """One cached layer's cache: graph inputs ``past_*``, graph outputs ``present_*``."""
+
+    index: int
+    past_key: Tensor
+    past_value: Tensor
+    present_key: Tensor
+    present_value: Tensor
+
+
+def plan_cache(graph: Graph, source: str) -> CachePlan:
+    """Check that ``graph`` is a causal decoder, make its sequence axis dynamic, add the
+    cache inputs and outputs."""
+    cached = [n for n in graph.nodes if _is_causal_self_attention(n)]
+    if not cached:
+        raise NotCausalDecoderError(
+            f"{source}: --with-past needs a causal decoder, and this model has no causal "
+            f"self-attention (MultiHeadAttention or GroupQueryAttention called with "
+            f"use_causal_mask=True); without one there is nothing to cache")
+    stream = _stream(graph, cached)
+    for node in graph.nodes:
+        _check_node(node, stream, node in cached, source)
+    for tensor in stream:
+        if tensor.shape is not None and len(tensor.shape) >= 2:
+            tensor.shape = (tensor.shape[0], None) + tuple(tensor.shape[2:])
+    slots = {}
+    for index, node in enumerate(cached):
+        heads, head_dim, value_dim = _cache_dims(node)
+        dtype = node.outputs[0].dtype
+
+        def tensor(name, dim):
+            return Tensor(name, (None, heads, None, dim), dtype)
+
+        slot = CacheSlot(index, tensor(f"past_key_values.{index}.key", head_dim),
+                         tensor(f"past_key_values.{index}.value", value_dim),
+                         tensor(f"present.{index}.key", head_dim),
+                         tensor(f"present.{index}.value", value_dim))
+        graph.inputs += [slot.past_key, slot.past_value]
+        graph.outputs += [slot.present_key, slot.present_value]
+        graph.output_names += [slot.present_key.name, slot.present_value.name]
+        slots[node] = slot
+    return CachePlan(slots, [t.name for t in graph.inputs if t in stream])
+
+
+def _is_causal_self_attention(node: Node) -> bool:
+    return (node.class_name in CACHED_CLASSES and node.layer.kind is not None
+            and node.layer.kind.family == "attention"
+            and bool(node.arguments.get("use_causal_mask")))
+
+
+def _stream(graph: Graph, cached: list) -> set:
+    """The tensors derived from the decoder inputs: the graph inputs the cached layers'
+    queries derive from."""
+    decoder_inputs = set()
+    for node in cached:
+        decoder_inputs |= _sources(node.input("query"))
+    stream = set(decoder_inputs)
+    for node in graph.nodes:
+        if any(t in stream for _, t in node.input_tensors()):
+            stream.update(node.outputs + node.mask_outputs)
+    return stream
+
+
+def _sources(tensor: Tensor) -> set:
+    """The graph inputs ``tensor`` is computed from."""
+    found, todo, seen = set(), [tensor], set()
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if current.producer is None:
+            found.add(current)
+        else:
+            todo.extend(t for _, t in current.producer.input_tensors())
+    return found
+
+
+def _check_node(node: Node, stream: set, cached: bool, source: str) -> None:
+    """Refuse a call on the stream that could let a position see later ones, or that the
+    cache cannot reproduce."""
+    inputs = dict(node.input_tensors())
+    if not any(t in stream for t in inputs.values()):
+        return
+    where = f"{source}: --with-past: layer {node.name!r} ({node.class_name})"
+    if cached:
+        for role in MASK_ROLES_REFUSED:
+            if node.input(role) is not None:
+                raise NotCausalDecoderError(
+                    f"{where} is masked by its {role.replace('_', ' ')}, which covers only "
+                    f"the new positions, not the cached ones; export without --with-past, "
+                    f"or drop the padding mask (Embedding mask_zero) before this layer")
+        for role in ("key", "value"):
+            if node.input(role) not in stream:
+                raise NotCausalDecoderError(
+                    f"{where} has a causal mask but its {role} is not computed from the "
+                    f"decoder's tokens, so it is not causal self-attention")
+        if node.input("query").rank != 3 or node.arguments.get("return_attention_scores"):
+            raise NotCausalDecoderError(
+                f"{where}: only 3-D causal self-attention without returned scores can be "
+                f"cached")
+        return
+    if node.class_name in CACHED_CLASSES or (node.layer.kind is not None
+                                             and node.layer.kind.family == "attention"):
+        attended = [node.input(r) for r in ("key", "value")]
+        if any(t in stream for t in attended if t is not None) or node.input("key") is None \
+                and node.input("value") in stream:
+            raise NotCausalDecoderError(
+                f"{where} attends over the decoder's positions without a causal mask "
+                f"(use_causal_mask=True), so a position sees later ones and there is no "
+                f"cache to export; export without --with-past")
+        if node.input("query") in stream and all(
+                role in ("query", "query_mask") or t not in stream
+                for role, t in inputs.items()):
+            return  # cross attention: recomputed from the encoder's keys and values
+    if _position_wise(node) and all(t in stream for t in inputs.values()):
+        return
+    raise NotCausalDecoderError(
+        f"{where} is not known to compute each position from that position alone, so "
+        f"incremental decoding cannot be proven equal to the full model; --with-past "
+        f"accepts causal self-attention, cross attention to an encoder input and "
+        f"per-position layers (Dense, Embedding, normalizations over the last axis, "
+        f"merges, activations) on the decoder's tokens")
+
+
+def _position_wise(node: Node) -> bool:
+    kind = node.layer.kind
+    if kind is not None and kind.family == "operations":
+        return operation(node)[0] in POSITION_WISE_OPS
+    if node.class_name not in POSITION_WISE:
+        return False
+    rank = node.data_inputs()[0].rank
+    axis = node.config.get("axis", -1)
+    axes = axis if isinstance(axis, list) else [axis]
+    return rank is not None and all(normalize_axis(a, rank) == rank - 1 for a in axes)
+
+
+def _cache_dims(node: Node) -> tuple:
+    """(key/value heads, key head size, value head size) of a cached layer."""
+    config = node.config
+    if node.class_name == "GroupQueryAttention":
+        return config["num_key_value_heads"], config["head_dim"], config["head_dim"]
+    return (config["num_heads"], config["key_dim"],
+            config.get("value_dim") or config["key_dim"])
