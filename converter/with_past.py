@@ -33,12 +33,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from .errors import ConversionError
 from .ir import Graph, Node, Tensor
 from .layers.operations import (ARITHMETIC, COMPARISONS, FLOAT_UNARY, LOGICAL,
                                 SAME_DTYPE_UNARY, operation)
 from .layers.registry import normalize_axis
 
+PAST_PREFIX, PRESENT_PREFIX = "past_key_values.", "present."
 CACHED_CLASSES = ("MultiHeadAttention", "GroupQueryAttention")
 # Layers that compute each position from that position alone (when their axis is the last).
 POSITION_WISE = {"Dense", "Embedding", "Dropout", "Activation", "ReLU", "LeakyReLU", "ELU",
@@ -82,7 +85,8 @@ def plan_cache(graph: Graph, source: str) -> CachePlan:
         raise NotCausalDecoderError(
             f"{source}: --with-past needs a causal decoder, and this model has no causal "
             f"self-attention (MultiHeadAttention or GroupQueryAttention called with "
-            f"use_causal_mask=True); without one there is nothing to cache")
+            f"use_causal_mask=True; an attention_mask passed in cannot be proven causal); "
+            f"without one there is nothing to cache")
     stream = _stream(graph, cached)
     for node in graph.nodes:
         _check_node(node, stream, node in cached, source)
@@ -97,10 +101,10 @@ def plan_cache(graph: Graph, source: str) -> CachePlan:
         def tensor(name, dim):
             return Tensor(name, (None, heads, None, dim), dtype)
 
-        slot = CacheSlot(index, tensor(f"past_key_values.{index}.key", head_dim),
-                         tensor(f"past_key_values.{index}.value", value_dim),
-                         tensor(f"present.{index}.key", head_dim),
-                         tensor(f"present.{index}.value", value_dim))
+        slot = CacheSlot(index, tensor(f"{PAST_PREFIX}{index}.key", head_dim),
+                         tensor(f"{PAST_PREFIX}{index}.value", value_dim),
+                         tensor(f"{PRESENT_PREFIX}{index}.key", head_dim),
+                         tensor(f"{PRESENT_PREFIX}{index}.value", value_dim))
         graph.inputs += [slot.past_key, slot.past_value]
         graph.outputs += [slot.present_key, slot.present_value]
         graph.output_names += [slot.present_key.name, slot.present_value.name]
@@ -172,9 +176,10 @@ def _check_node(node: Node, stream: set, cached: bool, source: str) -> None:
         if any(t in stream for t in attended if t is not None) or node.input("key") is None \
                 and node.input("value") in stream:
             raise NotCausalDecoderError(
-                f"{where} attends over the decoder's positions without a causal mask "
-                f"(use_causal_mask=True), so a position sees later ones and there is no "
-                f"cache to export; export without --with-past")
+                f"{where} attends over the decoder's positions without use_causal_mask=True, "
+                f"so a position may see later ones (an attention_mask passed in cannot be "
+                f"proven causal: call the layer with use_causal_mask=True instead); export "
+                f"without --with-past")
         if node.input("query") in stream and all(
                 role in ("query", "query_mask") or t not in stream
                 for role, t in inputs.items()):
@@ -208,3 +213,27 @@ def _cache_dims(node: Node) -> tuple:
         return config["num_key_value_heads"], config["head_dim"], config["head_dim"]
     return (config["num_heads"], config["key_dim"],
             config.get("value_dim") or config["key_dim"])
+
+
+def decode_incrementally(session, arrays: dict, decoder_inputs: list, chunks: tuple):
+    """Run a ``with_past`` model in onnxruntime ``session`` as a generation loop does:
+    the decoder inputs' positions ``chunks[0]`` (the prompt, empty cache), then the next
+    ``chunks[1]``, ..., each step fed the previous step's present as its past and the other
+    inputs whole. Yields ``(start, end, outputs)``: the model's own outputs (no cache) for
+    positions start ... end - 1."""
+    batch = len(next(iter(arrays.values())))
+    past = {i.name: np.zeros((batch, i.shape[1], 0, i.shape[3]),
+                             np.float16 if i.type == "tensor(float16)" else np.float32)
+            for i in session.get_inputs() if i.name.startswith(PAST_PREFIX)}
+    names = [o.name for o in session.get_outputs()]
+    start = 0
+    for length in chunks:
+        end = start + length
+        feeds = {name: array[:, start:end] if name in decoder_inputs else array
+                 for name, array in arrays.items()}
+        outputs = session.run(None, {**feeds, **past})
+        past = {name.replace(PRESENT_PREFIX, PAST_PREFIX, 1): value
+                for name, value in zip(names, outputs) if name.startswith(PRESENT_PREFIX)}
+        yield start, end, [value for name, value in zip(names, outputs)
+                           if not name.startswith(PRESENT_PREFIX)]
+        start = end

@@ -1,0 +1,263 @@
+"""``convert(..., with_past=True)``: causal decoders with a key/value cache. Each model is
+converted at opsets 23 and 17 and run as a generation loop (a 3-token prompt on an empty
+cache, then 2 tokens, then 1 at a time), batch 1 and 3; every step's outputs must equal
+the full Keras model run on the prefix, at the new positions. Models that are not causal
+decoders are refused with a message saying why."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from click.testing import CliRunner
+
+import kerasonnx
+from conftest import requires_keras
+from keras_check import Cases, assert_same, keras_outputs
+from kerasonnx.cli import main
+from kerasonnx.convert import WITH_PAST_KEY
+from kerasonnx.with_past import NotCausalDecoderError, decode_incrementally
+
+VOCAB, MAX_LENGTH = 20, 16
+CHUNKS = (3, 2, 1, 1)  # prompt, then a 2-token step, then single tokens
+DECODERS = Cases()
+REFUSED = Cases()
+
+
+def token_inputs(k, *names):
+    return [k.Input((None,), dtype="int32", name=name) for name in names]
+
+
+def embedded(k, tokens, positions):
+    """Token Embedding plus a learned position Embedding of the positions input."""
+    return k.layers.Add()([k.layers.Embedding(VOCAB, 16)(tokens),
+                           k.layers.Embedding(MAX_LENGTH, 16)(positions)])
+
+
+def post_norm_block(k, x, memory=None):
+    """Causal self-attention (and cross attention to ``memory``), residual, LayerNorm,
+    ReLU feed-forward."""
+    L = k.layers
+    attention = L.MultiHeadAttention(2, 8)(x, x, use_causal_mask=True)
+    x = L.LayerNormalization()(L.Add()([x, attention]))
+    if memory is not None:
+        cross = L.MultiHeadAttention(2, 8)(query=x, value=memory, key=memory)
+        x = L.LayerNormalization()(L.Add()([x, cross]))
+    h = L.Dense(16)(L.Dense(32, activation="relu")(x))
+    return L.LayerNormalization()(L.Add()([x, h]))
+
+
+@DECODERS.register()
+def mha_decoder(k):
+    """GPT-style: tokens and positions embedded, two causal MultiHeadAttention blocks."""
+    tokens, positions = token_inputs(k, "tokens", "positions")
+    x = embedded(k, tokens, positions)
+    for _ in range(2):
+        x = post_norm_block(k, x)
+    return k.Model([tokens, positions], k.layers.Dense(VOCAB, name="logits")(x))
+
+
+@DECODERS.register("keras3")
+def gqa_decoder(k):
+    """Llama-style: RMSNormalization pre-norms, GroupQueryAttention (4 query heads, 2
+    key/value heads; the second block with a sliding window of 3), SwiGLU from keras.ops."""
+    from keras import ops
+    L = k.layers
+    tokens, positions = token_inputs(k, "tokens", "positions")
+    x = embedded(k, tokens, positions)
+    for window in (None, 3):
+        h = L.RMSNormalization(epsilon=1e-5)(x)
+        attention = L.GroupQueryAttention(head_dim=4, num_query_heads=4, num_key_value_heads=2,
+                                          sliding_window=window)
+        x = L.Add()([x, attention(h, h, use_causal_mask=True)])
+        h = L.RMSNormalization(epsilon=1e-5)(x)
+        gate, up = L.Dense(24, use_bias=False)(h), L.Dense(24, use_bias=False)(h)
+        x = L.Add()([x, L.Dense(16, use_bias=False)(ops.multiply(ops.silu(gate), up))])
+    return k.Model([tokens, positions], L.Dense(VOCAB)(L.RMSNormalization()(x)))
+
+
+@DECODERS.register()
+def encoder_decoder(k):
+    """A translation model: a non-causal encoder over the source, a decoder block with
+    causal self-attention (cached) and cross attention to the encoder (recomputed)."""
+    L = k.layers
+    source, tokens, positions = token_inputs(k, "source", "tokens", "positions")
+    memory = L.Embedding(VOCAB, 16)(source)
+    encoded = L.MultiHeadAttention(2, 8)(memory, memory)
+    memory = L.LayerNormalization()(L.Add()([memory, encoded]))
+    x = post_norm_block(k, embedded(k, tokens, positions), memory)
+    return k.Model([source, tokens, positions], L.Dense(VOCAB)(x))
+
+
+@pytest.fixture(scope="module")
+def decoders(tmp_path_factory):
+    return DECODERS.cache(tmp_path_factory.mktemp("with_past"))
+
+
+def generation_inputs(model, batch: int, length: int, rng) -> dict:
+    """Token ids for every input, positions 0 ... length - 1 for ``positions``."""
+    arrays = {}
+    for tensor in model.inputs:
+        name = tensor.name.split(":")[0]
+        arrays[name] = (np.tile(np.arange(length, dtype="int32"), (batch, 1))
+                        if name == "positions"
+                        else rng.integers(1, VOCAB, size=(batch, length)).astype("int32"))
+    return arrays
+
+
+def check_decoding(model, path, opsets=(23, 17), batches=(1, 3)) -> None:
+    """Every step of the generation loop equals Keras on the prefix, at the new positions."""
+    sessions = []
+    for opset in opsets:
+        result = kerasonnx.convert(path, opset=opset, with_past=True)
+        recorded = next(json.loads(p.value) for p in result.model.metadata_props
+                        if p.key == WITH_PAST_KEY)
+        sessions.append((opset, ort.InferenceSession(result.model.SerializeToString(),
+                                                     providers=["CPUExecutionProvider"]),
+                         recorded["decoder_inputs"]))
+    rng = np.random.default_rng(1)
+    for batch in batches:
+        arrays = generation_inputs(model, batch, sum(CHUNKS), rng)
+        names = [t.name.split(":")[0] for t in model.inputs]
+        expected = {}
+        for opset, session, decoder_inputs in sessions:
+            steps = decode_incrementally(session, arrays, decoder_inputs, CHUNKS)
+            for start, end, outputs in steps:
+                if end not in expected:
+                    prefix = [arrays[n][:, :end] if n in decoder_inputs else arrays[n]
+                              for n in names]
+                    expected[end] = [o[:, start:end] for o in keras_outputs(model, prefix)]
+                assert_same(expected[end], outputs,
+                            f"{path.name} opset {opset} batch {batch} positions {start}-{end}")
+
+
+@requires_keras
+@pytest.mark.parametrize("name,dialect", DECODERS.params())
+def test_incremental_decoding_equals_keras_at_every_step(decoders, name, dialect):
+    check_decoding(*decoders(name, dialect))
+
+
+@requires_keras
+def test_cache_interface_uses_optimum_names(decoders):
+    """Inputs past_key_values.{i}.key/value (batch, kv_heads, past, head_dim) after the
+    Keras inputs, outputs present.{i}.key/value after Keras' outputs; cross attention has
+    no cache; the sequence axes are dynamic."""
+    _, path = decoders("encoder_decoder", "keras3")
+    graph = kerasonnx.convert(path, with_past=True).model.graph
+    dims = {i.name: [d.dim_value or None for d in i.type.tensor_type.shape.dim]
+            for i in graph.input}
+    assert list(dims) == ["source", "tokens", "positions", "past_key_values.0.key",
+                          "past_key_values.0.value"]
+    assert dims["past_key_values.0.key"] == [None, 2, None, 8]
+    assert dims["tokens"] == [None, None]
+    assert [o.name for o in graph.output][1:] == ["present.0.key", "present.0.value"]
+
+
+@requires_keras
+def test_gqa_cache_has_the_key_value_heads(decoders):
+    _, path = decoders("gqa_decoder", "keras3")
+    graph = kerasonnx.convert(path, with_past=True).model.graph
+    shapes = {i.name: [d.dim_value or None for d in i.type.tensor_type.shape.dim]
+              for i in graph.input}
+    assert shapes["past_key_values.1.value"] == [None, 2, None, 4]
+
+
+# ---------------------------------------------------------------------- refused models
+
+
+@REFUSED.register("keras3")
+def encoder_only(k):
+    tokens, = token_inputs(k, "tokens")
+    x = k.layers.Embedding(VOCAB, 16)(tokens)
+    return k.Model(tokens, k.layers.MultiHeadAttention(2, 8)(x, x))
+
+
+@REFUSED.register("keras3")
+def causal_then_bidirectional(k):
+    tokens, = token_inputs(k, "tokens")
+    x = k.layers.Embedding(VOCAB, 16)(tokens)
+    x = k.layers.MultiHeadAttention(2, 8)(x, x, use_causal_mask=True)
+    return k.Model(tokens, k.layers.MultiHeadAttention(2, 8, name="bidirectional")(x, x))
+
+
+@REFUSED.register("keras3")
+def causal_then_convolution(k):
+    tokens, = token_inputs(k, "tokens")
+    x = k.layers.Embedding(VOCAB, 16)(tokens)
+    x = k.layers.MultiHeadAttention(2, 8)(x, x, use_causal_mask=True)
+    return k.Model(tokens, k.layers.Conv1D(16, 3, padding="same", name="convolution")(x))
+
+
+@REFUSED.register("keras3")
+def padding_mask_on_keys(k):
+    tokens, = token_inputs(k, "tokens")
+    x = k.layers.Embedding(VOCAB, 16, mask_zero=True)(tokens)
+    return k.Model(tokens, k.layers.MultiHeadAttention(2, 8, name="masked")(
+        x, x, use_causal_mask=True))
+
+
+@REFUSED.register("keras3")
+def causal_attention_mask_input(k):
+    tokens, = token_inputs(k, "tokens")
+    mask = k.Input((None, None), dtype="bool", name="attention_mask")
+    x = k.layers.Embedding(VOCAB, 16)(tokens)
+    return k.Model([tokens, mask], k.layers.MultiHeadAttention(2, 8, name="given_mask")(
+        x, x, attention_mask=mask))
+
+
+REFUSALS = {
+    "encoder_only": "has no causal self-attention",
+    "causal_then_bidirectional": "'bidirectional' (MultiHeadAttention) attends over the "
+                                 "decoder's positions without use_causal_mask=True",
+    "causal_then_convolution": "'convolution' (Conv1D) is not known to compute each position "
+                               "from that position alone",
+    "padding_mask_on_keys": "'masked' (MultiHeadAttention) is masked by its value mask",
+    "causal_attention_mask_input": "an attention_mask passed in cannot be proven causal",
+}
+
+
+@pytest.fixture(scope="module")
+def refused(tmp_path_factory):
+    return REFUSED.cache(tmp_path_factory.mktemp("with_past_refused"))
+
+
+@requires_keras
+@pytest.mark.parametrize("name", sorted(REFUSALS))
+def test_models_that_are_not_causal_decoders_are_refused(refused, name):
+    _, path = refused(name, "keras3")
+    with pytest.raises(NotCausalDecoderError, match="--with-past") as error:
+        kerasonnx.convert(path, with_past=True)
+    assert REFUSALS[name] in str(error.value)
+    kerasonnx.convert(path)  # without the cache it converts
+
+
+# ---------------------------------------------------------------------- command line
+
+
+@requires_keras
+def test_cli_with_past_writes_the_cached_model(decoders, tmp_path):
+    _, path = decoders("mha_decoder", "keras3")
+    output = tmp_path / "decoder.onnx"
+    result = CliRunner().invoke(main, ["convert", str(path), "--with-past", "-o", str(output)])
+    assert result.exit_code == 0, result.output
+    session = ort.InferenceSession(str(output), providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == [
+        "logits", "present.0.key", "present.0.value", "present.1.key", "present.1.value"]
+
+
+@requires_keras
+def test_cli_with_past_refuses_an_encoder_in_one_line(refused, tmp_path):
+    _, path = refused("encoder_only", "keras3")
+    output = tmp_path / "encoder.onnx"
+    result = CliRunner().invoke(main, ["convert", str(path), "--with-past", "-o", str(output)])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {path}: --with-past needs a "
+                                                   f"causal decoder")
+    assert not output.exists()
+
+
+def test_cli_help_explains_with_past():
+    result = CliRunner().invoke(main, ["convert", "--help"])
+    assert "--with-past" in result.output and "past_key_values" in result.output
