@@ -261,3 +261,47 @@ def test_cli_with_past_refuses_an_encoder_in_one_line(refused, tmp_path):
 def test_cli_help_explains_with_past():
     result = CliRunner().invoke(main, ["convert", "--help"])
     assert "--with-past" in result.output and "past_key_values" in result.output
+
+
+# ---------------------------------------------------------------------- verify
+
+
+@requires_keras
+@pytest.mark.parametrize("name,dialect", [("mha_decoder", "keras2"),
+                                          ("encoder_decoder", "keras3")])
+def test_verify_with_past_compares_every_step(decoders, name, dialect):
+    """A prompt of 3, then one token at a time to 5; Keras in its own process."""
+    _, path = decoders(name, dialect)
+    model = kerasonnx.convert(path, with_past=True).model
+    report = kerasonnx.verify(path, model, batches=(1, 3), lengths=(3, 5), with_past=True)
+    assert report.passed, report.summary()
+    assert [(run.batch, run.length, run.outputs[0].keras_shape[1]) for run in report.runs] == [
+        (1, 3, 3), (1, 4, 1), (1, 5, 1), (3, 3, 3), (3, 4, 1), (3, 5, 1)]
+
+
+@requires_keras
+def test_verify_with_past_fails_on_a_wrong_cache(decoders, tmp_path):
+    """The same graph with every present value scaled: the prompt still agrees, the next
+    steps do not."""
+    import onnx
+    _, path = decoders("mha_decoder", "keras3")
+    model = kerasonnx.convert(path, with_past=True).model
+    scaled = onnx.helper.make_tensor("scale", onnx.TensorProto.FLOAT, [], [1.5])
+    model.graph.initializer.append(scaled)
+    for node in model.graph.node:
+        if "present.0.value" in node.output:
+            node.output[:] = ["present.0.value/unscaled" if o == "present.0.value" else o
+                              for o in node.output]
+    model.graph.node.append(onnx.helper.make_node(
+        "Mul", ["present.0.value/unscaled", "scale"], ["present.0.value"]))
+    report = kerasonnx.verify(path, model, batches=(1,), lengths=(3, 4), with_past=True)
+    assert [run.passed for run in report.runs] == [True, False]
+
+
+@requires_keras
+def test_verify_tells_which_mode_the_onnx_model_needs(decoders):
+    _, path = decoders("mha_decoder", "keras3")
+    with pytest.raises(kerasonnx.ConversionError, match="verify it with --with-past"):
+        kerasonnx.verify(path, kerasonnx.convert(path, with_past=True).model)
+    with pytest.raises(kerasonnx.ConversionError, match="convert it with --with-past"):
+        kerasonnx.verify(path, kerasonnx.convert(path).model, with_past=True)
