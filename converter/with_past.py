@@ -173,8 +173,11 @@ def _check_node(node: Node, stream: set, cached: bool, source: str) -> None:
     if node.class_name in CACHED_CLASSES or (node.layer.kind is not None
                                              and node.layer.kind.family == "attention"):
         attended = [node.input(r) for r in ("key", "value")]
-        if any(t in stream for t in attended if t is not None) or node.input("key") is None \
-                and node.input("value") in stream:
+        if any(t in stream for t in attended if t is not None):
+            if node.arguments.get("use_causal_mask"):
+                raise NotCausalDecoderError(
+                    f"{where} is causal, but --with-past caches only "
+                    f"{' and '.join(CACHED_CLASSES)} yet; export without --with-past")
             raise NotCausalDecoderError(
                 f"{where} attends over the decoder's positions without use_causal_mask=True, "
                 f"so a position may see later ones (an attention_mask passed in cannot be "

@@ -206,6 +206,14 @@ def causal_attention_mask_input(k):
         x, x, attention_mask=mask))
 
 
+@REFUSED.register("keras3")
+def causal_dot_attention(k):
+    tokens, = token_inputs(k, "tokens")
+    x = k.layers.Embedding(VOCAB, 16)(tokens)
+    x = k.layers.MultiHeadAttention(2, 8)(x, x, use_causal_mask=True)
+    return k.Model(tokens, k.layers.Attention(name="dot")([x, x], use_causal_mask=True))
+
+
 REFUSALS = {
     "encoder_only": "has no causal self-attention",
     "causal_then_bidirectional": "'bidirectional' (MultiHeadAttention) attends over the "
@@ -214,6 +222,8 @@ REFUSALS = {
                                "from that position alone",
     "padding_mask_on_keys": "'masked' (MultiHeadAttention) is masked by its value mask",
     "causal_attention_mask_input": "an attention_mask passed in cannot be proven causal",
+    "causal_dot_attention": "'dot' (Attention) is causal, but --with-past caches only "
+                            "MultiHeadAttention and GroupQueryAttention",
 }
 
 
