@@ -3,7 +3,9 @@ Attention, AdditiveAttention.
 
 Two lowerings. At opset 23+ the standard ``Attention`` operator runs the attention core
 wherever it computes exactly what Keras computes; otherwise (and at opset 17-22) the core is
-MatMul / Softmax / Transpose, grouped key/value heads repeated. Never Einsum.
+MatMul / Softmax / Transpose, grouped key/value heads repeated. Never Einsum. A call
+with a key/value cache (``Builder.cache``, see with_past.py) attends past and new keys:
+the operator's past_key / past_value, or a Concat and a causal mask offset by the past.
 
 How Keras masks the logits, which decides what fully masked rows give:
 - Keras 2 MultiHeadAttention, and Attention / AdditiveAttention in both dialects: logits
