@@ -10,6 +10,7 @@ from typing import Callable, Optional
 import onnx
 
 from .emit import Builder, emitter_for
+from .emit.attention import axis_length
 from .emit.builder import ExternalData
 from .emit.precision import MODES, apply_precision
 from .errors import ConversionError, UnsupportedLayerError, describe_exception, reported
@@ -21,7 +22,7 @@ from .with_past import plan_cache
 
 TENSOR_MAP_KEY = "kerasonnx.keras_tensors"
 PRECISION_KEY = "kerasonnx.precision"
-WITH_PAST_KEY = "kerasonnx.with_past"  # {"decoder_inputs": [...]} of a cached decoder
+WITH_PAST_KEY = "kerasonnx.with_past"  # a cached decoder's with_past.CachePlan input names
 MIN_OPSET = 17
 DEFAULT_OPSET = 23
 MAX_OPSET = 24
@@ -172,10 +173,13 @@ def to_onnx(graph: Graph, opset: int, precision: str = "keras",
             f"{', '.join(unsupported)}{hint}; see `kerasonnx layers` for what is supported")
     builder = Builder(opset, data, progress)
     plan = plan_cache(graph, graph.source.source) if with_past else None
-    if plan is not None:
-        builder.cache = plan.slots
     for tensor in graph.inputs:
         builder.bind(tensor, tensor.name)
+    if plan is not None:
+        builder.cache = plan.slots
+        first_past = next(iter(plan.slots.values())).past_key.name
+        past_length = axis_length(builder, first_past, 2, "past_length")
+        builder.position_offsets = {node: past_length for node in plan.offset_positions}
     problems = []
     for node in graph.nodes:
         builder.emitting = node
@@ -198,7 +202,8 @@ def to_onnx(graph: Graph, opset: int, precision: str = "keras",
     model.metadata_props.add(key=PRECISION_KEY, value=json.dumps(dtypes, sort_keys=True))
     if plan is not None:
         model.metadata_props.add(key=WITH_PAST_KEY, value=json.dumps(
-            {"decoder_inputs": plan.decoder_inputs}))
+            {"decoder_inputs": plan.decoder_inputs,
+             "past_and_new_inputs": plan.past_and_new_inputs}))
     return model
 
 

@@ -178,7 +178,7 @@ def verify(keras_model, onnx_model, *, weights=None, inputs=None, batches=(1, 4)
     on the whole prefix."""
     say = progress or (lambda message: None)
     proto, onnx_path = _read_onnx(onnx_model)
-    decoder_inputs = _decoder_inputs(proto, with_past)
+    cache_inputs = _cache_inputs(proto, with_past)
     with load(keras_model, weights) as graph:
         precision = _precision(proto, graph)
         dtype = tolerance_dtype(precision)
@@ -196,7 +196,7 @@ def verify(keras_model, onnx_model, *, weights=None, inputs=None, batches=(1, 4)
                       else _generated_inputs(graph, batches, lengths, seed))
         if with_past:
             sequences = input_sets
-            input_sets, chunks = _decoding_steps(graph, sequences, decoder_inputs, prompt)
+            input_sets, chunks = _decoding_steps(graph, sequences, cache_inputs, prompt)
         tensor_map = _tensor_map(proto)
         if not tensor_map:
             report.notes.append("the ONNX file has no kerasonnx layer map: per-layer "
@@ -218,7 +218,7 @@ def verify(keras_model, onnx_model, *, weights=None, inputs=None, batches=(1, 4)
         session = _session(proto, onnx_path)
         _check_signature(session, graph)
         if with_past:
-            actual_runs = _decode(session, graph, sequences, chunks, decoder_inputs)
+            actual_runs = _decode(session, graph, sequences, chunks, cache_inputs)
             report.notes.append("with a key/value cache: each run is one decoding step, "
                                 "compared at its new positions; no per-layer comparison")
         for (batch, length, origin, arrays), expected in zip(input_sets, keras_results):
@@ -319,8 +319,9 @@ def _input_array(graph: Graph, tensor: Tensor, batch: int, length, rng) -> np.nd
     return rng.normal(size=shape).astype(tensor.dtype)
 
 
-def _decoder_inputs(proto: onnx.ModelProto, with_past: bool) -> list:
-    """The inputs a ``with_past`` model takes the new positions of (recorded at conversion)."""
+def _cache_inputs(proto: onnx.ModelProto, with_past: bool) -> dict:
+    """What a ``with_past`` model's conversion recorded: ``decoder_inputs`` (fed the new
+    positions) and ``past_and_new_inputs`` (padding masks, fed up to the last position)."""
     recorded = next((json.loads(p.value) for p in proto.metadata_props
                      if p.key == WITH_PAST_KEY), None)
     if with_past and recorded is None:
@@ -329,14 +330,16 @@ def _decoder_inputs(proto: onnx.ModelProto, with_past: bool) -> list:
     if recorded is not None and not with_past:
         raise ConversionError("the ONNX model has a key/value cache (converted with "
                               "--with-past): verify it with --with-past")
-    return [] if recorded is None else recorded["decoder_inputs"]
+    return recorded or {}
 
 
-def _decoding_steps(graph: Graph, sequences: list, decoder_inputs: list, prompt) -> tuple:
+def _decoding_steps(graph: Graph, sequences: list, cache_inputs: dict, prompt) -> tuple:
     """Keras' input sets of a generation loop over each sequence: the prefix up to the end
     of the prompt (``prompt`` positions; None: all but ``PAST_STEPS``), then one position
     longer each step. Returns (input sets, the chunk lengths of each sequence)."""
     names = [t.name for t in graph.inputs]
+    decoder_inputs = cache_inputs["decoder_inputs"]
+    sliced = decoder_inputs + cache_inputs["past_and_new_inputs"]
     steps, chunks = [], []
     for batch, _, origin, arrays in sequences:
         total = next(a.shape[1] for n, a in zip(names, arrays) if n in decoder_inputs)
@@ -345,18 +348,19 @@ def _decoding_steps(graph: Graph, sequences: list, decoder_inputs: list, prompt)
         for end in range(first, total + 1):
             start = 0 if end == first else end - 1
             steps.append((batch, end, f"{origin}, positions {start}-{end - 1}",
-                          [a[:, :end] if n in decoder_inputs else a
+                          [a[:, :end] if n in sliced else a
                            for n, a in zip(names, arrays)]))
     return steps, chunks
 
 
-def _decode(session, graph: Graph, sequences: list, chunks: list, decoder_inputs: list):
+def _decode(session, graph: Graph, sequences: list, chunks: list, cache_inputs: dict):
     """(outputs, start) of each step of the generation loop over each sequence."""
     names = [t.name for t in graph.inputs]
     for (*_, arrays), lengths in zip(sequences, chunks):
         try:
             for start, _, outputs in decode_incrementally(
-                    session, dict(zip(names, arrays)), decoder_inputs, lengths):
+                    session, dict(zip(names, arrays)), cache_inputs["decoder_inputs"], lengths,
+                    cache_inputs["past_and_new_inputs"]):
                 yield outputs, start
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ConversionError(f"onnxruntime cannot run the ONNX model on these inputs "

@@ -26,8 +26,11 @@ do), at 17-22 a Concat along the sequence axis and an explicit offset causal mas
 
 Positions: inputs that carry positions (a ``positions`` input feeding a learned position
 Embedding) are decoder inputs like the tokens; the caller feeds past_length ... for them.
-Keras masks on the stream reaching a cached layer's keys are refused: they cover only the
-new positions.
+KerasHub's position layers on the stream (learned, sine, rotary) count from past_length
+(``Builder.position_offsets``). Masks: a per-key ``attention_mask`` (batch, 1, keys) made
+from model inputs outside the stream (KerasHub's ``padding_mask``) covers past and new
+positions: the caller feeds it up to the last new position. Keras masks on the stream
+reaching a cached layer are refused: they cover only the new positions.
 """
 from __future__ import annotations
 
@@ -36,21 +39,29 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import ConversionError
-from .ir import Graph, Node, Tensor
+from .ir import MASK_ROLES, Graph, Node, Tensor
 from .layers.operations import (ARITHMETIC, COMPARISONS, FLOAT_UNARY, LOGICAL,
                                 SAME_DTYPE_UNARY, operation)
 from .layers.registry import normalize_axis
 
 PAST_PREFIX, PRESENT_PREFIX = "past_key_values.", "present."
-CACHED_CLASSES = ("MultiHeadAttention", "GroupQueryAttention")
+CACHED_CLASSES = ("MultiHeadAttention", "GroupQueryAttention", "CachedMultiHeadAttention")
+ATTENTION_FAMILIES = ("attention", "keras_hub")  # Keras' own, KerasHub's (not keras-multi-head)
 # Layers that compute each position from that position alone (when their axis is the last).
 POSITION_WISE = {"Dense", "Embedding", "Dropout", "Activation", "ReLU", "LeakyReLU", "ELU",
                  "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum",
-                 "LayerNormalization", "RMSNormalization", "Softmax", "Concatenate"}
+                 "LayerNormalization", "RMSNormalization", "Softmax", "Concatenate",
+                 "ReversibleEmbedding"}
+# KerasHub layers computed from the position index along axis 1: offset by past_length.
+POSITION_INDEXED = {"PositionEmbedding", "SinePositionEncoding", "RotaryEmbedding"}
 # Keras operations that do (elementwise, broadcasting a constant at most).
 POSITION_WISE_OPS = (ARITHMETIC | COMPARISONS | LOGICAL | SAME_DTYPE_UNARY
                      | FLOAT_UNARY - {"Softmax", "LogSoftmax"} | {"Cast"})
+# KerasHub decoder blocks whose expansion attends through raw operations
+UNCACHED_DECODERS = ("LlamaTransformerDecoder", "MistralTransformerDecoder",
+                     "QwenTransformerDecoder")
 MASK_ROLES_REFUSED = ("value_mask", "key_mask", "attention_mask")
+SELECTING_ROLES = MASK_ROLES + ("attention_mask",)
 
 
 class NotCausalDecoderError(ConversionError):
@@ -59,11 +70,14 @@ class NotCausalDecoderError(ConversionError):
 
 @dataclass
 class CachePlan:
-    """The cached calls' slots, and the names of the decoder inputs (the inputs whose axis 1
-    is the sequence; a caller feeds their new positions only)."""
+    """The cached calls' slots; the position layers to offset by past_length; the names of
+    the decoder inputs (axis 1 is the sequence: a caller feeds the new positions only) and
+    of the per-key mask inputs (``padding_mask``: a caller feeds past and new positions)."""
 
     slots: dict  # Node -> CacheSlot
+    offset_positions: list  # nodes
     decoder_inputs: list
+    past_and_new_inputs: list
 
 
 @dataclass
@@ -81,6 +95,12 @@ def plan_cache(graph: Graph, source: str) -> CachePlan:
     """Check that ``graph`` is a causal decoder, make its sequence axis dynamic, add the
     cache inputs and outputs."""
     cached = [n for n in graph.nodes if _is_causal_self_attention(n)]
+    uncached = [n for n in graph.composites if n.class_name in UNCACHED_DECODERS]
+    if uncached:
+        raise NotCausalDecoderError(
+            f"{source}: --with-past: layer {uncached[0].name!r} ({uncached[0].class_name}) "
+            f"cannot be cached yet: its attention is built from raw operations (rotary "
+            f"query and key); export without --with-past")
     if not cached:
         raise NotCausalDecoderError(
             f"{source}: --with-past needs a causal decoder, and this model has no causal "
@@ -90,6 +110,10 @@ def plan_cache(graph: Graph, source: str) -> CachePlan:
     stream = _stream(graph, cached)
     for node in graph.nodes:
         _check_node(node, stream, node in cached, source)
+    key_masks = set()
+    for node in cached:
+        if node.input("attention_mask") is not None:
+            key_masks |= _sources(node.input("attention_mask"))
     for tensor in stream:
         if tensor.shape is not None and len(tensor.shape) >= 2:
             tensor.shape = (tensor.shape[0], None) + tuple(tensor.shape[2:])
@@ -109,12 +133,15 @@ def plan_cache(graph: Graph, source: str) -> CachePlan:
         graph.outputs += [slot.present_key, slot.present_value]
         graph.output_names += [slot.present_key.name, slot.present_value.name]
         slots[node] = slot
-    return CachePlan(slots, [t.name for t in graph.inputs if t in stream])
+    return CachePlan(slots, [n for n in graph.nodes if n.class_name in POSITION_INDEXED
+                             and n.input("inputs") in stream],
+                     [t.name for t in graph.inputs if t in stream],
+                     [t.name for t in graph.inputs if t in key_masks])
 
 
 def _is_causal_self_attention(node: Node) -> bool:
     return (node.class_name in CACHED_CLASSES and node.layer.kind is not None
-            and node.layer.kind.family == "attention"
+            and node.layer.kind.family in ATTENTION_FAMILIES
             and bool(node.arguments.get("use_causal_mask")))
 
 
@@ -132,7 +159,8 @@ def _stream(graph: Graph, cached: list) -> set:
 
 
 def _sources(tensor: Tensor) -> set:
-    """The graph inputs ``tensor`` is computed from."""
+    """The graph inputs ``tensor``'s values are computed from (masks only select among
+    them: a padding mask is not a source of the attention output it masks)."""
     found, todo, seen = set(), [tensor], set()
     while todo:
         current = todo.pop()
@@ -142,7 +170,8 @@ def _sources(tensor: Tensor) -> set:
         if current.producer is None:
             found.add(current)
         else:
-            todo.extend(t for _, t in current.producer.input_tensors())
+            todo.extend(t for role, t in current.producer.input_tensors()
+                        if role.split("[")[0] not in SELECTING_ROLES)
     return found
 
 
@@ -155,11 +184,16 @@ def _check_node(node: Node, stream: set, cached: bool, source: str) -> None:
     where = f"{source}: --with-past: layer {node.name!r} ({node.class_name})"
     if cached:
         for role in MASK_ROLES_REFUSED:
-            if node.input(role) is not None:
+            if node.input(role) in stream:
                 raise NotCausalDecoderError(
                     f"{where} is masked by its {role.replace('_', ' ')}, which covers only "
                     f"the new positions, not the cached ones; export without --with-past, "
-                    f"or drop the padding mask (Embedding mask_zero) before this layer")
+                    f"or pass the padding mask as a model input (a padding_mask)")
+        given = node.input("attention_mask")
+        if given is not None and (given.rank != 3 or given.shape[1] != 1):
+            raise NotCausalDecoderError(
+                f"{where} is given an attention_mask of shape {given.shape}; with a cache "
+                f"only a mask per key, (batch, 1, keys), can cover the cached positions")
         for role in ("key", "value"):
             if node.input(role) not in stream:
                 raise NotCausalDecoderError(
@@ -187,7 +221,8 @@ def _check_node(node: Node, stream: set, cached: bool, source: str) -> None:
                 role in ("query", "query_mask") or t not in stream
                 for role, t in inputs.items()):
             return  # cross attention: recomputed from the encoder's keys and values
-    if _position_wise(node) and all(t in stream for t in inputs.values()):
+    if (_position_wise(node) or _position_indexed(node)) and all(
+            t in stream for t in inputs.values()):
         return
     raise NotCausalDecoderError(
         f"{where} is not known to compute each position from that position alone, so "
@@ -209,6 +244,17 @@ def _position_wise(node: Node) -> bool:
     return rank is not None and all(normalize_axis(a, rank) == rank - 1 for a in axes)
 
 
+def _position_indexed(node: Node) -> bool:
+    """A KerasHub position layer whose positions run along axis 1 (offset by the cache)."""
+    rank = node.data_inputs()[0].rank
+    if node.class_name not in POSITION_INDEXED or rank is None or node.input(
+            "positions") is not None or node.input("start_index") is not None:
+        return False
+    if node.class_name == "RotaryEmbedding":
+        return node.config.get("sequence_axis", 1) % rank == 1
+    return rank == 3  # the second-to-last axis
+
+
 def _cache_dims(node: Node) -> tuple:
     """(key/value heads, key head size, value head size) of a cached layer."""
     config = node.config
@@ -218,11 +264,13 @@ def _cache_dims(node: Node) -> tuple:
             config.get("value_dim") or config["key_dim"])
 
 
-def decode_incrementally(session, arrays: dict, decoder_inputs: list, chunks: tuple):
+def decode_incrementally(session, arrays: dict, decoder_inputs: list, chunks: tuple,
+                         past_and_new_inputs: tuple = ()):
     """Run a ``with_past`` model in onnxruntime ``session`` as a generation loop does:
     the decoder inputs' positions ``chunks[0]`` (the prompt, empty cache), then the next
-    ``chunks[1]``, ..., each step fed the previous step's present as its past and the other
-    inputs whole. Yields ``(start, end, outputs)``: the model's own outputs (no cache) for
+    ``chunks[1]``, ..., each step fed the previous step's present as its past, the
+    ``past_and_new_inputs`` (padding masks) up to its last position, and the other inputs
+    whole. Yields ``(start, end, outputs)``: the model's own outputs (no cache) for
     positions start ... end - 1."""
     batch = len(next(iter(arrays.values())))
     past = {i.name: np.zeros((batch, i.shape[1], 0, i.shape[3]),
@@ -232,7 +280,8 @@ def decode_incrementally(session, arrays: dict, decoder_inputs: list, chunks: tu
     start = 0
     for length in chunks:
         end = start + length
-        feeds = {name: array[:, start:end] if name in decoder_inputs else array
+        feeds = {name: array[:, start:end] if name in decoder_inputs else
+                 array[:, :end] if name in past_and_new_inputs else array
                  for name, array in arrays.items()}
         outputs = session.run(None, {**feeds, **past})
         past = {name.replace(PRESENT_PREFIX, PAST_PREFIX, 1): value

@@ -5,6 +5,7 @@ the full Keras model run on the prefix, at the new positions. Models that are no
 decoders are refused with a message saying why."""
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import numpy as np
@@ -90,19 +91,70 @@ def encoder_decoder(k):
     return k.Model([source, tokens, positions], L.Dense(VOCAB)(x))
 
 
+requires_keras_hub = pytest.mark.skipif(importlib.util.find_spec("keras_hub") is None,
+                                        reason="needs keras-hub")
+
+
+@DECODERS.register("keras3")
+def hub_decoder(k):
+    """KerasHub: TokenAndPositionEmbedding (learned positions), a post-norm and a pre-norm
+    gelu TransformerDecoder (CachedMultiHeadAttention inside)."""
+    import keras_hub
+    H = keras_hub.layers
+    tokens, = token_inputs(k, "tokens")
+    x = H.TokenAndPositionEmbedding(VOCAB, MAX_LENGTH, 16)(tokens)
+    x = H.TransformerDecoder(32, 2)(x)
+    x = H.TransformerDecoder(32, 2, normalize_first=True, activation="gelu")(x)
+    return k.Model(tokens, k.layers.Dense(VOCAB)(x))
+
+
+@DECODERS.register("keras3")
+def hub_sine_rotary_translator(k):
+    """KerasHub: a TransformerEncoder over the source; the target embedded plus a sine
+    position encoding, rotated by a RotaryEmbedding, then a TransformerDecoder with cross
+    attention to the encoder."""
+    import keras_hub
+    H, L = keras_hub.layers, k.layers
+    source, tokens = token_inputs(k, "source", "tokens")
+    memory = H.TransformerEncoder(32, 2)(L.Embedding(VOCAB, 16)(source))
+    y = L.Embedding(VOCAB, 16)(tokens)
+    y = H.RotaryEmbedding(max_wavelength=100)(L.Add()([y, H.SinePositionEncoding()(y)]))
+    y = H.TransformerDecoder(32, 2)(y, memory)
+    return k.Model([source, tokens], L.Dense(VOCAB)(y))
+
+
+@DECODERS.register("keras3")
+def gpt2_causal_lm(k):
+    """KerasHub's GPT2CausalLM (token_ids and a padding_mask) on a tiny GPT2Backbone."""
+    import keras_hub
+    backbone = keras_hub.models.GPT2Backbone(vocabulary_size=VOCAB, num_layers=2, num_heads=2,
+                                             hidden_dim=8, intermediate_dim=16,
+                                             max_sequence_length=MAX_LENGTH)
+    return keras_hub.models.GPT2CausalLM(backbone, preprocessor=None)
+
+
+HUB_DECODERS = ("hub_decoder", "hub_sine_rotary_translator", "gpt2_causal_lm")
+
+
 @pytest.fixture(scope="module")
 def decoders(tmp_path_factory):
     return DECODERS.cache(tmp_path_factory.mktemp("with_past"))
 
 
 def generation_inputs(model, batch: int, length: int, rng) -> dict:
-    """Token ids for every input, positions 0 ... length - 1 for ``positions``."""
+    """Token ids for every input, positions 0 ... length - 1 for ``positions``; a
+    ``padding_mask`` pads row 1 on the left (its first 2 tokens), as batched generation
+    does."""
     arrays = {}
     for tensor in model.inputs:
         name = tensor.name.split(":")[0]
         arrays[name] = (np.tile(np.arange(length, dtype="int32"), (batch, 1))
                         if name == "positions"
                         else rng.integers(1, VOCAB, size=(batch, length)).astype("int32"))
+    if "padding_mask" in arrays:
+        arrays["padding_mask"] = np.ones((batch, length), "int32")
+        if batch > 1:
+            arrays["padding_mask"][1, :2] = arrays["token_ids"][1, :2] = 0
     return arrays
 
 
@@ -115,27 +167,43 @@ def check_decoding(model, path, opsets=(23, 17), batches=(1, 3)) -> None:
                         if p.key == WITH_PAST_KEY)
         sessions.append((opset, ort.InferenceSession(result.model.SerializeToString(),
                                                      providers=["CPUExecutionProvider"]),
-                         recorded["decoder_inputs"]))
+                         recorded))
     rng = np.random.default_rng(1)
     for batch in batches:
         arrays = generation_inputs(model, batch, sum(CHUNKS), rng)
         names = [t.name.split(":")[0] for t in model.inputs]
         expected = {}
-        for opset, session, decoder_inputs in sessions:
-            steps = decode_incrementally(session, arrays, decoder_inputs, CHUNKS)
+        for opset, session, recorded in sessions:
+            sliced = recorded["decoder_inputs"] + recorded["past_and_new_inputs"]
+            steps = decode_incrementally(session, arrays, recorded["decoder_inputs"], CHUNKS,
+                                         recorded["past_and_new_inputs"])
             for start, end, outputs in steps:
                 if end not in expected:
-                    prefix = [arrays[n][:, :end] if n in decoder_inputs else arrays[n]
-                              for n in names]
+                    prefix = {n: arrays[n][:, :end] if n in sliced else arrays[n]
+                              for n in names}
+                    prefix = prefix if isinstance(model.input, dict) else list(
+                        prefix.values())
                     expected[end] = [o[:, start:end] for o in keras_outputs(model, prefix)]
                 assert_same(expected[end], outputs,
                             f"{path.name} opset {opset} batch {batch} positions {start}-{end}")
 
 
 @requires_keras
-@pytest.mark.parametrize("name,dialect", DECODERS.params())
+@pytest.mark.parametrize("name,dialect", [
+    pytest.param(name, dialect, marks=[requires_keras_hub] if name in HUB_DECODERS else [])
+    for name, dialect in DECODERS.params()])
 def test_incremental_decoding_equals_keras_at_every_step(decoders, name, dialect):
     check_decoding(*decoders(name, dialect))
+
+
+@requires_keras
+@requires_keras_hub
+def test_padding_mask_covers_past_and_new_positions(decoders):
+    """GPT2's padding_mask is fed up to the last new position; token_ids the new ones."""
+    _, path = decoders("gpt2_causal_lm", "keras3")
+    model = kerasonnx.convert(path, with_past=True).model
+    recorded = next(json.loads(p.value) for p in model.metadata_props if p.key == WITH_PAST_KEY)
+    assert recorded == {"decoder_inputs": ["token_ids"], "past_and_new_inputs": ["padding_mask"]}
 
 
 @requires_keras
@@ -227,6 +295,19 @@ REFUSALS = {
 }
 
 
+@requires_keras
+@requires_keras_hub
+def test_llama_blocks_are_refused_by_name(tmp_path):
+    import keras_hub
+    path = tmp_path / "llama.keras"
+    keras_hub.models.LlamaBackbone(vocabulary_size=VOCAB, num_layers=1, num_query_heads=2,
+                                   num_key_value_heads=1, hidden_dim=8,
+                                   intermediate_dim=16).save(path)
+    with pytest.raises(NotCausalDecoderError, match="'transformer_layer_0' "
+                                                    "\\(LlamaTransformerDecoder\\) cannot be cached"):
+        kerasonnx.convert(path, with_past=True)
+
+
 @pytest.fixture(scope="module")
 def refused(tmp_path_factory):
     return REFUSED.cache(tmp_path_factory.mktemp("with_past_refused"))
@@ -277,10 +358,12 @@ def test_cli_help_explains_with_past():
 
 
 @requires_keras
-@pytest.mark.parametrize("name,dialect", [("mha_decoder", "keras2"),
-                                          ("encoder_decoder", "keras3")])
+@pytest.mark.parametrize("name,dialect", [
+    ("mha_decoder", "keras2"), ("encoder_decoder", "keras3"),
+    pytest.param("gpt2_causal_lm", "keras3", marks=requires_keras_hub)])
 def test_verify_with_past_compares_every_step(decoders, name, dialect):
-    """A prompt of 3, then one token at a time to 5; Keras in its own process."""
+    """A prompt of 3, then one token at a time to 5; Keras in its own process (GPT2: its
+    padding_mask up to the last position)."""
     _, path = decoders(name, dialect)
     model = kerasonnx.convert(path, with_past=True).model
     report = kerasonnx.verify(path, model, batches=(1, 3), lengths=(3, 5), with_past=True)
