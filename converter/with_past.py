@@ -10,7 +10,8 @@ returns them with the new ones appended, in the names Hugging Face Optimum uses:
 for the i-th cached layer in graph order. An empty cache (past_length 0) runs the prompt.
 
 Where it lives. ``plan_cache`` runs on the parsed graph, before emission: it finds the
-cached calls (MultiHeadAttention / GroupQueryAttention with ``use_causal_mask``), the
+cached calls (MultiHeadAttention / GroupQueryAttention / KerasHub's CachedMultiHeadAttention
+with ``use_causal_mask``, keras-multi-head's MultiHeadAttention with ``history_only``), the
 DECODER inputs (the graph inputs their queries derive from) and the STREAM (every tensor
 derived from them, whose axis 1 is the sequence axis, now dynamic), and proves the model
 computes each new position from earlier ones only: every other call on the stream must act
@@ -45,6 +46,7 @@ from .layers.operations import (ARITHMETIC, COMPARISONS, FLOAT_UNARY, LOGICAL,
 from .layers.registry import normalize_axis
 
 PAST_PREFIX, PRESENT_PREFIX = "past_key_values.", "present."
+# (and keras-multi-head's MultiHeadAttention with history_only)
 CACHED_CLASSES = ("MultiHeadAttention", "GroupQueryAttention", "CachedMultiHeadAttention")
 ATTENTION_FAMILIES = ("attention", "keras_hub")  # Keras' own, KerasHub's (not keras-multi-head)
 # Layers that compute each position from that position alone (when their axis is the last).
@@ -140,8 +142,12 @@ def plan_cache(graph: Graph, source: str) -> CachePlan:
 
 
 def _is_causal_self_attention(node: Node) -> bool:
-    return (node.class_name in CACHED_CLASSES and node.layer.kind is not None
-            and node.layer.kind.family in ATTENTION_FAMILIES
+    kind = node.layer.kind
+    if kind is not None and kind.family == "keras_multi_head":
+        return node.class_name == "MultiHeadAttention" and bool(
+            node.config.get("history_only"))
+    return (node.class_name in CACHED_CLASSES and kind is not None
+            and kind.family in ATTENTION_FAMILIES
             and bool(node.arguments.get("use_causal_mask")))
 
 
@@ -213,8 +219,8 @@ def _check_node(node: Node, stream: set, cached: bool, source: str) -> None:
                     f"{where} is causal, but --with-past caches only "
                     f"{' and '.join(CACHED_CLASSES)} yet; export without --with-past")
             raise NotCausalDecoderError(
-                f"{where} attends over the decoder's positions without use_causal_mask=True, "
-                f"so a position may see later ones (an attention_mask passed in cannot be "
+                f"{where} attends over the decoder's positions without use_causal_mask=True "
+                f"(keras-multi-head: history_only=True), so a position may see later ones (an attention_mask passed in cannot be "
                 f"proven causal: call the layer with use_causal_mask=True instead); export "
                 f"without --with-past")
         if node.input("query") in stream and all(
@@ -258,6 +264,10 @@ def _position_indexed(node: Node) -> bool:
 def _cache_dims(node: Node) -> tuple:
     """(key/value heads, key head size, value head size) of a cached layer."""
     config = node.config
+    if node.layer.kind.family == "keras_multi_head":  # F / heads features per head
+        heads = config["head_num"]
+        size = node.input("value").shape[-1] // heads
+        return heads, size, size
     if node.class_name == "GroupQueryAttention":
         return config["num_key_value_heads"], config["head_dim"], config["head_dim"]
     return (config["num_heads"], config["key_dim"],

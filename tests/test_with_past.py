@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -398,3 +402,67 @@ def test_verify_tells_which_mode_the_onnx_model_needs(decoders):
         kerasonnx.verify(path, kerasonnx.convert(path, with_past=True).model)
     with pytest.raises(kerasonnx.ConversionError, match="convert it with --with-past"):
         kerasonnx.verify(path, kerasonnx.convert(path).model, with_past=True)
+
+
+# ---------------------------------------------------------------------- keras-multi-head
+
+# Built by tf_keras in a process of its own, which also records Keras' outputs on every
+# prefix a generation loop in CHUNKS ends at, for batch 1 and 3.
+KERAS_MULTI_HEAD_DECODER = """
+import sys
+import numpy as np
+import keras_multi_head as kmh
+import tf_keras as k
+from keras_check import randomize
+tokens = k.Input((None,), dtype="int32", name="tokens")
+positions = k.Input((None,), dtype="int32", name="positions")
+x = k.layers.Add()([k.layers.Embedding(20, 16)(tokens), k.layers.Embedding(16, 16)(positions)])
+h = kmh.MultiHeadAttention(head_num=2, history_only=True, name="history")(x)
+x = k.layers.LayerNormalization()(k.layers.Add()([x, h]))
+h = kmh.MultiHeadAttention(head_num=4, history_only=True, activation="relu",
+                           name="history_qkv")([x, x, x])
+x = k.layers.LayerNormalization()(k.layers.Add()([x, h]))
+model = k.Model([tokens, positions], k.layers.Dense(20)(x))
+randomize(model)
+model.save(sys.argv[1])
+ends, length, rng, recorded = np.cumsum(eval(sys.argv[3])), int(sys.argv[4]), \
+    np.random.default_rng(2), {}
+for batch in (1, 3):
+    ids = rng.integers(1, 20, (batch, length)).astype("int32")
+    steps = np.tile(np.arange(length, dtype="int32"), (batch, 1))
+    recorded[f"{batch}/tokens"], recorded[f"{batch}/positions"] = ids, steps
+    for end in ends:
+        recorded[f"{batch}/{end}"] = model([ids[:, :end], steps[:, :end]]).numpy()
+np.savez(sys.argv[2], **recorded)
+"""
+
+
+@requires_keras
+@pytest.mark.skipif(importlib.util.find_spec("keras_multi_head") is None,
+                    reason="needs keras-multi-head")
+def test_keras_multi_head_history_only_decoder(tmp_path):
+    """keras-multi-head (tf_keras only): history_only attention is cached, at opsets 23
+    and 17; every step of CHUNKS equals Keras on the prefix, and verify agrees."""
+    path, outputs = tmp_path / "kmh_decoder.h5", tmp_path / "kmh_outputs.npz"
+    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3",
+               PYTHONPATH=str(Path(__file__).parent))
+    built = subprocess.run([sys.executable, "-c", KERAS_MULTI_HEAD_DECODER, str(path),
+                            str(outputs), repr(CHUNKS), str(sum(CHUNKS))],
+                           env=env, capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr[-3000:]
+    recorded = np.load(outputs)
+    for opset in (23, 17):
+        model = kerasonnx.convert(path, opset=opset, with_past=True).model
+        assert [i.name for i in model.graph.input][2:] == [
+            "past_key_values.0.key", "past_key_values.0.value", "past_key_values.1.key",
+            "past_key_values.1.value"]
+        session = ort.InferenceSession(model.SerializeToString(),
+                                       providers=["CPUExecutionProvider"])
+        for batch in (1, 3):
+            arrays = {n: recorded[f"{batch}/{n}"] for n in ("tokens", "positions")}
+            for start, end, actual in decode_incrementally(
+                    session, arrays, ["tokens", "positions"], CHUNKS):
+                assert_same([recorded[f"{batch}/{end}"][:, start:end]], actual,
+                            f"opset {opset} batch {batch} positions {start}-{end}")
+    report = kerasonnx.verify(path, model, batches=(3,), lengths=(3, 5), with_past=True)
+    assert report.passed, report.summary()
