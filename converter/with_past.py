@@ -46,8 +46,10 @@ from .layers.operations import (ARITHMETIC, COMPARISONS, FLOAT_UNARY, LOGICAL,
 from .layers.registry import normalize_axis
 
 PAST_PREFIX, PRESENT_PREFIX = "past_key_values.", "present."
-# (and keras-multi-head's MultiHeadAttention with history_only)
-CACHED_CLASSES = ("MultiHeadAttention", "GroupQueryAttention", "CachedMultiHeadAttention")
+# (and keras-multi-head's MultiHeadAttention with history_only); AttentionCore is the core
+# of KerasHub's Llama, Mistral and Qwen blocks.
+CACHED_CLASSES = ("MultiHeadAttention", "GroupQueryAttention", "CachedMultiHeadAttention",
+                  "AttentionCore")
 ATTENTION_FAMILIES = ("attention", "keras_hub")  # Keras' own, KerasHub's (not keras-multi-head)
 # Layers that compute each position from that position alone (when their axis is the last).
 POSITION_WISE = {"Dense", "Embedding", "Dropout", "Activation", "ReLU", "LeakyReLU", "ELU",
@@ -59,9 +61,6 @@ POSITION_INDEXED = {"PositionEmbedding", "SinePositionEncoding", "RotaryEmbeddin
 # Keras operations that do (elementwise, broadcasting a constant at most).
 POSITION_WISE_OPS = (ARITHMETIC | COMPARISONS | LOGICAL | SAME_DTYPE_UNARY
                      | FLOAT_UNARY - {"Softmax", "LogSoftmax"} | {"Cast"})
-# KerasHub decoder blocks whose expansion attends through raw operations
-UNCACHED_DECODERS = ("LlamaTransformerDecoder", "MistralTransformerDecoder",
-                     "QwenTransformerDecoder")
 MASK_ROLES_REFUSED = ("value_mask", "key_mask", "attention_mask")
 SELECTING_ROLES = MASK_ROLES + ("attention_mask",)
 
@@ -97,12 +96,6 @@ def plan_cache(graph: Graph, source: str) -> CachePlan:
     """Check that ``graph`` is a causal decoder, make its sequence axis dynamic, add the
     cache inputs and outputs."""
     cached = [n for n in graph.nodes if _is_causal_self_attention(n)]
-    uncached = [n for n in graph.composites if n.class_name in UNCACHED_DECODERS]
-    if uncached:
-        raise NotCausalDecoderError(
-            f"{source}: --with-past: layer {uncached[0].name!r} ({uncached[0].class_name}) "
-            f"cannot be cached yet: its attention is built from raw operations (rotary "
-            f"query and key); export without --with-past")
     if not cached:
         raise NotCausalDecoderError(
             f"{source}: --with-past needs a causal decoder, and this model has no causal "
@@ -205,7 +198,8 @@ def _check_node(node: Node, stream: set, cached: bool, source: str) -> None:
                 raise NotCausalDecoderError(
                     f"{where} has a causal mask but its {role} is not computed from the "
                     f"decoder's tokens, so it is not causal self-attention")
-        if node.input("query").rank != 3 or node.arguments.get("return_attention_scores"):
+        rank = 4 if node.class_name == "AttentionCore" else 3  # (B, T, heads, dim) there
+        if node.input("query").rank != rank or node.arguments.get("return_attention_scores"):
             raise NotCausalDecoderError(
                 f"{where}: only 3-D causal self-attention without returned scores can be "
                 f"cached")
@@ -242,12 +236,24 @@ def _position_wise(node: Node) -> bool:
     kind = node.layer.kind
     if kind is not None and kind.family == "operations":
         return operation(node)[0] in POSITION_WISE_OPS
+    if node.class_name == "EinsumDense":
+        return _keeps_positions(node.config.get("equation", ""))
     if node.class_name not in POSITION_WISE:
         return False
     rank = node.data_inputs()[0].rank
     axis = node.config.get("axis", -1)
     axes = axis if isinstance(axis, list) else [axis]
     return rank is not None and all(normalize_axis(a, rank) == rank - 1 for a in axes)
+
+
+def _keeps_positions(equation: str) -> bool:
+    """An EinsumDense equation ``bqm,muh->bquh`` maps each (batch, position) alone: its
+    input's first two axes lead the output and the kernel has neither."""
+    operands, _, output = equation.replace(" ", "").partition("->")
+    inputs, _, kernel = operands.partition(",")
+    leading = inputs[:2]
+    return (len(leading) == 2 and "." not in leading and output[:2] == leading
+            and not set(leading) & set(kernel))
 
 
 def _position_indexed(node: Node) -> bool:
@@ -268,7 +274,7 @@ def _cache_dims(node: Node) -> tuple:
         heads = config["head_num"]
         size = node.input("value").shape[-1] // heads
         return heads, size, size
-    if node.class_name == "GroupQueryAttention":
+    if node.class_name in ("GroupQueryAttention", "AttentionCore"):
         return config["num_key_value_heads"], config["head_dim"], config["head_dim"]
     return (config["num_heads"], config["key_dim"],
             config.get("value_dim") or config["key_dim"])

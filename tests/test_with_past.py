@@ -137,7 +137,28 @@ def gpt2_causal_lm(k):
     return keras_hub.models.GPT2CausalLM(backbone, preprocessor=None)
 
 
-HUB_DECODERS = ("hub_decoder", "hub_sine_rotary_translator", "gpt2_causal_lm")
+@DECODERS.register("keras3")
+def llama_causal_lm(k):
+    """KerasHub's LlamaCausalLM: rotary query and key, grouped key/value heads."""
+    import keras_hub
+    backbone = keras_hub.models.LlamaBackbone(vocabulary_size=VOCAB, num_layers=2,
+                                              num_query_heads=4, num_key_value_heads=2,
+                                              hidden_dim=16, intermediate_dim=24)
+    return keras_hub.models.LlamaCausalLM(backbone, preprocessor=None)
+
+
+@DECODERS.register("keras3")
+def mistral_backbone(k):
+    """KerasHub's MistralBackbone with a sliding window of 3 positions."""
+    import keras_hub
+    return keras_hub.models.MistralBackbone(vocabulary_size=VOCAB, num_layers=1,
+                                            num_query_heads=4, num_key_value_heads=1,
+                                            hidden_dim=16, intermediate_dim=24,
+                                            sliding_window=3)
+
+
+HUB_DECODERS = ("hub_decoder", "hub_sine_rotary_translator", "gpt2_causal_lm",
+                "llama_causal_lm", "mistral_backbone")
 
 
 @pytest.fixture(scope="module")
@@ -297,19 +318,6 @@ REFUSALS = {
     "causal_dot_attention": "'dot' (Attention) is causal, but --with-past caches only "
                             "MultiHeadAttention and GroupQueryAttention",
 }
-
-
-@requires_keras
-@requires_keras_hub
-def test_llama_blocks_are_refused_by_name(tmp_path):
-    import keras_hub
-    path = tmp_path / "llama.keras"
-    keras_hub.models.LlamaBackbone(vocabulary_size=VOCAB, num_layers=1, num_query_heads=2,
-                                   num_key_value_heads=1, hidden_dim=8,
-                                   intermediate_dim=16).save(path)
-    with pytest.raises(NotCausalDecoderError, match="'transformer_layer_0' "
-                                                    "\\(LlamaTransformerDecoder\\) cannot be cached"):
-        kerasonnx.convert(path, with_past=True)
 
 
 @pytest.fixture(scope="module")

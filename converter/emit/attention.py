@@ -411,6 +411,58 @@ def _project_and_attend(node: Node, b: Builder, heads: Heads, layout: _AxesLayou
     return outputs
 
 
+@emits("AttentionCore")
+def attention_core(node: Node, b: Builder) -> list:
+    """softmax(q·kᵀ · scale, masked) v per head of (B, T, heads, dim) query and (B, S,
+    kv_heads, dim) key and value (each key/value head shared by heads / kv_heads
+    consecutive query heads), masked where the attention_mask (B|1, T|1, S) is zero, by the
+    causal mask (``use_causal_mask``) and the ``sliding_window``, as Keras' Softmax layer
+    masks: logits -1e9, probabilities 0 (a fully masked row gives zeros). With a cache
+    (with_past.py) the keys and values of earlier positions come first."""
+    config, base = node.config, node.name
+    heads = Heads(config["num_query_heads"], config["num_key_value_heads"],
+                  config["head_dim"], config["head_dim"])
+    slot = b.cache.get(node)  # with a key/value cache: this call's (with_past.CacheSlot)
+    past = None if slot is None else (b.value(slot.past_key), b.value(slot.past_value))
+    query, key, given = node.input("query"), node.input("key"), node.input("attention_mask")
+    window = config.get("sliding_window")
+
+    def merged(role):
+        return b.op("Reshape", [b.value(node.input(role)), b.ints(f"{base}/{role}_merged",
+                                                                   [0, 0, -1])],
+                    f"{base}/{role}_3d")
+
+    q = b.op("Mul", [merged("query"), b.constant(f"{base}/scale", np.float32(config["scale"]))],
+             f"{base}/query_scaled")
+    parts = [None if given is None else unsqueeze(
+        b, as_bool(b, b.value(given), given.dtype, f"{base}/attention_mask"), [1],
+        f"{base}/attention_mask4")]
+    if node.arguments.get("use_causal_mask"):
+        causal = causal_mask(b, b.value(query), b.value(key), query.shape, key.shape,
+                             f"{base}/causal", past=None if past is None else past[0])
+        parts.append(unsqueeze(b, causal, [1], f"{base}/causal4"))
+    if window is not None:
+        band = causal_mask(b, b.value(query), b.value(key), query.shape, key.shape,
+                           f"{base}/window", window=window,
+                           past=None if past is None else past[0])
+        parts.append(unsqueeze(b, band, [1], f"{base}/window4"))
+    mask4 = combine_masks(b, parts, f"{base}/mask")
+    causal_only = given is None and window is None and node.arguments.get("use_causal_mask")
+    if b.opset >= FUSED_ATTENTION_OPSET and (mask4 is None or causal_only):
+        context, _, present = fused_attention(b, q, merged("key"), merged("value"), heads.query,
+                                              None, "zero", bool(causal_only), False, 1.0,
+                                              f"{base}/core", kv_heads=heads.key_value,
+                                              past=past)
+    else:
+        context, _, present = matmul_attention(b, q, merged("key"), merged("value"), heads,
+                                               mask4, "zero", f"{base}/core", past=past)
+    if slot is not None:
+        b.bind(slot.present_key, present[0])
+        b.bind(slot.present_value, present[1])
+    return [b.op("Reshape", [context, b.ints(f"{base}/heads", [0, 0, heads.query,
+                                                                heads.value_dim])], base)]
+
+
 def _mha_mask(node: Node, b: Builder, layout: _AxesLayout, heads: int, causal: bool,
               window, explicit_path: bool, past_key: str = None):
     """Keras' bool mask from the inputs' masks, the attention_mask, the causal flag and

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 
 from ..errors import UnsupportedLayerError
-from .attention import _mha_weights, bind_mha_roles, multi_head_attention
+from .attention import INTERNAL_MODULE, _mha_weights, bind_mha_roles, multi_head_attention
 from .registry import NEW_MASK, WeightSpec, compute_dtype, first_input, layer_kind, no_mask
 
 HUB_PACKAGES = ("keras_hub", "keras_nlp")
@@ -440,29 +440,6 @@ hub_kind("FNetEncoder", output_mask=no_mask, expand=_expand_fnet)(
 # ---------------------------------------------------------------------- model-specific blocks
 
 
-def _causal_mask(e, sequence, label: str, window=None):
-    """KerasHub's ``compute_causal_mask`` without a cache as int32 (B, T, T): position
-    i >= position j (and, with Mistral's sliding ``window``, i < j + window), positions
-    counted by a cumulative sum of ones over the sequence."""
-    column = e.op("GetItem", sequence, [_ALL, _ALL, 0], label=f"{label}/column")
-    ones = e.op("Add", e.op("Multiply", column, 0.0, label=f"{label}/zeros"), 1.0,
-                label=f"{label}/ones")
-    positions = e.op("Cumsum", ones, axis=1, label=f"{label}/positions")
-    i = e.op("ExpandDims", positions, axis=2, label=f"{label}/i")
-    j = e.op("ExpandDims", positions, axis=1, label=f"{label}/j")
-    causal = e.op("Cast", e.op("GreaterEqual", i, j, label=f"{label}/later"), dtype="int32",
-                  label=f"{label}/causal")
-    if window is None:
-        return causal
-    near = e.op("Less", i, e.op("Add", j, float(window), label=f"{label}/window_end"),
-                label=f"{label}/near")
-    return e.op("Minimum", causal, e.op("Cast", near, dtype="int32", label=f"{label}/window"),
-                label=f"{label}/causal_window")
-
-
-_ALL = {"class_name": "__slice__", "config": {"start": None, "stop": None, "step": None}}
-
-
 def _expand_llama_decoder(node, e) -> list:
     """KerasHub's LlamaTransformerDecoder.call without a cache (see ``_gqa_decoder``).
     keras_hub 0.32's LlamaRotaryEmbedding overrides _get_inverse_freq with one that never
@@ -495,9 +472,10 @@ def _expand_qwen_decoder(node, e) -> list:
 def _gqa_decoder(node, e, head_dim, scaling: float, window, biases: bool = False) -> list:
     """Llama / Mistral / Qwen decoder block: pre-norm (an RMS norm) self-attention
     (EinsumDense query / key / value, biased with ``biases``, rotary embedding of query
-    and key, key and value repeated to the query heads, softmax of q·k / sqrt(head_dim)
-    on the merged padding AND causal (sliding ``window``) mask, attention_output
-    EinsumDense), dropout, residual; then pre-norm SwiGLU feed-forward:
+    and key, then the attention core: softmax of q·k / sqrt(head_dim) on the merged padding
+    AND causal (sliding ``window``) mask, each key/value head shared by a group of query
+    heads, as kerasonnx's AttentionCore (which a key/value cache can extend); the
+    attention_output EinsumDense), dropout, residual; then pre-norm SwiGLU feed-forward:
     output_dense(intermediate_dense(h) * silu(gate_dense(h))), residual."""
     config = e.config
     if node.input("self_attention_cache") is not None:
@@ -525,9 +503,10 @@ def _gqa_decoder(node, e, head_dim, scaling: float, window, biases: bool = False
 
     mask = _merged_attention_mask(e, x, node.input("decoder_padding_mask"),
                                   node.input("decoder_attention_mask"), "self_attention_mask")
-    causal = _causal_mask(e, x, "self_attention_mask", window)
-    mask = causal if mask is None else e.op("Minimum", mask, causal,
-                                            label="self_attention_mask/merged_causal")
+    core = e.sublayer("_self_attention_layer/attention_core", "AttentionCore",
+                      {"num_query_heads": heads, "num_key_value_heads": groups,
+                       "head_dim": head_dim, "scale": 1.0 / math.sqrt(head_dim),
+                       "sliding_window": window}, module=INTERNAL_MODULE)
     rope = e.sublayer("_self_attention_layer/rotary_embedding_layer", "RotaryEmbedding",
                       {"max_wavelength": config.get("rope_max_wavelength", 10000),
                        "scaling_factor": scaling,
@@ -543,16 +522,7 @@ def _gqa_decoder(node, e, head_dim, scaling: float, window, biases: bool = False
     value = e.call(projection("_value_dense", "bkm,mvh->bkvh", [None, groups, head_dim],
                               "vh"), h)[0]
     query, key = e.call(rope, query)[0], e.call(rope, key)[0]
-    key = e.op("Repeat", key, repeats=heads // groups, axis=2, label="repeat_key")
-    value = e.op("Repeat", value, repeats=heads // groups, axis=2, label="repeat_value")
-    scores = e.op("Einsum", query, key, subscripts="bquh,bkuh->buqk", label="scores")
-    scores = e.op("Multiply", scores, 1.0 / math.sqrt(head_dim), label="scaled_scores")
-    softmax = e.sublayer("_self_attention_layer/attention_softmax", "Softmax",
-                         {"axis": -1, "name": "attention_softmax"})
-    attend = e.op("Cast", e.op("ExpandDims", mask, axis=1, label="heads_mask"), dtype="bool",
-                  label="heads_mask_bool")
-    weights = e.call(softmax, scores, mask=attend)[0]
-    attended = e.op("Einsum", weights, value, subscripts="buqk,bkuh->bquh", label="combine")
+    attended = e.call(core, query, key, value, attention_mask=mask, use_causal_mask=True)[0]
     attended = e.call(projection("_output_dense", "bquh,uhm->bqm", [None, hidden]),
                       attended)[0]
     attended = e.call(e.sublayer("_self_attention_dropout", "Dropout", {"rate": dropout}),
