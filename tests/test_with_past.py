@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 import kerasonnx
 from conftest import requires_keras
-from keras_check import Cases, assert_same, keras_outputs
+from keras_check import Cases, assert_same, keras_outputs, randomize
 from kerasonnx.cli import main
 from kerasonnx.convert import WITH_PAST_KEY
 from kerasonnx.with_past import NotCausalDecoderError, decode_incrementally
@@ -245,6 +245,31 @@ def test_cache_interface_uses_optimum_names(decoders):
     assert dims["past_key_values.0.key"] == [None, 2, None, 8]
     assert dims["tokens"] == [None, None]
     assert [o.name for o in graph.output][1:] == ["present.0.key", "present.0.value"]
+
+
+@requires_keras
+def test_fixed_length_decoder_gets_a_dynamic_sequence_axis(tmp_path):
+    """A model saved for 8 tokens exactly: with the cache its token axis is dynamic, and
+    (the model being causal) every step equals Keras' full 8-token run at its positions."""
+    import keras
+    keras.utils.set_random_seed(3)
+    tokens, positions = (keras.Input((8,), dtype="int32", name=n) for n in ("tokens", "positions"))
+    x = post_norm_block(keras, embedded(keras, tokens, positions))
+    model = keras.Model([tokens, positions], keras.layers.Dense(VOCAB)(x))
+    randomize(model)
+    path = tmp_path / "fixed.keras"
+    model.save(path)
+    arrays = generation_inputs(model, 3, 8, np.random.default_rng(4))
+    expected = keras_outputs(model, [arrays["tokens"], arrays["positions"]])[0]
+    for opset in (23, 17):
+        onnx_model = kerasonnx.convert(path, opset=opset, with_past=True).model
+        assert [d.dim_param for d in onnx_model.graph.input[0].type.tensor_type.shape.dim] == [
+            "batch", "tokens_dim1"]
+        session = ort.InferenceSession(onnx_model.SerializeToString(),
+                                       providers=["CPUExecutionProvider"])
+        for start, end, actual in decode_incrementally(session, arrays, ["tokens", "positions"],
+                                                       CHUNKS + (1,)):
+            assert_same([expected[:, start:end]], actual, f"opset {opset} {start}-{end}")
 
 
 @requires_keras
