@@ -10,8 +10,8 @@ returns them with the new ones appended, in the names Hugging Face Optimum uses:
 for the i-th cached layer in graph order. An empty cache (past_length 0) runs the prompt.
 
 Where it lives. ``plan_cache`` runs on the parsed graph, before emission: it finds the
-cached calls (MultiHeadAttention / GroupQueryAttention / KerasHub's CachedMultiHeadAttention
-with ``use_causal_mask``, keras-multi-head's MultiHeadAttention with ``history_only``), the
+cached calls (``CACHED_CLASSES`` with ``use_causal_mask``, keras-multi-head's
+MultiHeadAttention with ``history_only``), the
 DECODER inputs (the graph inputs their queries derive from) and the STREAM (every tensor
 derived from them, whose axis 1 is the sequence axis, now dynamic), and proves the model
 computes each new position from earlier ones only: every other call on the stream must act
@@ -19,7 +19,7 @@ on each position alone (``POSITION_WISE``), or be cross attention whose keys and
 not come from the stream (recomputed from the encoder input each step). Anything else is a
 ``NotCausalDecoderError`` naming the layer. It adds the cache tensors to the graph's inputs
 and outputs and hands the emitters ``{node: CacheSlot}`` through ``Builder.cache``; the
-attention emitter (emit/attention.py) then appends the new keys and values to the past and
+attention emitters (emit/attention.py, emit/keras_multi_head.py) then append the new keys and values to the past and
 offsets the causal mask by past_length: at opset 23+ the ``Attention`` operator's own
 past_key / past_value inputs (its ``is_causal`` is bottom-right aligned once a past is
 given: query i attends key j iff j <= i + past_length, as the ONNX spec and onnxruntime
@@ -39,15 +39,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ConversionError
+from .errors import NotCausalDecoderError
 from .ir import MASK_ROLES, Graph, Node, Tensor
 from .layers.operations import (ARITHMETIC, COMPARISONS, FLOAT_UNARY, LOGICAL,
                                 SAME_DTYPE_UNARY, operation)
 from .layers.registry import normalize_axis
 
 PAST_PREFIX, PRESENT_PREFIX = "past_key_values.", "present."
-# (and keras-multi-head's MultiHeadAttention with history_only); AttentionCore is the core
-# of KerasHub's Llama, Mistral and Qwen blocks.
+# Keras' attention layers, KerasHub's (CachedMultiHeadAttention in TransformerDecoder;
+# AttentionCore: the core of its Llama, Mistral and Qwen blocks, see layers/keras_hub.py).
 CACHED_CLASSES = ("MultiHeadAttention", "GroupQueryAttention", "CachedMultiHeadAttention",
                   "AttentionCore")
 ATTENTION_FAMILIES = ("attention", "keras_hub")  # Keras' own, KerasHub's (not keras-multi-head)
@@ -63,10 +63,6 @@ POSITION_WISE_OPS = (ARITHMETIC | COMPARISONS | LOGICAL | SAME_DTYPE_UNARY
                      | FLOAT_UNARY - {"Softmax", "LogSoftmax"} | {"Cast"})
 MASK_ROLES_REFUSED = ("value_mask", "key_mask", "attention_mask")
 SELECTING_ROLES = MASK_ROLES + ("attention_mask",)
-
-
-class NotCausalDecoderError(ConversionError):
-    """``with_past`` asked of a model that is not a causal decoder (or not provably one)."""
 
 
 @dataclass

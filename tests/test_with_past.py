@@ -22,7 +22,8 @@ from conftest import requires_keras
 from keras_check import Cases, assert_same, keras_outputs, randomize
 from kerasonnx.cli import main
 from kerasonnx.convert import WITH_PAST_KEY
-from kerasonnx.with_past import NotCausalDecoderError, decode_incrementally
+from kerasonnx import NotCausalDecoderError
+from kerasonnx.with_past import decode_incrementally
 
 VOCAB, MAX_LENGTH = 20, 16
 CHUNKS = (3, 2, 1, 1)  # prompt, then a 2-token step, then single tokens
