@@ -154,18 +154,23 @@ def _stream(graph: Graph, cached: list) -> set:
 
 
 def _sources(tensor: Tensor) -> set:
-    """The graph inputs ``tensor``'s values are computed from (masks only select among
-    them: a padding mask is not a source of the attention output it masks)."""
+    """The graph inputs whose positions ``tensor``'s positions are computed from: an
+    attention output's positions are its query's (the keys and values may be another
+    sequence, an encoder's), and masks only select (a padding mask is not a source of the
+    attention output it masks)."""
     found, todo, seen = set(), [tensor], set()
     while todo:
         current = todo.pop()
         if id(current) in seen:
             continue
         seen.add(id(current))
-        if current.producer is None:
+        producer = current.producer
+        if producer is None:
             found.add(current)
+        elif producer.input("query") is not None:
+            todo.append(producer.input("query"))
         else:
-            todo.extend(t for role, t in current.producer.input_tensors()
+            todo.extend(t for role, t in producer.input_tensors()
                         if role.split("[")[0] not in SELECTING_ROLES)
     return found
 

@@ -85,14 +85,16 @@ def gqa_decoder(k):
 
 @DECODERS.register()
 def encoder_decoder(k):
-    """A translation model: a non-causal encoder over the source, a decoder block with
-    causal self-attention (cached) and cross attention to the encoder (recomputed)."""
+    """A translation model: a non-causal encoder over the source, two decoder blocks with
+    causal self-attention (cached) and cross attention to the encoder (recomputed; the
+    second block's queries depend on the first's cross attention)."""
     L = k.layers
     source, tokens, positions = token_inputs(k, "source", "tokens", "positions")
     memory = L.Embedding(VOCAB, 16)(source)
     encoded = L.MultiHeadAttention(2, 8)(memory, memory)
     memory = L.LayerNormalization()(L.Add()([memory, encoded]))
     x = post_norm_block(k, embedded(k, tokens, positions), memory)
+    x = post_norm_block(k, x, memory)
     return k.Model([source, tokens, positions], L.Dense(VOCAB)(x))
 
 
@@ -242,10 +244,12 @@ def test_cache_interface_uses_optimum_names(decoders):
     dims = {i.name: [d.dim_value or None for d in i.type.tensor_type.shape.dim]
             for i in graph.input}
     assert list(dims) == ["source", "tokens", "positions", "past_key_values.0.key",
-                          "past_key_values.0.value"]
+                          "past_key_values.0.value", "past_key_values.1.key",
+                          "past_key_values.1.value"]
     assert dims["past_key_values.0.key"] == [None, 2, None, 8]
     assert dims["tokens"] == [None, None]
-    assert [o.name for o in graph.output][1:] == ["present.0.key", "present.0.value"]
+    assert [o.name for o in graph.output][1:] == ["present.0.key", "present.0.value",
+                                                  "present.1.key", "present.1.value"]
 
 
 @requires_keras
