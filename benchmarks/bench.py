@@ -4,6 +4,7 @@ and how close onnxruntime runs its graphs to their matrix products alone.
     python benchmarks/bench.py                      # everything (about a minute)
     python benchmarks/bench.py --large-mb 2500      # the generated large model at 2.5 GB
     python benchmarks/bench.py --only latency --runs 100
+    python benchmarks/bench.py --only generation
 
 Sections:
 - start-up: ``import kerasonnx.cli`` and ``kerasonnx convert`` of the benchmark encoder
@@ -25,6 +26,11 @@ Sections:
   the attention cores' products added (q kᵀ and scores v per block, same shapes: the
   encoder's matrix products, all of them), onnxruntime with 2 intra-op threads, spinning
   off, runs interleaved, batch 1 and 8.
+- generation: a small GPT-style decoder (tokens and learned positions, 4 causal blocks,
+  d 256) generating 128 tokens greedily after a 32-token prompt, batch 1, opsets 23 and 17:
+  the plain conversion rerun on the whole prefix for every token, against the
+  ``--with-past`` conversion fed one token and its key/value cache; total time, the
+  per-token time over the first and last 16 tokens, and the ratio.
 
 Figures are printed, never asserted. Building the models needs TensorFlow (Keras 3).
 """
@@ -46,6 +52,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 SEQUENCE = 128
+PROMPT, GENERATED, GPT_VOCABULARY = 32, 128, 5000
 
 
 # ---------------------------------------------------------------------- models
@@ -69,6 +76,24 @@ def encoder(keras, vocabulary: int = 20000, d: int = 256, heads: int = 8, ff: in
     return keras.Model(tokens, x)
 
 
+def gpt(keras, vocabulary: int = GPT_VOCABULARY, d: int = 256, heads: int = 4,
+        blocks: int = 4):
+    """The generation benchmark's decoder: token and position Embeddings, pre-norm blocks
+    of causal MultiHeadAttention and a gelu feed-forward, logits over the vocabulary."""
+    L = keras.layers
+    tokens = keras.Input((None,), dtype="int32", name="tokens")
+    positions = keras.Input((None,), dtype="int32", name="positions")
+    x = L.Add()([L.Embedding(vocabulary, d)(tokens),
+                 L.Embedding(PROMPT + GENERATED, d)(positions)])
+    for _ in range(blocks):
+        h = L.LayerNormalization()(x)
+        x = L.Add()([x, L.MultiHeadAttention(heads, d // heads)(h, h, use_causal_mask=True)])
+        h = L.Dense(4 * d, activation="gelu")(L.LayerNormalization()(x))
+        x = L.Add()([x, L.Dense(d)(h)])
+    return keras.Model([tokens, positions], L.Dense(vocabulary, name="logits")(
+        L.LayerNormalization()(x)))
+
+
 def large_blocks(large_mb: int) -> int:
     """Blocks of d 1024 (12.6M parameters each) after a 32000 x 1024 Embedding for about
     ``large_mb`` MiB of float32 weights: 3 for 256 MiB, 49 (650M parameters) for 2.5 GB."""
@@ -85,6 +110,7 @@ def build_models(folder: str, large_mb: int) -> None:
 
     keras.utils.set_random_seed(0)
     encoder(keras).save(os.path.join(folder, "encoder.keras"))
+    gpt(keras).save(os.path.join(folder, "gpt.keras"))
     encoder(keras, vocabulary=32000, d=1024, heads=16, ff=4096, blocks=large_blocks(large_mb),
             initializer=keras.initializers.Constant(0.01)).save(
         os.path.join(folder, f"large_{large_mb}mb.keras"))
@@ -388,6 +414,64 @@ def latency(encoder_path: Path, runs: int) -> None:
                   + "  ".join(f"{median / base:5.2f}x" for base in bases))
 
 
+def generation(gpt_path: Path) -> None:
+    """Greedy generation with and without the key/value cache (see the module docstring)."""
+    import kerasonnx
+
+    print(f"\ngenerating {GENERATED} tokens after a {PROMPT}-token prompt, batch 1, "
+          f"2 threads, spinning off (per-token ms over the first / last 16 tokens):")
+    prompt = np.random.default_rng(0).integers(1, GPT_VOCABULARY, (1, PROMPT)).astype(np.int32)
+    for opset in (23, 17):
+        loops = {"whole prefix each token": _generate_uncached,
+                 "key/value cache": _generate_cached}
+        results = {}
+        for name, loop in loops.items():
+            model = kerasonnx.convert(gpt_path, opset=opset,
+                                      with_past=loop is _generate_cached).model
+            results[name] = loop(session(model.SerializeToString()), prompt)
+        (plain_tokens, plain), (cached_tokens, cached) = results.values()
+        for name, (_, steps) in results.items():
+            print(f"  opset {opset}  {name:<24} {sum(steps):6.2f} s  "
+                  f"{statistics.mean(steps[1:17]) * 1000:6.2f} / "
+                  f"{statistics.mean(steps[-16:]) * 1000:6.2f} ms")
+        print(f"  opset {opset}  cache speed-up {sum(plain) / sum(cached):.1f}x, same tokens: "
+              f"{np.array_equal(plain_tokens, cached_tokens)}")
+
+
+def _positions(start: int, end: int) -> np.ndarray:
+    return np.arange(start, end, dtype=np.int32)[None]
+
+
+def _generate_uncached(s, prompt) -> tuple:
+    """Run the whole sequence for every new token; (tokens, seconds per step)."""
+    tokens, steps = prompt, []
+    for _ in range(GENERATED):
+        start = time.perf_counter()
+        logits = s.run(None, {"tokens": tokens, "positions": _positions(0, tokens.shape[1])})[0]
+        steps.append(time.perf_counter() - start)
+        tokens = np.concatenate([tokens, logits[:, -1:].argmax(-1).astype(np.int32)], 1)
+    return tokens, steps
+
+
+def _generate_cached(s, prompt) -> tuple:
+    """The prompt on an empty cache, then one token and the cache at a time."""
+    past = {i.name: np.zeros((1, i.shape[1], 0, i.shape[3]), np.float32)
+            for i in s.get_inputs() if i.name.startswith("past_key_values.")}
+    names = [o.name for o in s.get_outputs()]
+    tokens, new, steps = prompt, prompt, []
+    for _ in range(GENERATED):
+        start = time.perf_counter()
+        length = tokens.shape[1]
+        outputs = s.run(None, {"tokens": new, "positions": _positions(length - new.shape[1],
+                                                                      length), **past})
+        steps.append(time.perf_counter() - start)
+        past = {n.replace("present.", "past_key_values.", 1): v
+                for n, v in zip(names[1:], outputs[1:])}
+        new = outputs[0][:, -1:].argmax(-1).astype(np.int32)
+        tokens = np.concatenate([tokens, new], 1)
+    return tokens, steps
+
+
 # ---------------------------------------------------------------------- main
 
 
@@ -407,7 +491,8 @@ def main() -> None:
                         help="latency samples per model at batch 1 (a third at batch 8)")
     parser.add_argument("--large-mb", type=int, default=256,
                         help="size of the generated large model's weights, in MiB")
-    parser.add_argument("--only", choices=["startup", "conversion", "latency"], default=None)
+    parser.add_argument("--only", choices=["startup", "conversion", "latency", "generation"],
+                        default=None)
     parser.add_argument("--no-fixtures", action="store_true",
                         help="convert only the encoder and the large model")
     parser.add_argument("--tf2onnx-fixtures", action="store_true",
@@ -429,6 +514,8 @@ def main() -> None:
             conversion_table(models, tf2onnx_times(compared))
         if args.only in (None, "latency"):
             latency(encoder_path, args.runs)
+        if args.only in (None, "generation"):
+            generation(Path(folder) / "gpt.keras")
 
 
 if __name__ == "__main__":

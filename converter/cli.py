@@ -131,10 +131,18 @@ WEIGHTS_HELP = ("Weights file for a JSON model (.weights.h5 or legacy .h5); repl
               help=f"Keep the weights in a data file beside the model, OUTPUT.data (needed "
                    f"past 2 GiB) [default: when the weights pass "
                    f"{EXTERNAL_DATA_THRESHOLD >> 20} MiB].")
+@click.option("--with-past", is_flag=True,
+              help="Export a causal decoder with a key/value cache, in Optimum's names: "
+                   "inputs past_key_values.{i}.key/.value (batch, kv_heads, past_length, "
+                   "head_dim) and outputs present.{i}.key/.value (past and new positions) "
+                   "for the i-th causal self-attention layer; feed only the new tokens (and "
+                   "positions past_length...). An empty cache runs the prompt. Refused, "
+                   "saying why, for models that are not causal decoders.")
 @click.option("-q", "--quiet", is_flag=True,
               help="No progress bar or messages (shown on stderr when it is a terminal).")
 @user_errors
-def convert(model, output, weights, opset, precision, then_verify, external_data, quiet):
+def convert(model, output, weights, opset, precision, then_verify, external_data, with_past,
+            quiet):
     """Convert MODEL to ONNX. Input and output names stay Keras' names; None dims stay
     dynamic (batch, sequence length). Nothing is written if conversion fails."""
     output = output or os.path.splitext(model)[0] + ".onnx"
@@ -145,7 +153,7 @@ def convert(model, output, weights, opset, precision, then_verify, external_data
     try:
         result = convert_model(model, weights, opset, precision, external_data=external_data,
                                data_folder=os.path.dirname(os.path.abspath(output)),
-                               progress=bar)
+                               progress=bar, with_past=with_past)
         result.save(output)
     finally:
         if bar is not None:
@@ -158,7 +166,8 @@ def convert(model, output, weights, opset, precision, then_verify, external_data
     for note in result.notes:
         click.echo(f"note: {note}")
     if then_verify:
-        report = verify_models(model, output, weights=weights, progress=_progress(quiet))
+        report = verify_models(model, output, weights=weights, progress=_progress(quiet),
+                               with_past=with_past)
         click.echo(report.summary())
         sys.exit(0 if report.passed else 1)
 
@@ -236,11 +245,16 @@ def _progress(quiet: bool):
 @click.option("--per-layer", is_flag=True,
               help="Compare every layer output even when the outputs agree.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of generated inputs.")
+@click.option("--with-past", is_flag=True,
+              help="ONNX_MODEL was converted --with-past: run it as a generation loop, a "
+                   "prompt of the shortest --length on an empty cache, then one token at a "
+                   "time up to the longest (4 tokens past a single length), and compare "
+                   "every step with Keras run on the whole prefix.")
 @click.option("-q", "--quiet", is_flag=True,
               help="No progress messages (shown on stderr when it is a terminal).")
 @user_errors
 def verify(keras_model, onnx_model, weights, inputs, batches, lengths, atol, rtol, json_path,
-           per_layer, seed, quiet):
+           per_layer, seed, with_past, quiet):
     """Check that ONNX_MODEL computes what KERAS_MODEL computes, element by element.
 
     Runs the Keras model in the Keras that wrote it (Keras 3, or tf_keras for Keras 2
@@ -250,7 +264,8 @@ def verify(keras_model, onnx_model, weights, inputs, batches, lengths, atol, rto
     """
     report = verify_models(keras_model, onnx_model, weights=weights, inputs=inputs,
                            batches=_integers(batches), lengths=_integers(lengths), atol=atol,
-                           rtol=rtol, per_layer=per_layer, seed=seed, progress=_progress(quiet))
+                           rtol=rtol, per_layer=per_layer, seed=seed, progress=_progress(quiet),
+                           with_past=with_past)
     if json_path:
         try:
             with open(json_path, "w") as f:

@@ -11,6 +11,7 @@ from typing import Callable, Optional
 import onnx
 
 from .emit import Builder, emitter_for
+from .emit.attention import axis_length
 from .emit.builder import ExternalData
 from .emit.precision import MODES, apply_precision
 from .errors import ConversionError, UnsupportedLayerError, describe_exception, reported
@@ -18,9 +19,11 @@ from .files import new_file
 from .ir import Graph
 from .layers.operations import kind_label
 from .model import load
+from .with_past import plan_cache
 
 TENSOR_MAP_KEY = "kerasonnx.keras_tensors"
 PRECISION_KEY = "kerasonnx.precision"
+WITH_PAST_KEY = "kerasonnx.with_past"  # a cached decoder's with_past.CachePlan input names
 MIN_OPSET = 17
 DEFAULT_OPSET = 23
 MAX_OPSET = 24
@@ -80,7 +83,8 @@ def _create_beside(path: str) -> tuple:
 
 def convert(path, weights=None, opset: int = DEFAULT_OPSET, precision: str = "keras", *,
             external_data: Optional[bool] = None, data_folder=None,
-            progress: Optional[Callable[[int, int], None]] = None) -> ConversionResult:
+            progress: Optional[Callable[[int, int], None]] = None,
+            with_past: bool = False) -> ConversionResult:
     """Convert the saved Keras model at ``path`` (``weights`` for a JSON model) to ONNX.
 
     ``opset`` 23 or more uses the standard Attention operator where it computes exactly
@@ -91,7 +95,9 @@ def convert(path, weights=None, opset: int = DEFAULT_OPSET, precision: str = "ke
     keeps the weights in a data file beside the model (default: when they pass
     ``EXTERNAL_DATA_THRESHOLD`` bytes); it is written while converting, in ``data_folder``
     (default: the system's temporary folder; the output's folder spares ``save`` a copy).
-    ``progress(done, total)`` is told the weight bytes folded so far."""
+    ``progress(done, total)`` is told the weight bytes folded so far. ``with_past`` exports
+    a causal decoder with a key/value cache (see ``with_past.py``): inputs
+    ``past_key_values.{i}.key`` / ``.value``, outputs ``present.{i}.key`` / ``.value``."""
     check_opset(opset)
     check_precision(precision)
     with load(path, weights) as graph, reported(graph.source.source):
@@ -100,7 +106,8 @@ def convert(path, weights=None, opset: int = DEFAULT_OPSET, precision: str = "ke
             external_data = total > EXTERNAL_DATA_THRESHOLD
         data = _data_file(data_folder) if external_data else None
         try:
-            model = to_onnx(graph, opset, precision, data, _counter(progress, total))
+            model = to_onnx(graph, opset, precision, data, _counter(progress, total),
+                            with_past)
         except BaseException as exc:
             if data is not None:
                 data.discard()
@@ -153,7 +160,8 @@ def check_opset(opset: int) -> None:
 
 def to_onnx(graph: Graph, opset: int, precision: str = "keras",
             data: Optional[ExternalData] = None,
-            progress: Optional[Callable[[int], None]] = None) -> onnx.ModelProto:
+            progress: Optional[Callable[[int], None]] = None,
+            with_past: bool = False) -> onnx.ModelProto:
     unsupported = sorted({f"{n.layer.name} ({_class_and_module(n.layer)})" for n in graph.nodes
                           if emitter_for(n.layer) is None})
     if unsupported:
@@ -165,8 +173,14 @@ def to_onnx(graph: Graph, opset: int, precision: str = "keras",
             f"{graph.source.source}: {len(unsupported)} layer(s) cannot be converted yet: "
             f"{', '.join(unsupported)}{hint}; see `kerasonnx layers` for what is supported")
     builder = Builder(opset, data, progress)
+    plan = plan_cache(graph, graph.source.source) if with_past else None
     for tensor in graph.inputs:
         builder.bind(tensor, tensor.name)
+    if plan is not None:
+        builder.cache = plan.slots
+        first_past = next(iter(plan.slots.values())).past_key.name
+        past_length = axis_length(builder, first_past, 2, "past_length")
+        builder.position_offsets = {node: past_length for node in plan.offset_positions}
     problems = []
     for node in graph.nodes:
         builder.emitting = node
@@ -187,6 +201,10 @@ def to_onnx(graph: Graph, opset: int, precision: str = "keras",
     model = builder.finish(graph, graph.name)
     _record_layer_outputs(model, graph, builder)
     model.metadata_props.add(key=PRECISION_KEY, value=json.dumps(dtypes, sort_keys=True))
+    if plan is not None:
+        model.metadata_props.add(key=WITH_PAST_KEY, value=json.dumps(
+            {"decoder_inputs": plan.decoder_inputs,
+             "past_and_new_inputs": plan.past_and_new_inputs}))
     return model
 
 

@@ -47,6 +47,10 @@ class UnsupportedLayerError(ConversionError):
     """One or more layers have no emitter; the message lists all of them."""
 
 
+class NotCausalDecoderError(ConversionError):
+    """``with_past`` asked of a model that is not a causal decoder (or not provably one)."""
+
+
 def describe_exception(exc: BaseException) -> str:
     """``TypeError: message`` on one line, for messages about unexpected failures."""
     text = one_line(str(exc), 300)

@@ -41,6 +41,8 @@ def layer_rows() -> list:
     converted = emitted_kinds()
     rows = {}
     for kind in known_kinds():
+        if kind.internal:
+            continue
         done, read_only = rows.setdefault(FAMILY_TITLES[kind.family], ([], []))
         # a composite layer converts through the layers it expands into
         emitted = (kind.family, kind.class_name) in converted or kind.expand is not None

@@ -20,15 +20,17 @@ from typing import Callable, Optional
 import numpy as np
 import onnx
 
-from .convert import PRECISION_KEY, TENSOR_MAP_KEY
+from .convert import PRECISION_KEY, TENSOR_MAP_KEY, WITH_PAST_KEY
 from .emit.precision import TOLERANCES, keras_compute_dtypes, tolerance_dtype
 from .errors import ConversionError, ModelFileError, reports_errors
 from .ir import Graph, Tensor
 from .layers.keras_hub import is_keras_hub
 from .model import load
+from .with_past import PAST_PREFIX, decode_incrementally
 
 REPORT_SCHEMA = "kerasonnx.verify/2"
 BFLOAT16_PROBE = "/kerasonnx_float32"
+PAST_STEPS = 4  # positions decoded one at a time after a prompt of the given length
 KERAS_RUNNER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "verify_keras.py")
 
 
@@ -157,8 +159,9 @@ def _number(value) -> str:
 @reports_errors
 def verify(keras_model, onnx_model, *, weights=None, inputs=None, batches=(1, 4),
            lengths=(7, 32), atol: Optional[float] = None, rtol: Optional[float] = None,
-           per_layer: bool = False,
-           seed: int = 0, progress: Optional[Callable[[str], None]] = None) -> VerifyReport:
+           per_layer: bool = False, seed: int = 0,
+           progress: Optional[Callable[[str], None]] = None,
+           with_past: bool = False) -> VerifyReport:
     """Compare the ONNX model (a ``ModelProto`` or a path) with the saved Keras model.
 
     ``inputs``: an ``.npz`` path or a dict of arrays named after the model inputs, used as
@@ -166,9 +169,16 @@ def verify(keras_model, onnx_model, *, weights=None, inputs=None, batches=(1, 4)
     ``batches`` and, when the model has ``None`` dims, every length in ``lengths``.
     ``per_layer`` compares every recorded layer output even when the outputs agree.
     ``atol``/``rtol`` left None take the default of the least precise dtype either side
-    computes in (``TOLERANCES``: float32 1e-5/1e-4; float16 and bfloat16 larger)."""
+    computes in (``TOLERANCES``: float32 1e-5/1e-4; float16 and bfloat16 larger).
+
+    ``with_past``: the ONNX model was converted ``with_past``; it runs as a generation loop
+    (``with_past.decode_incrementally``): a prompt of the shortest of ``lengths`` (given
+    inputs: all but their last 4 positions) on an empty cache, then one position at a time
+    up to the longest (4 more past a single length), every step compared with Keras run
+    on the whole prefix."""
     say = progress or (lambda message: None)
     proto, onnx_path = _read_onnx(onnx_model)
+    cache_inputs = _cache_inputs(proto, with_past)
     with load(keras_model, weights) as graph:
         precision = _precision(proto, graph)
         dtype = tolerance_dtype(precision)
@@ -179,8 +189,14 @@ def verify(keras_model, onnx_model, *, weights=None, inputs=None, batches=(1, 4)
                               precision=precision)
         if inputs is None:
             lengths = _within_limits(graph, lengths, report)
+        prompt = None if inputs is not None else min(lengths)
+        if with_past and inputs is None:
+            lengths = [max(lengths) if len(set(lengths)) > 1 else prompt + PAST_STEPS]
         input_sets = (_given_inputs(inputs, graph) if inputs is not None
                       else _generated_inputs(graph, batches, lengths, seed))
+        if with_past:
+            sequences = input_sets
+            input_sets, chunks = _decoding_steps(graph, sequences, cache_inputs, prompt)
         tensor_map = _tensor_map(proto)
         if not tensor_map:
             report.notes.append("the ONNX file has no kerasonnx layer map: per-layer "
@@ -201,14 +217,22 @@ def verify(keras_model, onnx_model, *, weights=None, inputs=None, batches=(1, 4)
         say("running the ONNX model in onnxruntime")
         session = _session(proto, onnx_path)
         _check_signature(session, graph)
+        if with_past:
+            actual_runs = _decode(session, graph, sequences, chunks, cache_inputs)
+            report.notes.append("with a key/value cache: each run is one decoding step, "
+                                "compared at its new positions; no per-layer comparison")
         for (batch, length, origin, arrays), expected in zip(input_sets, keras_results):
             run = Run(batch, length, origin)
-            actual = _run_onnx(session, arrays)
+            if with_past:
+                actual, start = next(actual_runs)
+                expected = {key: value[:, start:] for key, value in expected.items()}
+            else:
+                actual = _run_onnx(session, arrays)
             names = [o.name for o in session.get_outputs()]
             run.outputs = [_compare(name, expected[f"output/{i}"], value, atol, rtol)
                            for i, (name, value) in enumerate(zip(names, actual))]
             report.runs.append(run)
-        if tensor_map and (per_layer or not report.passed):
+        if tensor_map and (per_layer or not report.passed) and not with_past:
             say("comparing every layer output to find where they diverge")
             if not per_layer:
                 keras_results = _run_keras(request, [a for *_, a in input_sets], layer_names)
@@ -295,6 +319,54 @@ def _input_array(graph: Graph, tensor: Tensor, batch: int, length, rng) -> np.nd
     return rng.normal(size=shape).astype(tensor.dtype)
 
 
+def _cache_inputs(proto: onnx.ModelProto, with_past: bool) -> dict:
+    """What a ``with_past`` model's conversion recorded: ``decoder_inputs`` (fed the new
+    positions) and ``past_and_new_inputs`` (padding masks, fed up to the last position)."""
+    recorded = next((json.loads(p.value) for p in proto.metadata_props
+                     if p.key == WITH_PAST_KEY), None)
+    if with_past and recorded is None:
+        raise ConversionError("the ONNX model has no key/value cache: convert it with "
+                              "--with-past, or verify without --with-past")
+    if recorded is not None and not with_past:
+        raise ConversionError("the ONNX model has a key/value cache (converted with "
+                              "--with-past): verify it with --with-past")
+    return recorded or {}
+
+
+def _decoding_steps(graph: Graph, sequences: list, cache_inputs: dict, prompt) -> tuple:
+    """Keras' input sets of a generation loop over each sequence: the prefix up to the end
+    of the prompt (``prompt`` positions; None: all but ``PAST_STEPS``), then one position
+    longer each step. Returns (input sets, the chunk lengths of each sequence)."""
+    names = [t.name for t in graph.inputs]
+    decoder_inputs = cache_inputs["decoder_inputs"]
+    sliced = decoder_inputs + cache_inputs["past_and_new_inputs"]
+    steps, chunks = [], []
+    for batch, _, origin, arrays in sequences:
+        total = next(a.shape[1] for n, a in zip(names, arrays) if n in decoder_inputs)
+        first = prompt if prompt is not None else max(total - PAST_STEPS, 1)
+        chunks.append([first] + [1] * (total - first))
+        for end in range(first, total + 1):
+            start = 0 if end == first else end - 1
+            steps.append((batch, end, f"{origin}, positions {start}-{end - 1}",
+                          [a[:, :end] if n in sliced else a
+                           for n, a in zip(names, arrays)]))
+    return steps, chunks
+
+
+def _decode(session, graph: Graph, sequences: list, chunks: list, cache_inputs: dict):
+    """(outputs, start) of each step of the generation loop over each sequence."""
+    names = [t.name for t in graph.inputs]
+    for (*_, arrays), lengths in zip(sequences, chunks):
+        try:
+            for start, _, outputs in decode_incrementally(
+                    session, dict(zip(names, arrays)), cache_inputs["decoder_inputs"], lengths,
+                    cache_inputs["past_and_new_inputs"]):
+                yield outputs, start
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ConversionError(f"onnxruntime cannot run the ONNX model on these inputs "
+                                  f"({exc})") from None
+
+
 # ---------------------------------------------------------------------- running
 
 
@@ -333,7 +405,7 @@ def _uses_external_data(proto: onnx.ModelProto) -> bool:
 
 
 def _check_signature(session, graph: Graph) -> None:
-    onnx_inputs = [i.name for i in session.get_inputs()]
+    onnx_inputs = [i.name for i in session.get_inputs() if not i.name.startswith(PAST_PREFIX)]
     keras_inputs = [t.name for t in graph.inputs]
     if onnx_inputs != keras_inputs:
         raise ConversionError(f"the ONNX model takes inputs ({', '.join(onnx_inputs)}) but the "

@@ -3,7 +3,9 @@ Attention, AdditiveAttention.
 
 Two lowerings. At opset 23+ the standard ``Attention`` operator runs the attention core
 wherever it computes exactly what Keras computes; otherwise (and at opset 17-22) the core is
-MatMul / Softmax / Transpose, grouped key/value heads repeated. Never Einsum.
+MatMul / Softmax / Transpose, grouped key/value heads repeated. Never Einsum. A call
+with a key/value cache (``Builder.cache``, see with_past.py) attends past and new keys:
+the operator's past_key / past_value, or a Concat and a causal mask offset by the past.
 
 How Keras masks the logits, which decides what fully masked rows give:
 - Keras 2 MultiHeadAttention, and Attention / AdditiveAttention in both dialects: logits
@@ -47,16 +49,25 @@ def as_bool(b: Builder, name: str, dtype: str, base: str) -> str:
 
 
 def causal_mask(b: Builder, query: str, key: str, shape_q, shape_k, base: str,
-                window: int = None) -> str:
+                window: int = None, past: str = None) -> str:
     """(1, T, S) bool, True where row >= column (Keras' lower-triangular causal mask), or
-    with ``window`` where |row - column| < window (Keras' sliding-window band)."""
-    if shape_q[1] is not None and shape_k[1] is not None:
+    with ``window`` where |row - column| < window (Keras' sliding-window band). With a
+    cache, ``past`` (B, heads, P, dim) holds the earlier keys: rows are positions P ...
+    P + T - 1 and columns 0 ... P + T - 1."""
+    if past is None and shape_q[1] is not None and shape_k[1] is not None:
         rows = np.arange(shape_q[1]).reshape(1, -1, 1)
         cols = np.arange(shape_k[1]).reshape(1, 1, -1)
         mask = rows >= cols if window is None else np.abs(rows - cols) < window
         return b.constant(base, mask)
     rows = positions(b, query, f"{base}/query_positions")
-    cols = positions(b, key, f"{base}/key_positions")
+    if past is None:
+        cols = positions(b, key, f"{base}/key_positions")
+    else:
+        past_length = axis_length(b, past, 2, f"{base}/past_length")
+        rows = b.op("Add", [rows, past_length], f"{base}/query_offset_positions")
+        total = b.op("Add", [past_length, axis_length(b, key, 1, f"{base}/new_length")],
+                     f"{base}/total_length")
+        cols = count_up(b, total, f"{base}/key_positions")
     rows = unsqueeze(b, rows, [0, 2], f"{base}/rows")
     cols = unsqueeze(b, cols, [0, 1], f"{base}/columns")
     if window is None:
@@ -66,8 +77,17 @@ def causal_mask(b: Builder, query: str, key: str, shape_q, shape_k, base: str,
 
 
 def positions(b: Builder, value: str, base: str) -> str:
-    length = b.op("Shape", [value], f"{base}/length", start=1, end=2)
-    length = b.op("Squeeze", [length], f"{base}/length_scalar")
+    """0, 1, ... along axis 1 of ``value``."""
+    return count_up(b, axis_length(b, value, 1, f"{base}/length"), base)
+
+
+def axis_length(b: Builder, value: str, axis: int, base: str) -> str:
+    """The size of ``value``'s ``axis``, an int64 scalar."""
+    length = b.op("Shape", [value], f"{base}/shape", start=axis, end=axis + 1)
+    return b.op("Squeeze", [length], base)
+
+
+def count_up(b: Builder, length: str, base: str) -> str:
     return b.op("Range", [b.constant(f"{base}/zero", np.int64(0)), length,
                           b.constant(f"{base}/one", np.int64(1))], base)
 
@@ -116,10 +136,12 @@ class Heads(NamedTuple):
 
 
 def matmul_attention(b: Builder, q: str, k: str, v: str, heads: Heads, mask4, masking: str,
-                     base: str, logsumexp: bool = False) -> tuple:
+                     base: str, logsumexp: bool = False, past: tuple = None) -> tuple:
     """softmax(q kᵀ (masked)) v per head on (B, T, heads*dim) tensors (q pre-scaled), key
     and value heads repeated to the query heads; ``mask4`` broadcasts to the logits
-    (B, heads, T, S). Returns the context (B, T, heads*value_dim) and the probabilities.
+    (B, heads, T, S). Returns the context (B, T, heads*value_dim), the probabilities and,
+    given the cached ``past`` (key, value) heads (B, kv_heads, P, dim), the present ones:
+    past and new concatenated along the sequence axis, which the query attends.
 
     ``logsumexp``: Keras' softmax over several axes, exp(x - logsumexp(x)); after adding
     -1e9 to a whole row it gives 1, not 1 / S, at every position (float32 rounding)."""
@@ -139,10 +161,17 @@ def matmul_attention(b: Builder, q: str, k: str, v: str, heads: Heads, mask4, ma
         return b.op("Reshape", [x, b.ints(f"{base}/{name}_query_heads", target)],
                     f"{base}/{name}_shared")
 
-    key = repeat(split(k, heads.key_value, heads.key_dim, [0, 2, 3, 1], "key"),
-                 [0, heads.query, heads.key_dim, -1], "key")
-    value = repeat(split(v, heads.key_value, heads.value_dim, [0, 2, 1, 3], "value"),
-                   [0, heads.query, -1, heads.value_dim], "value")
+    key = split(k, heads.key_value, heads.key_dim, [0, 2, 3, 1] if past is None
+                else [0, 2, 1, 3], "key")
+    value = split(v, heads.key_value, heads.value_dim, [0, 2, 1, 3], "value")
+    present = None
+    if past is not None:
+        present = (b.op("Concat", [past[0], key], f"{base}/present_key", axis=2),
+                   b.op("Concat", [past[1], value], f"{base}/present_value", axis=2))
+        key = b.op("Transpose", [present[0]], f"{base}/key_all_t", perm=[0, 1, 3, 2])
+        value = present[1]
+    key = repeat(key, [0, heads.query, heads.key_dim, -1], "key")
+    value = repeat(value, [0, heads.query, -1, heads.value_dim], "value")
     logits = b.op("MatMul", [split(q, heads.query, heads.key_dim, [0, 2, 1, 3], "query"), key],
                   f"{base}/logits")
     if mask4 is not None and masking == "add":
@@ -171,28 +200,31 @@ def matmul_attention(b: Builder, q: str, k: str, v: str, heads: Heads, mask4, ma
     context = b.op("Transpose", [context], f"{base}/context_t", perm=[0, 2, 1, 3])
     context = b.op("Reshape", [context, b.ints(f"{base}/merge_heads", [0, 0, -1])],
                    f"{base}/context")
-    return context, probabilities
+    return context, probabilities, present
 
 
 def fused_attention(b: Builder, q: str, k: str, v: str, heads: int, mask4, masking: str,
                     causal_only: bool, want_scores: bool, scale: float, base: str,
-                    kv_heads: int = None) -> tuple:
+                    kv_heads: int = None, past: tuple = None) -> tuple:
     """The ONNX Attention operator on (B, T, heads*dim) tensors (``kv_heads`` key/value
     heads, default ``heads``); ``mask4`` broadcasts to (B, heads, T, S); scores are its
-    softmax output (qk_matmul_output_mode 3)."""
+    softmax output (qk_matmul_output_mode 3). Returns (context, scores, present): given
+    the cached ``past`` (key, value) heads, the operator appends the new ones (present)
+    and aligns its causal mask bottom-right (query i attends key j <= i + P)."""
     mask = None
     if mask4 is not None:
         negative = KERAS3_FUSED_NEGATIVE if masking == "replace" else KERAS_MASK_NEGATIVE
         mask = additive_mask(b, expand_to_queries(b, mask4, q, f"{base}/mask_full"),
                              negative, f"{base}/adder")
-    outputs = b.op("Attention", [q, k, v, mask], f"{base}/attention",
-                   outputs=4 if want_scores else 1, q_num_heads=heads,
-                   kv_num_heads=kv_heads or heads, scale=scale,
+    outputs = b.op("Attention", [q, k, v, mask] + list(past or ()), f"{base}/attention",
+                   outputs=4 if want_scores else (1 if past is None else 3),
+                   q_num_heads=heads, kv_num_heads=kv_heads or heads, scale=scale,
                    is_causal=1 if causal_only else None,
                    qk_matmul_output_mode=3 if want_scores else None)
-    if want_scores:
-        return outputs[0], outputs[3]
-    return outputs, None
+    if past is None and not want_scores:
+        outputs = [outputs]
+    present = None if past is None else (outputs[1], outputs[2])
+    return outputs[0], (outputs[3] if want_scores else None), present
 
 
 def project(b: Builder, x: str, kernel, bias, base: str) -> str:
@@ -321,7 +353,10 @@ def _project_and_attend(node: Node, b: Builder, heads: Heads, layout: _AxesLayou
     window = config.get("sliding_window")
 
     explicit_path = not keras3_fused_path(node)
-    mask4 = _mha_mask(node, b, layout, heads.query, causal, window, explicit_path)
+    slot = b.cache.get(node)  # with a key/value cache: this call's (with_past.CacheSlot)
+    past = None if slot is None else (b.value(slot.past_key), b.value(slot.past_value))
+    mask4 = _mha_mask(node, b, layout, heads.query, causal, window, explicit_path,
+                      None if past is None else past[0])
     masking = ("add" if node.layer.dialect == "keras2"
                else ("zero" if explicit_path else "replace"))
     causal_only = causal and window is None and layout.trivial and not any(
@@ -353,12 +388,15 @@ def _project_and_attend(node: Node, b: Builder, heads: Heads, layout: _AxesLayou
     fused = b.opset >= FUSED_ATTENTION_OPSET and not logsumexp and (
         mask4 is None or masking != "zero" or causal_only)
     if fused:
-        context, scores = fused_attention(
+        context, scores, present = fused_attention(
             b, q, k, v, heads.query, None if causal_only else mask4, masking, causal_only,
-            want_scores, 1.0, f"{base}/core", kv_heads=heads.key_value)
+            want_scores, 1.0, f"{base}/core", kv_heads=heads.key_value, past=past)
     else:
-        context, scores = matmul_attention(b, q, k, v, heads, mask4, masking, f"{base}/core",
-                                           logsumexp)
+        context, scores, present = matmul_attention(b, q, k, v, heads, mask4, masking,
+                                                    f"{base}/core", logsumexp, past)
+    if slot is not None:
+        b.bind(slot.present_key, present[0])
+        b.bind(slot.present_value, present[1])
     if config.get("use_gate"):
         gate = b.op("Sigmoid", [projection("gate", query_3d, heads.query, heads.value_dim)],
                     f"{base}/gate_sigmoid")
@@ -373,8 +411,60 @@ def _project_and_attend(node: Node, b: Builder, heads: Heads, layout: _AxesLayou
     return outputs
 
 
+@emits("AttentionCore")
+def attention_core(node: Node, b: Builder) -> list:
+    """softmax(q·kᵀ · scale, masked) v per head of (B, T, heads, dim) query and (B, S,
+    kv_heads, dim) key and value (each key/value head shared by heads / kv_heads
+    consecutive query heads), masked where the attention_mask (B|1, T|1, S) is zero, by the
+    causal mask (``use_causal_mask``) and the ``sliding_window``, as Keras' Softmax layer
+    masks: logits -1e9, probabilities 0 (a fully masked row gives zeros). With a cache
+    (with_past.py) the keys and values of earlier positions come first."""
+    config, base = node.config, node.name
+    heads = Heads(config["num_query_heads"], config["num_key_value_heads"],
+                  config["head_dim"], config["head_dim"])
+    slot = b.cache.get(node)  # with a key/value cache: this call's (with_past.CacheSlot)
+    past = None if slot is None else (b.value(slot.past_key), b.value(slot.past_value))
+    query, key, given = node.input("query"), node.input("key"), node.input("attention_mask")
+    window = config.get("sliding_window")
+
+    def merged(role):
+        return b.op("Reshape", [b.value(node.input(role)), b.ints(f"{base}/{role}_merged",
+                                                                   [0, 0, -1])],
+                    f"{base}/{role}_3d")
+
+    q = b.op("Mul", [merged("query"), b.constant(f"{base}/scale", np.float32(config["scale"]))],
+             f"{base}/query_scaled")
+    parts = [None if given is None else unsqueeze(
+        b, as_bool(b, b.value(given), given.dtype, f"{base}/attention_mask"), [1],
+        f"{base}/attention_mask4")]
+    if node.arguments.get("use_causal_mask"):
+        causal = causal_mask(b, b.value(query), b.value(key), query.shape, key.shape,
+                             f"{base}/causal", past=None if past is None else past[0])
+        parts.append(unsqueeze(b, causal, [1], f"{base}/causal4"))
+    if window is not None:
+        band = causal_mask(b, b.value(query), b.value(key), query.shape, key.shape,
+                           f"{base}/window", window=window,
+                           past=None if past is None else past[0])
+        parts.append(unsqueeze(b, band, [1], f"{base}/window4"))
+    mask4 = combine_masks(b, parts, f"{base}/mask")
+    causal_only = given is None and window is None and node.arguments.get("use_causal_mask")
+    if b.opset >= FUSED_ATTENTION_OPSET and (mask4 is None or causal_only):
+        context, _, present = fused_attention(b, q, merged("key"), merged("value"), heads.query,
+                                              None, "zero", bool(causal_only), False, 1.0,
+                                              f"{base}/core", kv_heads=heads.key_value,
+                                              past=past)
+    else:
+        context, _, present = matmul_attention(b, q, merged("key"), merged("value"), heads,
+                                               mask4, "zero", f"{base}/core", past=past)
+    if slot is not None:
+        b.bind(slot.present_key, present[0])
+        b.bind(slot.present_value, present[1])
+    return [b.op("Reshape", [context, b.ints(f"{base}/heads", [0, 0, heads.query,
+                                                                heads.value_dim])], base)]
+
+
 def _mha_mask(node: Node, b: Builder, layout: _AxesLayout, heads: int, causal: bool,
-              window, explicit_path: bool):
+              window, explicit_path: bool, past_key: str = None):
     """Keras' bool mask from the inputs' masks, the attention_mask, the causal flag and
     the sliding window, expanded as Keras expands it against the scores, then folded
     like the logits: (B'|1, N|1, T|1, S). None when nothing masks.
@@ -385,7 +475,8 @@ def _mha_mask(node: Node, b: Builder, layout: _AxesLayout, heads: int, causal: b
     the inputs' axis 1. Missing axes are inserted before the attention axes of the
     scores, one at a time, as ``_masked_softmax`` does. GroupQueryAttention leaves an
     attention_mask that is the only mask uncast, and on its explicit path Keras' Softmax
-    keeps a non-bool mask where it is > 0.5 (> 0 for ints) instead."""
+    keeps a non-bool mask where it is > 0.5 (> 0 for ints) instead. With a cache
+    (``past_key``), the causal and window masks cover the cached keys too."""
     base = f"{node.name}/mask"
     keras2 = node.layer.dialect == "keras2"
     parts, ranks = [], []
@@ -410,7 +501,7 @@ def _mha_mask(node: Node, b: Builder, layout: _AxesLayout, heads: int, causal: b
     for name, flag, size in (("causal", causal, None), ("window", window, window)):
         if flag:
             parts.append(causal_mask(b, b.value(query), b.value(key), query.shape, key.shape,
-                                     f"{base}/{name}", window=size))
+                                     f"{base}/{name}", window=size, past=past_key))
             ranks.append(3)
     mask = combine_masks(b, parts, base)
     if mask is None:
@@ -514,7 +605,7 @@ def attention(node: Node, b: Builder) -> list:
                      f"{node.name}/scaled_query")
             scale_value = 1.0
         mask4 = None if mask3 is None else unsqueeze(b, mask3, [1], f"{node.name}/mask4")
-        output, scores = fused_attention(b, q, b.value(key), b.value(value), 1, mask4, "add",
+        output, scores, _ = fused_attention(b, q, b.value(key), b.value(value), 1, mask4, "add",
                                          False, want_scores, scale_value, f"{node.name}/core")
         if scores is not None:  # (B, 1, T, S) from the one-head operator
             scores = b.op("Squeeze", [scores, b.ints(f"{node.name}/head_axis", [1])],

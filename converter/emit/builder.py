@@ -62,6 +62,10 @@ class Builder:
         self.emitting = None
         self.emitted_by = {}
         self.output_dtypes = {}
+        # With a key/value cache: the cached attention calls' slots (with_past.CacheSlot),
+        # and the position layers counting from past_length (node -> its int64 scalar).
+        self.cache = {}
+        self.position_offsets = {}
 
     # ------------------------------------------------------------------ names, values
 

@@ -63,13 +63,17 @@ def _start_index(node: Node) -> int:
     return int(node.arguments.get("start_index", 0))
 
 
-def _positions(b: Builder, x: str, axis: int, start: int, base: str) -> str:
-    """float32 [start, start + length of ``axis`` of x), as KerasHub's arange."""
+def _positions(b: Builder, x: str, axis: int, start: int, base: str, offset=None) -> str:
+    """float32 [start, start + length of ``axis`` of x), as KerasHub's arange; plus the
+    int64 scalar ``offset`` (past_length, with a key/value cache)."""
     length = b.op("Shape", [x], f"{base}/length", start=axis, end=axis + 1)
     length = b.op("Squeeze", [length], f"{base}/length_scalar")
     positions = b.op("Range", [b.constant(f"{base}/zero", np.int64(0)), length,
                                b.constant(f"{base}/one", np.int64(1))], f"{base}/range")
     positions = b.op("Cast", [positions], f"{base}/float", to=TensorProto.FLOAT)
+    if offset is not None:
+        positions = b.op("Add", [positions, b.op("Cast", [offset], f"{base}/offset_float",
+                                                 to=TensorProto.FLOAT)], f"{base}/offset")
     if start:
         positions = b.op("Add", [positions, b.constant(f"{base}/start", np.float32(start))],
                          base)
@@ -82,20 +86,24 @@ def _broadcast_to_input(b: Builder, table: str, x: str, base: str) -> str:
 
 @emits("PositionEmbedding")
 def position_embedding(node: Node, b: Builder) -> list:
-    """embeddings[start : start + T] (T: the input's second-to-last axis) broadcast to the
-    input's shape."""
+    """embeddings[start : start + T] (T: the input's second-to-last axis; start plus
+    past_length with a key/value cache) broadcast to the input's shape."""
     tensor, base = node.input("inputs"), node.name
     start = _start_index(node)
+    offset = b.position_offsets.get(node)
     table = np.asarray(named_weights(node)["embeddings"], np.float32)
     x = b.value(tensor)
     length = tensor.shape[-2]
-    if length is not None:
+    if length is not None and offset is None:
         rows = b.constant(f"{base}/embeddings", table[start:start + length])
     else:
+        starts = b.ints(f"{base}/starts", [start])
+        if offset is not None:
+            starts = b.op("Add", [starts, unsqueeze(b, offset, [0], f"{base}/past_length")],
+                          f"{base}/offset_starts")
         size = b.op("Shape", [x], f"{base}/length", start=-2, end=-1)
-        end = b.op("Add", [size, b.ints(f"{base}/start", [start])], f"{base}/end")
-        rows = b.op("Slice", [b.constant(f"{base}/embeddings", table),
-                              b.ints(f"{base}/starts", [start]), end,
+        end = b.op("Add", [size, starts], f"{base}/end")
+        rows = b.op("Slice", [b.constant(f"{base}/embeddings", table), starts, end,
                               b.ints(f"{base}/axes", [0])], f"{base}/rows")
     return [_broadcast_to_input(b, rows, x, base)]
 
@@ -111,7 +119,8 @@ def sine_position_encoding(node: Node, b: Builder) -> list:
                               f"size")
     x = b.value(tensor)
     rank = len(tensor.shape)
-    positions = _positions(b, x, rank - 2, _start_index(node), f"{base}/positions")
+    positions = _positions(b, x, rank - 2, _start_index(node), f"{base}/positions",
+                           b.position_offsets.get(node))
     index = np.arange(hidden)
     min_frequency = np.float32(1 / node.config.get("max_wavelength", 10000))
     timescales = np.power(min_frequency, (2 * (index // 2)).astype(np.float32)
@@ -195,7 +204,8 @@ def rotary_embedding(node: Node, b: Builder) -> list:
     x = b.value(tensor)
     if perm != list(range(rank)):
         x = b.op("Transpose", [x], f"{base}/moved", perm=perm)
-    positions = _positions(b, x, 1, _start_index(node), f"{base}/positions")
+    positions = _positions(b, x, 1, _start_index(node), f"{base}/positions",
+                           b.position_offsets.get(node))
     frequencies = b.op("Mul", [unsqueeze(b, positions, [1], f"{base}/positions_column"),
                                b.constant(f"{base}/inverse_frequencies", inverse[None, :])],
                        f"{base}/frequencies")

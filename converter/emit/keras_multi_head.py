@@ -23,7 +23,8 @@ def keras_multi_head_attention(node: Node, b: Builder) -> list:
 
     Without a key mask the ONNX Attention operator computes the same at opset 23+ (a causal
     penalty of 10000 and is_causal both zero those probabilities); with one, the two
-    subtractions are reproduced in Keras' order, which decides fully masked rows."""
+    subtractions are reproduced in Keras' order, which decides fully masked rows. A
+    ``history_only`` call with a key/value cache (with_past.py) attends past and new keys."""
     config, base = node.config, node.name
     heads = config["head_num"]
     weights = named_weights(node)
@@ -40,14 +41,20 @@ def keras_multi_head_attention(node: Node, b: Builder) -> list:
     head_dim = features // heads
     history_only = bool(config.get("history_only"))
     key_mask = node.input("key_mask")
+    slot = b.cache.get(node)  # with a key/value cache: this call's (with_past.CacheSlot)
+    past = None if slot is None else (b.value(slot.past_key), b.value(slot.past_value))
 
     if b.opset >= FUSED_ATTENTION_OPSET and key_mask is None:
-        context, _ = fused_attention(b, q, k, v, heads, None, "add", history_only, False,
-                                     1.0 / float(np.sqrt(np.float32(head_dim))),
-                                     f"{base}/attention")
+        context, _, present = fused_attention(b, q, k, v, heads, None, "add", history_only,
+                                              False, 1.0 / float(np.sqrt(np.float32(head_dim))),
+                                              f"{base}/attention", past=past)
     else:
-        context = _matmul_attention(node, b, q, k, v, heads, head_dim, history_only,
-                                    None if key_mask is None else b.value(key_mask))
+        context, present = _matmul_attention(node, b, q, k, v, heads, head_dim, history_only,
+                                             None if key_mask is None else b.value(key_mask),
+                                             past)
+    if slot is not None:
+        b.bind(slot.present_key, present[0])
+        b.bind(slot.present_value, present[1])
     y = b.op("MatMul", [context, b.constant(f"{base}/Wo", weights[f"{name}_Wo"])],
              f"{base}/output_matmul")
     return [_bias_and_activation(node, b, y, weights.get(f"{name}_bo"), "output")]
@@ -61,9 +68,10 @@ def _bias_and_activation(node: Node, b: Builder, x: str, bias, role: str) -> str
 
 
 def _matmul_attention(node: Node, b: Builder, q: str, k: str, v: str, heads: int,
-                      head_dim: int, history_only: bool, key_mask) -> str:
+                      head_dim: int, history_only: bool, key_mask, past: tuple = None) -> tuple:
     """The attention core as MatMul / Softmax in keras_self_attention's order of
-    operations; returns the heads' contexts concatenated, (B, T, F)."""
+    operations; returns the heads' contexts concatenated, (B, T, F), and given the cached
+    ``past`` (key, value) heads (B, heads, P, head_dim), the present ones (past and new)."""
     base = f"{node.name}/attention"
 
     def split(x: str, perm: list, role: str) -> str:
@@ -75,14 +83,24 @@ def _matmul_attention(node: Node, b: Builder, q: str, k: str, v: str, heads: int
     if history_only:
         query, key = node.input("query"), node.input("key")
         allowed.append(unsqueeze(b, causal_mask(b, b.value(query), b.value(key), query.shape,
-                                                key.shape, base), [1], f"{base}/causal4"))
+                                                key.shape, base,
+                                                past=None if past is None else past[0]),
+                                 [1], f"{base}/causal4"))
     if key_mask is not None:
         allowed.append(unsqueeze(b, key_mask, [1, 2], f"{base}/key_mask4"))
-    context, _ = attend(b, split(q, [0, 2, 1, 3], "query"), split(k, [0, 2, 3, 1], "key"),
-                        split(v, [0, 2, 1, 3], "value"), np.sqrt(np.float32(head_dim)),
-                        allowed, base)
+    value, present = split(v, [0, 2, 1, 3], "value"), None
+    if past is None:
+        key_t = split(k, [0, 2, 3, 1], "key")
+    else:
+        present = (b.op("Concat", [past[0], split(k, [0, 2, 1, 3], "key")],
+                        f"{base}/present_key", axis=2),
+                   b.op("Concat", [past[1], value], f"{base}/present_value", axis=2))
+        key_t = b.op("Transpose", [present[0]], f"{base}/key_all_t", perm=[0, 1, 3, 2])
+        value = present[1]
+    context, _ = attend(b, split(q, [0, 2, 1, 3], "query"), key_t, value,
+                        np.sqrt(np.float32(head_dim)), allowed, base)
     context = b.op("Transpose", [context], f"{base}/context_t", perm=[0, 2, 1, 3])
     return b.op("Reshape", [context, b.ints(f"{base}/merge_heads", [0, 0, -1])],
-                f"{base}/context")
+                f"{base}/context"), present
 
 

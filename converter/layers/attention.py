@@ -100,6 +100,20 @@ def multi_head_attention(node):
     return outputs
 
 
+# The module of kerasonnx's own inner layers (composite.Expansion.sublayer's ``module``).
+INTERNAL_MODULE = "kerasonnx"
+
+
+@layer_kind("AttentionCore", signature=("query", "key", "value", "attention_mask",
+                                        "use_causal_mask"),
+            matches=lambda module, config: module == INTERNAL_MODULE, internal=True)
+def attention_core(node):
+    """The attention core of a KerasHub block that computes it from raw operations
+    (Llama, Mistral, Qwen): (B, T, heads, head_dim) query, (B, S, kv_heads, head_dim) key
+    and value in, the (B, T, heads, head_dim) context out."""
+    return [(node.input("query").shape, compute_dtype(node))]
+
+
 def _gqa_weights(node):
     config = node.config
     return _projection_weights(node, config["num_query_heads"],

@@ -24,7 +24,7 @@ import math
 import numpy as np
 
 from ..errors import UnsupportedLayerError
-from .attention import _mha_weights, bind_mha_roles, multi_head_attention
+from .attention import INTERNAL_MODULE, _mha_weights, bind_mha_roles, multi_head_attention
 from .registry import NEW_MASK, WeightSpec, compute_dtype, first_input, layer_kind, no_mask
 
 HUB_PACKAGES = ("keras_hub", "keras_nlp")
@@ -462,29 +462,6 @@ hub_kind("FNetEncoder", output_mask=no_mask, expand=_expand_fnet)(
 # ---------------------------------------------------------------------- model-specific blocks
 
 
-def _causal_mask(e, sequence, label: str, window=None):
-    """KerasHub's ``compute_causal_mask`` without a cache as int32 (B, T, T): position
-    i >= position j (and, with Mistral's sliding ``window``, i < j + window), positions
-    counted by a cumulative sum of ones over the sequence."""
-    column = e.op("GetItem", sequence, [_ALL, _ALL, 0], label=f"{label}/column")
-    ones = e.op("Add", e.op("Multiply", column, 0.0, label=f"{label}/zeros"), 1.0,
-                label=f"{label}/ones")
-    positions = e.op("Cumsum", ones, axis=1, label=f"{label}/positions")
-    i = e.op("ExpandDims", positions, axis=2, label=f"{label}/i")
-    j = e.op("ExpandDims", positions, axis=1, label=f"{label}/j")
-    causal = e.op("Cast", e.op("GreaterEqual", i, j, label=f"{label}/later"), dtype="int32",
-                  label=f"{label}/causal")
-    if window is None:
-        return causal
-    near = e.op("Less", i, e.op("Add", j, float(window), label=f"{label}/window_end"),
-                label=f"{label}/near")
-    return e.op("Minimum", causal, e.op("Cast", near, dtype="int32", label=f"{label}/window"),
-                label=f"{label}/causal_window")
-
-
-_ALL = {"class_name": "__slice__", "config": {"start": None, "stop": None, "step": None}}
-
-
 def _expand_llama_decoder(node, e) -> list:
     """KerasHub's LlamaTransformerDecoder.call without a cache (see ``_gqa_decoder``).
     keras_hub 0.32's LlamaRotaryEmbedding overrides _get_inverse_freq with one that never
@@ -519,7 +496,7 @@ def _gqa_decoder(node, e, head_dim, scaling: float, window, biases: bool = False
     """Llama / Mistral / Qwen decoder block: pre-norm (an RMS norm) self-attention
     (EinsumDense query / key / value, biased with ``biases``, with ``head_norms`` query and
     key RMS-normalized over each head (Qwen 3), rotary embedding of query and key, then
-    ``_grouped_attention`` on the merged padding AND causal (sliding ``window``) mask,
+    ``_attention_core`` on the merged padding mask, causal (sliding ``window``),
     attention_output EinsumDense), dropout, residual; then ``_swiglu_block``."""
     config = e.config
     x = node.input("decoder_sequence")
@@ -531,7 +508,8 @@ def _gqa_decoder(node, e, head_dim, scaling: float, window, biases: bool = False
     def norm(attribute):
         return e.sublayer(attribute, "RMSNormalization", {"epsilon": epsilon, "axis": -1})
 
-    attend = _self_attention_mask(node, e, x, window)
+    padding = _decoder_padding_mask(node, e, x)
+    core = _attention_core(e, heads, groups, head_dim, window)
     rope = _rotary_sublayer(e, scaling)
     h = e.call(norm("_self_attention_layernorm"), x)[0]
     query = e.call(_projection(e, "_query_dense", "bqm,muh->bquh", [None, heads, head_dim],
@@ -548,7 +526,8 @@ def _gqa_decoder(node, e, head_dim, scaling: float, window, biases: bool = False
                       f"self_attention_layer/{role}_dense_layer_norm/")), projected)[0]
             for role, projected in (("query", query), ("key", key)))
     query, key = e.call(rope, query)[0], e.call(rope, key)[0]
-    attended = _grouped_attention(e, query, key, value, heads // groups, head_dim, attend)
+    attended = e.call(core, query, key, value, attention_mask=padding,
+                      use_causal_mask=True)[0]
     attended = e.call(_projection(e, "_output_dense", "bquh,uhm->bqm", [None, hidden]),
                       attended)[0]
     attended = e.call(e.sublayer("_self_attention_dropout", "Dropout", {"rate": dropout}),
@@ -557,19 +536,25 @@ def _gqa_decoder(node, e, head_dim, scaling: float, window, biases: bool = False
     return [_swiglu_block(e, x, norm("_feedforward_layernorm"))]
 
 
-def _self_attention_mask(node, e, x, window):
-    """The decoder's (B, 1, T, T) boolean mask: its merged padding / attention mask AND the
-    causal one (sliding ``window``); a cache is refused."""
+def _decoder_padding_mask(node, e, x):
+    """The decoder's merged padding / attention mask (int32 (B, T, T), or None); a cache
+    is refused."""
     if node.input("self_attention_cache") is not None:
         raise UnsupportedLayerError(f"{e.source}: layer {node.name!r}: {node.class_name} "
                                     f"called with a cache is not supported yet")
-    mask = _merged_attention_mask(e, x, node.input("decoder_padding_mask"),
+    return _merged_attention_mask(e, x, node.input("decoder_padding_mask"),
                                   node.input("decoder_attention_mask"), "self_attention_mask")
-    causal = _causal_mask(e, x, "self_attention_mask", window)
-    mask = causal if mask is None else e.op("Minimum", mask, causal,
-                                            label="self_attention_mask/merged_causal")
-    return e.op("Cast", e.op("ExpandDims", mask, axis=1, label="heads_mask"), dtype="bool",
-                label="heads_mask_bool")
+
+
+def _attention_core(e, heads: int, groups: int, head_dim: int, window):
+    """kerasonnx's AttentionCore for a decoder's ``_self_attention_layer``: softmax of
+    q·k / sqrt(head_dim) over the keys, each key/value head shared by ``heads / groups``
+    query heads, on the mask it is called with AND causal (sliding ``window``); a key/value
+    cache can extend it (``--with-past``)."""
+    return e.sublayer("_self_attention_layer/attention_core", "AttentionCore",
+                      {"num_query_heads": heads, "num_key_value_heads": groups,
+                       "head_dim": head_dim, "scale": 1.0 / math.sqrt(head_dim),
+                       "sliding_window": window}, module=INTERNAL_MODULE)
 
 
 def _rotary_sublayer(e, scaling: float):
@@ -587,20 +572,6 @@ def _projection(e, attribute: str, equation: str, shape: list, bias_axes=None):
                       {"equation": equation, "output_shape": shape, "bias_axes": bias_axes,
                        "name": name},
                       prefixes=(f"self_attention/{name}/", f"self_attention_layer/{name}/"))
-
-
-def _grouped_attention(e, query, key, value, repeats: int, head_dim: int, attend):
-    """Key and value (B, T, groups, head_dim) repeated ``repeats`` times to the query
-    heads, softmax(q·k / sqrt(head_dim)) on ``attend``, times the values: (B, T, heads,
-    head_dim)."""
-    key = e.op("Repeat", key, repeats=repeats, axis=2, label="repeat_key")
-    value = e.op("Repeat", value, repeats=repeats, axis=2, label="repeat_value")
-    scores = e.op("Einsum", query, key, subscripts="bquh,bkuh->buqk", label="scores")
-    scores = e.op("Multiply", scores, 1.0 / math.sqrt(head_dim), label="scaled_scores")
-    softmax = e.sublayer("_self_attention_layer/attention_softmax", "Softmax",
-                         {"axis": -1, "name": "attention_softmax"})
-    weights = e.call(softmax, scores, mask=attend)[0]
-    return e.op("Einsum", weights, value, subscripts="buqk,bkuh->bquh", label="combine")
 
 
 def _swiglu_block(e, x, norm):
@@ -714,6 +685,9 @@ def _slice(start=None, stop=None) -> dict:
     return {"class_name": "__slice__", "config": {"start": start, "stop": stop, "step": None}}
 
 
+_ALL = _slice()  # ``:`` in a GetItem
+
+
 def _qwen3_5_norm(e, attribute: str, prefixes=None):
     return e.sublayer(attribute, "Qwen3_5LayerNorm",
                       {"epsilon": e.config.get("layer_norm_epsilon", 1e-6),
@@ -752,13 +726,15 @@ def _qwen3_5_attention(node, e, x, h):
     """Qwen3_5Attention on h (x the block's input, for the masks): the query projection
     gives each head its query and an output gate; query and key Qwen3_5LayerNorm-ed per
     head, the rotary embedding on their first int(head_dim * partial_rotary_factor)
-    features only, ``_grouped_attention`` on the padding AND causal (sliding_window_size)
+    features only, ``_attention_core`` on the padding AND causal (sliding_window_size)
     mask, times sigmoid(gate), attention_output EinsumDense."""
     config = e.config
     heads, groups = config["num_query_heads"], config["num_key_value_heads"]
     head_dim, hidden = config["head_dim"], x.shape[-1]
     rotary = int(head_dim * config.get("partial_rotary_factor", 0.25))
-    attend = _self_attention_mask(node, e, x, config.get("sliding_window_size") or None)
+    padding = _decoder_padding_mask(node, e, x)
+    core = _attention_core(e, heads, groups, head_dim,
+                           config.get("sliding_window_size") or None)
     rope = _rotary_sublayer(e, config.get("rope_scaling_factor", 1.0))
     last = [_ALL, _ALL, _ALL]
 
@@ -784,7 +760,8 @@ def _qwen3_5_attention(node, e, x, h):
     key = rotate(e.call(head_norm("key"), key)[0], "key")
     value = e.call(_projection(e, "_value_dense", "bkm,mvh->bkvh", [None, groups, head_dim]),
                    h)[0]
-    attended = _grouped_attention(e, query, key, value, heads // groups, head_dim, attend)
+    attended = e.call(core, query, key, value, attention_mask=padding,
+                      use_causal_mask=True)[0]
     attended = e.op("Multiply", attended, e.op("Sigmoid", gate, label="output_gate_sigmoid"),
                     label="gated_attention")
     return e.call(_projection(e, "_output_dense", "bquh,uhm->bqm", [None, hidden]),
@@ -835,6 +812,26 @@ def _expand_gemma_decoder(node, e) -> list:
     if config.get("use_post_ffw_norm"):
         h = e.call(norm("post_ffw_norm"), h)[0]
     return [e.op("Add", h, x, label="feedforward_residual")]
+
+
+def _causal_mask(e, sequence, label: str, window=None):
+    """KerasHub's ``compute_causal_mask`` without a cache as int32 (B, T, T): position
+    i >= position j (and, with a sliding ``window``, i < j + window), positions counted by
+    a cumulative sum of ones over the sequence."""
+    column = e.op("GetItem", sequence, [_ALL, _ALL, 0], label=f"{label}/column")
+    ones = e.op("Add", e.op("Multiply", column, 0.0, label=f"{label}/zeros"), 1.0,
+                label=f"{label}/ones")
+    positions = e.op("Cumsum", ones, axis=1, label=f"{label}/positions")
+    i = e.op("ExpandDims", positions, axis=2, label=f"{label}/i")
+    j = e.op("ExpandDims", positions, axis=1, label=f"{label}/j")
+    causal = e.op("Cast", e.op("GreaterEqual", i, j, label=f"{label}/later"), dtype="int32",
+                  label=f"{label}/causal")
+    if window is None:
+        return causal
+    near = e.op("Less", i, e.op("Add", j, float(window), label=f"{label}/window_end"),
+                label=f"{label}/near")
+    return e.op("Minimum", causal, e.op("Cast", near, dtype="int32", label=f"{label}/window"),
+                label=f"{label}/causal_window")
 
 
 def _gemma_attention(node, e, h):

@@ -54,6 +54,8 @@ class LayerKind:
     expand: Optional[Callable] = None
     # The longest sequence a call accepts (a learned position table's rows), or None.
     max_length: Optional[Callable[[Node], Optional[int]]] = None
+    # kerasonnx's own inner layer of composite expansions: no file holds it, not listed.
+    internal: bool = False
 
     def __post_init__(self):
         if self.output_mask is None:

@@ -1,0 +1,506 @@
+"""``convert(..., with_past=True)``: causal decoders with a key/value cache. Each model is
+converted at opsets 23 and 17 and run as a generation loop (a 3-token prompt on an empty
+cache, then 2 tokens, then 1 at a time), batch 1 and 3; every step's outputs must equal
+the full Keras model run on the prefix, at the new positions. Models that are not causal
+decoders are refused with a message saying why."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from click.testing import CliRunner
+
+import kerasonnx
+from conftest import requires_keras
+from keras_check import Cases, assert_same, keras_outputs, randomize
+from kerasonnx.cli import main
+from kerasonnx.convert import WITH_PAST_KEY
+from kerasonnx import NotCausalDecoderError
+from kerasonnx.with_past import decode_incrementally
+
+VOCAB, MAX_LENGTH = 20, 16
+CHUNKS = (3, 2, 1, 1)  # prompt, then a 2-token step, then single tokens
+DECODERS = Cases()
+REFUSED = Cases()
+
+
+def token_inputs(k, *names):
+    return [k.Input((None,), dtype="int32", name=name) for name in names]
+
+
+def embedded(k, tokens, positions):
+    """Token Embedding plus a learned position Embedding of the positions input."""
+    return k.layers.Add()([k.layers.Embedding(VOCAB, 16)(tokens),
+                           k.layers.Embedding(MAX_LENGTH, 16)(positions)])
+
+
+def post_norm_block(k, x, memory=None):
+    """Causal self-attention (and cross attention to ``memory``), residual, LayerNorm,
+    ReLU feed-forward."""
+    L = k.layers
+    attention = L.MultiHeadAttention(2, 8)(x, x, use_causal_mask=True)
+    x = L.LayerNormalization()(L.Add()([x, attention]))
+    if memory is not None:
+        cross = L.MultiHeadAttention(2, 8)(query=x, value=memory, key=memory)
+        x = L.LayerNormalization()(L.Add()([x, cross]))
+    h = L.Dense(16)(L.Dense(32, activation="relu")(x))
+    return L.LayerNormalization()(L.Add()([x, h]))
+
+
+@DECODERS.register()
+def mha_decoder(k):
+    """GPT-style: tokens and positions embedded, two causal MultiHeadAttention blocks."""
+    tokens, positions = token_inputs(k, "tokens", "positions")
+    x = embedded(k, tokens, positions)
+    for _ in range(2):
+        x = post_norm_block(k, x)
+    return k.Model([tokens, positions], k.layers.Dense(VOCAB, name="logits")(x))
+
+
+@DECODERS.register("keras3")
+def gqa_decoder(k):
+    """Llama-style: RMSNormalization pre-norms, GroupQueryAttention (4 query heads, 2
+    key/value heads; the second block with a sliding window of 3), SwiGLU from keras.ops."""
+    from keras import ops
+    L = k.layers
+    tokens, positions = token_inputs(k, "tokens", "positions")
+    x = embedded(k, tokens, positions)
+    for window in (None, 3):
+        h = L.RMSNormalization(epsilon=1e-5)(x)
+        attention = L.GroupQueryAttention(head_dim=4, num_query_heads=4, num_key_value_heads=2,
+                                          sliding_window=window)
+        x = L.Add()([x, attention(h, h, use_causal_mask=True)])
+        h = L.RMSNormalization(epsilon=1e-5)(x)
+        gate, up = L.Dense(24, use_bias=False)(h), L.Dense(24, use_bias=False)(h)
+        x = L.Add()([x, L.Dense(16, use_bias=False)(ops.multiply(ops.silu(gate), up))])
+    return k.Model([tokens, positions], L.Dense(VOCAB)(L.RMSNormalization()(x)))
+
+
+@DECODERS.register()
+def encoder_decoder(k):
+    """A translation model: a non-causal encoder over the source, two decoder blocks with
+    causal self-attention (cached) and cross attention to the encoder (recomputed; the
+    second block's queries depend on the first's cross attention)."""
+    L = k.layers
+    source, tokens, positions = token_inputs(k, "source", "tokens", "positions")
+    memory = L.Embedding(VOCAB, 16)(source)
+    encoded = L.MultiHeadAttention(2, 8)(memory, memory)
+    memory = L.LayerNormalization()(L.Add()([memory, encoded]))
+    x = post_norm_block(k, embedded(k, tokens, positions), memory)
+    x = post_norm_block(k, x, memory)
+    return k.Model([source, tokens, positions], L.Dense(VOCAB)(x))
+
+
+requires_keras_hub = pytest.mark.skipif(importlib.util.find_spec("keras_hub") is None,
+                                        reason="needs keras-hub")
+
+
+@DECODERS.register("keras3")
+def hub_decoder(k):
+    """KerasHub: TokenAndPositionEmbedding (learned positions), a post-norm and a pre-norm
+    gelu TransformerDecoder (CachedMultiHeadAttention inside)."""
+    import keras_hub
+    H = keras_hub.layers
+    tokens, = token_inputs(k, "tokens")
+    x = H.TokenAndPositionEmbedding(VOCAB, MAX_LENGTH, 16)(tokens)
+    x = H.TransformerDecoder(32, 2)(x)
+    x = H.TransformerDecoder(32, 2, normalize_first=True, activation="gelu")(x)
+    return k.Model(tokens, k.layers.Dense(VOCAB)(x))
+
+
+@DECODERS.register("keras3")
+def hub_sine_rotary_translator(k):
+    """KerasHub: a TransformerEncoder over the source; the target embedded plus a sine
+    position encoding, rotated by a RotaryEmbedding, then a TransformerDecoder with cross
+    attention to the encoder."""
+    import keras_hub
+    H, L = keras_hub.layers, k.layers
+    source, tokens = token_inputs(k, "source", "tokens")
+    memory = H.TransformerEncoder(32, 2)(L.Embedding(VOCAB, 16)(source))
+    y = L.Embedding(VOCAB, 16)(tokens)
+    y = H.RotaryEmbedding(max_wavelength=100)(L.Add()([y, H.SinePositionEncoding()(y)]))
+    y = H.TransformerDecoder(32, 2)(y, memory)
+    return k.Model([source, tokens], L.Dense(VOCAB)(y))
+
+
+@DECODERS.register("keras3")
+def gpt2_causal_lm(k):
+    """KerasHub's GPT2CausalLM (token_ids and a padding_mask) on a tiny GPT2Backbone."""
+    import keras_hub
+    backbone = keras_hub.models.GPT2Backbone(vocabulary_size=VOCAB, num_layers=2, num_heads=2,
+                                             hidden_dim=8, intermediate_dim=16,
+                                             max_sequence_length=MAX_LENGTH)
+    return keras_hub.models.GPT2CausalLM(backbone, preprocessor=None)
+
+
+@DECODERS.register("keras3")
+def llama_causal_lm(k):
+    """KerasHub's LlamaCausalLM: rotary query and key, grouped key/value heads."""
+    import keras_hub
+    backbone = keras_hub.models.LlamaBackbone(vocabulary_size=VOCAB, num_layers=2,
+                                              num_query_heads=4, num_key_value_heads=2,
+                                              hidden_dim=16, intermediate_dim=24)
+    return keras_hub.models.LlamaCausalLM(backbone, preprocessor=None)
+
+
+@DECODERS.register("keras3")
+def mistral_backbone(k):
+    """KerasHub's MistralBackbone with a sliding window of 3 positions."""
+    import keras_hub
+    return keras_hub.models.MistralBackbone(vocabulary_size=VOCAB, num_layers=1,
+                                            num_query_heads=4, num_key_value_heads=1,
+                                            hidden_dim=16, intermediate_dim=24,
+                                            sliding_window=3)
+
+
+HUB_DECODERS = ("hub_decoder", "hub_sine_rotary_translator", "gpt2_causal_lm",
+                "llama_causal_lm", "mistral_backbone")
+
+
+@pytest.fixture(scope="module")
+def decoders(tmp_path_factory):
+    return DECODERS.cache(tmp_path_factory.mktemp("with_past"))
+
+
+def generation_inputs(model, batch: int, length: int, rng) -> dict:
+    """Token ids for every input, positions 0 ... length - 1 for ``positions``; a
+    ``padding_mask`` pads row 1 on the left (its first 2 tokens), as batched generation
+    does."""
+    arrays = {}
+    for tensor in model.inputs:
+        name = tensor.name.split(":")[0]
+        arrays[name] = (np.tile(np.arange(length, dtype="int32"), (batch, 1))
+                        if name == "positions"
+                        else rng.integers(1, VOCAB, size=(batch, length)).astype("int32"))
+    if "padding_mask" in arrays:
+        arrays["padding_mask"] = np.ones((batch, length), "int32")
+        if batch > 1:
+            arrays["padding_mask"][1, :2] = arrays["token_ids"][1, :2] = 0
+    return arrays
+
+
+def check_decoding(model, path, opsets=(23, 17), batches=(1, 3)) -> None:
+    """Every step of the generation loop equals Keras on the prefix, at the new positions."""
+    sessions = []
+    for opset in opsets:
+        result = kerasonnx.convert(path, opset=opset, with_past=True)
+        recorded = next(json.loads(p.value) for p in result.model.metadata_props
+                        if p.key == WITH_PAST_KEY)
+        sessions.append((opset, ort.InferenceSession(result.model.SerializeToString(),
+                                                     providers=["CPUExecutionProvider"]),
+                         recorded))
+    rng = np.random.default_rng(1)
+    for batch in batches:
+        arrays = generation_inputs(model, batch, sum(CHUNKS), rng)
+        names = [t.name.split(":")[0] for t in model.inputs]
+        expected = {}
+        for opset, session, recorded in sessions:
+            sliced = recorded["decoder_inputs"] + recorded["past_and_new_inputs"]
+            steps = decode_incrementally(session, arrays, recorded["decoder_inputs"], CHUNKS,
+                                         recorded["past_and_new_inputs"])
+            for start, end, outputs in steps:
+                if end not in expected:
+                    prefix = {n: arrays[n][:, :end] if n in sliced else arrays[n]
+                              for n in names}
+                    prefix = prefix if isinstance(model.input, dict) else list(
+                        prefix.values())
+                    expected[end] = [o[:, start:end] for o in keras_outputs(model, prefix)]
+                assert_same(expected[end], outputs,
+                            f"{path.name} opset {opset} batch {batch} positions {start}-{end}")
+
+
+@requires_keras
+@pytest.mark.parametrize("name,dialect", [
+    pytest.param(name, dialect, marks=[requires_keras_hub] if name in HUB_DECODERS else [])
+    for name, dialect in DECODERS.params()])
+def test_incremental_decoding_equals_keras_at_every_step(decoders, name, dialect):
+    check_decoding(*decoders(name, dialect))
+
+
+@requires_keras
+@requires_keras_hub
+def test_padding_mask_covers_past_and_new_positions(decoders):
+    """GPT2's padding_mask is fed up to the last new position; token_ids the new ones."""
+    _, path = decoders("gpt2_causal_lm", "keras3")
+    model = kerasonnx.convert(path, with_past=True).model
+    recorded = next(json.loads(p.value) for p in model.metadata_props if p.key == WITH_PAST_KEY)
+    assert recorded == {"decoder_inputs": ["token_ids"], "past_and_new_inputs": ["padding_mask"]}
+
+
+@requires_keras
+def test_cache_interface_uses_optimum_names(decoders):
+    """Inputs past_key_values.{i}.key/value (batch, kv_heads, past, head_dim) after the
+    Keras inputs, outputs present.{i}.key/value after Keras' outputs; cross attention has
+    no cache; the sequence axes are dynamic."""
+    _, path = decoders("encoder_decoder", "keras3")
+    graph = kerasonnx.convert(path, with_past=True).model.graph
+    dims = {i.name: [d.dim_value or None for d in i.type.tensor_type.shape.dim]
+            for i in graph.input}
+    assert list(dims) == ["source", "tokens", "positions", "past_key_values.0.key",
+                          "past_key_values.0.value", "past_key_values.1.key",
+                          "past_key_values.1.value"]
+    assert dims["past_key_values.0.key"] == [None, 2, None, 8]
+    assert dims["tokens"] == [None, None]
+    assert [o.name for o in graph.output][1:] == ["present.0.key", "present.0.value",
+                                                  "present.1.key", "present.1.value"]
+
+
+@requires_keras
+def test_fixed_length_decoder_gets_a_dynamic_sequence_axis(tmp_path):
+    """A model saved for 8 tokens exactly: with the cache its token axis is dynamic, and
+    (the model being causal) every step equals Keras' full 8-token run at its positions."""
+    import keras
+    keras.utils.set_random_seed(3)
+    tokens, positions = (keras.Input((8,), dtype="int32", name=n) for n in ("tokens", "positions"))
+    x = post_norm_block(keras, embedded(keras, tokens, positions))
+    model = keras.Model([tokens, positions], keras.layers.Dense(VOCAB)(x))
+    randomize(model)
+    path = tmp_path / "fixed.keras"
+    model.save(path)
+    arrays = generation_inputs(model, 3, 8, np.random.default_rng(4))
+    expected = keras_outputs(model, [arrays["tokens"], arrays["positions"]])[0]
+    for opset in (23, 17):
+        onnx_model = kerasonnx.convert(path, opset=opset, with_past=True).model
+        assert [d.dim_param for d in onnx_model.graph.input[0].type.tensor_type.shape.dim] == [
+            "batch", "tokens_dim1"]
+        session = ort.InferenceSession(onnx_model.SerializeToString(),
+                                       providers=["CPUExecutionProvider"])
+        for start, end, actual in decode_incrementally(session, arrays, ["tokens", "positions"],
+                                                       CHUNKS + (1,)):
+            assert_same([expected[:, start:end]], actual, f"opset {opset} {start}-{end}")
+
+
+@requires_keras
+def test_gqa_cache_has_the_key_value_heads(decoders):
+    _, path = decoders("gqa_decoder", "keras3")
+    graph = kerasonnx.convert(path, with_past=True).model.graph
+    shapes = {i.name: [d.dim_value or None for d in i.type.tensor_type.shape.dim]
+              for i in graph.input}
+    assert shapes["past_key_values.1.value"] == [None, 2, None, 4]
+
+
+# ---------------------------------------------------------------------- refused models
+
+
+@REFUSED.register("keras3")
+def encoder_only(k):
+    tokens, = token_inputs(k, "tokens")
+    x = k.layers.Embedding(VOCAB, 16)(tokens)
+    return k.Model(tokens, k.layers.MultiHeadAttention(2, 8)(x, x))
+
+
+@REFUSED.register("keras3")
+def causal_then_bidirectional(k):
+    tokens, = token_inputs(k, "tokens")
+    x = k.layers.Embedding(VOCAB, 16)(tokens)
+    x = k.layers.MultiHeadAttention(2, 8)(x, x, use_causal_mask=True)
+    return k.Model(tokens, k.layers.MultiHeadAttention(2, 8, name="bidirectional")(x, x))
+
+
+@REFUSED.register("keras3")
+def causal_then_convolution(k):
+    tokens, = token_inputs(k, "tokens")
+    x = k.layers.Embedding(VOCAB, 16)(tokens)
+    x = k.layers.MultiHeadAttention(2, 8)(x, x, use_causal_mask=True)
+    return k.Model(tokens, k.layers.Conv1D(16, 3, padding="same", name="convolution")(x))
+
+
+@REFUSED.register("keras3")
+def padding_mask_on_keys(k):
+    tokens, = token_inputs(k, "tokens")
+    x = k.layers.Embedding(VOCAB, 16, mask_zero=True)(tokens)
+    return k.Model(tokens, k.layers.MultiHeadAttention(2, 8, name="masked")(
+        x, x, use_causal_mask=True))
+
+
+@REFUSED.register("keras3")
+def causal_attention_mask_input(k):
+    tokens, = token_inputs(k, "tokens")
+    mask = k.Input((None, None), dtype="bool", name="attention_mask")
+    x = k.layers.Embedding(VOCAB, 16)(tokens)
+    return k.Model([tokens, mask], k.layers.MultiHeadAttention(2, 8, name="given_mask")(
+        x, x, attention_mask=mask))
+
+
+@REFUSED.register("keras3")
+def causal_dot_attention(k):
+    tokens, = token_inputs(k, "tokens")
+    x = k.layers.Embedding(VOCAB, 16)(tokens)
+    x = k.layers.MultiHeadAttention(2, 8)(x, x, use_causal_mask=True)
+    return k.Model(tokens, k.layers.Attention(name="dot")([x, x], use_causal_mask=True))
+
+
+REFUSALS = {
+    "encoder_only": "has no causal self-attention",
+    "causal_then_bidirectional": "'bidirectional' (MultiHeadAttention) attends over the "
+                                 "decoder's positions without use_causal_mask=True",
+    "causal_then_convolution": "'convolution' (Conv1D) is not known to compute each position "
+                               "from that position alone",
+    "padding_mask_on_keys": "'masked' (MultiHeadAttention) is masked by its value mask",
+    "causal_attention_mask_input": "an attention_mask passed in cannot be proven causal",
+    "causal_dot_attention": "'dot' (Attention) is causal, but --with-past caches only "
+                            "MultiHeadAttention and GroupQueryAttention",
+}
+
+
+@pytest.fixture(scope="module")
+def refused(tmp_path_factory):
+    return REFUSED.cache(tmp_path_factory.mktemp("with_past_refused"))
+
+
+@requires_keras
+@pytest.mark.parametrize("name", sorted(REFUSALS))
+def test_models_that_are_not_causal_decoders_are_refused(refused, name):
+    _, path = refused(name, "keras3")
+    with pytest.raises(NotCausalDecoderError, match="--with-past") as error:
+        kerasonnx.convert(path, with_past=True)
+    assert REFUSALS[name] in str(error.value)
+    kerasonnx.convert(path)  # without the cache it converts
+
+
+# ---------------------------------------------------------------------- command line
+
+
+@requires_keras
+def test_cli_with_past_writes_the_cached_model(decoders, tmp_path):
+    _, path = decoders("mha_decoder", "keras3")
+    output = tmp_path / "decoder.onnx"
+    result = CliRunner().invoke(main, ["convert", str(path), "--with-past", "-o", str(output)])
+    assert result.exit_code == 0, result.output
+    session = ort.InferenceSession(str(output), providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == [
+        "logits", "present.0.key", "present.0.value", "present.1.key", "present.1.value"]
+
+
+@requires_keras
+def test_cli_with_past_refuses_an_encoder_in_one_line(refused, tmp_path):
+    _, path = refused("encoder_only", "keras3")
+    output = tmp_path / "encoder.onnx"
+    result = CliRunner().invoke(main, ["convert", str(path), "--with-past", "-o", str(output)])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {path}: --with-past needs a "
+                                                   f"causal decoder")
+    assert not output.exists()
+
+
+def test_cli_help_explains_with_past():
+    result = CliRunner().invoke(main, ["convert", "--help"])
+    assert "--with-past" in result.output and "past_key_values" in result.output
+
+
+# ---------------------------------------------------------------------- verify
+
+
+@requires_keras
+@pytest.mark.parametrize("name,dialect", [
+    ("mha_decoder", "keras2"), ("encoder_decoder", "keras3"),
+    pytest.param("gpt2_causal_lm", "keras3", marks=requires_keras_hub)])
+def test_verify_with_past_compares_every_step(decoders, name, dialect):
+    """A prompt of 3, then one token at a time to 5; Keras in its own process (GPT2: its
+    padding_mask up to the last position)."""
+    _, path = decoders(name, dialect)
+    model = kerasonnx.convert(path, with_past=True).model
+    report = kerasonnx.verify(path, model, batches=(1, 3), lengths=(3, 5), with_past=True)
+    assert report.passed, report.summary()
+    assert [(run.batch, run.length, run.outputs[0].keras_shape[1]) for run in report.runs] == [
+        (1, 3, 3), (1, 4, 1), (1, 5, 1), (3, 3, 3), (3, 4, 1), (3, 5, 1)]
+
+
+@requires_keras
+def test_verify_with_past_fails_on_a_wrong_cache(decoders, tmp_path):
+    """The same graph with every present value scaled: the prompt still agrees, the next
+    steps do not."""
+    import onnx
+    _, path = decoders("mha_decoder", "keras3")
+    model = kerasonnx.convert(path, with_past=True).model
+    scaled = onnx.helper.make_tensor("scale", onnx.TensorProto.FLOAT, [], [1.5])
+    model.graph.initializer.append(scaled)
+    for node in model.graph.node:
+        if "present.0.value" in node.output:
+            node.output[:] = ["present.0.value/unscaled" if o == "present.0.value" else o
+                              for o in node.output]
+    model.graph.node.append(onnx.helper.make_node(
+        "Mul", ["present.0.value/unscaled", "scale"], ["present.0.value"]))
+    report = kerasonnx.verify(path, model, batches=(1,), lengths=(3, 4), with_past=True)
+    assert [run.passed for run in report.runs] == [True, False]
+
+
+@requires_keras
+def test_verify_tells_which_mode_the_onnx_model_needs(decoders):
+    _, path = decoders("mha_decoder", "keras3")
+    with pytest.raises(kerasonnx.ConversionError, match="verify it with --with-past"):
+        kerasonnx.verify(path, kerasonnx.convert(path, with_past=True).model)
+    with pytest.raises(kerasonnx.ConversionError, match="convert it with --with-past"):
+        kerasonnx.verify(path, kerasonnx.convert(path).model, with_past=True)
+
+
+# ---------------------------------------------------------------------- keras-multi-head
+
+# Built by tf_keras in a process of its own, which also records Keras' outputs on every
+# prefix a generation loop in CHUNKS ends at, for batch 1 and 3.
+KERAS_MULTI_HEAD_DECODER = """
+import sys
+import numpy as np
+import keras_multi_head as kmh
+import tf_keras as k
+from keras_check import randomize
+tokens = k.Input((None,), dtype="int32", name="tokens")
+positions = k.Input((None,), dtype="int32", name="positions")
+x = k.layers.Add()([k.layers.Embedding(20, 16)(tokens), k.layers.Embedding(16, 16)(positions)])
+h = kmh.MultiHeadAttention(head_num=2, history_only=True, name="history")(x)
+x = k.layers.LayerNormalization()(k.layers.Add()([x, h]))
+h = kmh.MultiHeadAttention(head_num=4, history_only=True, activation="relu",
+                           name="history_qkv")([x, x, x])
+x = k.layers.LayerNormalization()(k.layers.Add()([x, h]))
+model = k.Model([tokens, positions], k.layers.Dense(20)(x))
+randomize(model)
+model.save(sys.argv[1])
+ends, length, rng, recorded = np.cumsum(eval(sys.argv[3])), int(sys.argv[4]), \
+    np.random.default_rng(2), {}
+for batch in (1, 3):
+    ids = rng.integers(1, 20, (batch, length)).astype("int32")
+    steps = np.tile(np.arange(length, dtype="int32"), (batch, 1))
+    recorded[f"{batch}/tokens"], recorded[f"{batch}/positions"] = ids, steps
+    for end in ends:
+        recorded[f"{batch}/{end}"] = model([ids[:, :end], steps[:, :end]]).numpy()
+np.savez(sys.argv[2], **recorded)
+"""
+
+
+@requires_keras
+@pytest.mark.skipif(importlib.util.find_spec("keras_multi_head") is None,
+                    reason="needs keras-multi-head")
+def test_keras_multi_head_history_only_decoder(tmp_path):
+    """keras-multi-head (tf_keras only): history_only attention is cached, at opsets 23
+    and 17; every step of CHUNKS equals Keras on the prefix, and verify agrees."""
+    path, outputs = tmp_path / "kmh_decoder.h5", tmp_path / "kmh_outputs.npz"
+    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3",
+               PYTHONPATH=str(Path(__file__).parent))
+    built = subprocess.run([sys.executable, "-c", KERAS_MULTI_HEAD_DECODER, str(path),
+                            str(outputs), repr(CHUNKS), str(sum(CHUNKS))],
+                           env=env, capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr[-3000:]
+    recorded = np.load(outputs)
+    for opset in (23, 17):
+        model = kerasonnx.convert(path, opset=opset, with_past=True).model
+        assert [i.name for i in model.graph.input][2:] == [
+            "past_key_values.0.key", "past_key_values.0.value", "past_key_values.1.key",
+            "past_key_values.1.value"]
+        session = ort.InferenceSession(model.SerializeToString(),
+                                       providers=["CPUExecutionProvider"])
+        for batch in (1, 3):
+            arrays = {n: recorded[f"{batch}/{n}"] for n in ("tokens", "positions")}
+            for start, end, actual in decode_incrementally(
+                    session, arrays, ["tokens", "positions"], CHUNKS):
+                assert_same([recorded[f"{batch}/{end}"][:, start:end]], actual,
+                            f"opset {opset} batch {batch} positions {start}-{end}")
+    report = kerasonnx.verify(path, model, batches=(3,), lengths=(3, 5), with_past=True)
+    assert report.passed, report.summary()
