@@ -57,7 +57,10 @@ POSITION_WISE = {"Dense", "Embedding", "Dropout", "Activation", "ReLU", "LeakyRe
                  "LayerNormalization", "RMSNormalization", "Softmax", "Concatenate",
                  "ReversibleEmbedding"}
 # KerasHub layers computed from the position index along axis 1: offset by past_length.
-POSITION_INDEXED = {"PositionEmbedding", "SinePositionEncoding", "RotaryEmbedding"}
+# rotary embeddings whose angles come from the positions alone (Phi-3's su-scaled one also
+# reads the sequence length, so it is not cached)
+ROTARY = {"RotaryEmbedding", "LlamaRotaryEmbedding"}
+POSITION_INDEXED = {"PositionEmbedding", "SinePositionEncoding"} | ROTARY
 # Keras operations that do (elementwise, broadcasting a constant at most).
 POSITION_WISE_OPS = (ARITHMETIC | COMPARISONS | LOGICAL | SAME_DTYPE_UNARY
                      | FLOAT_UNARY - {"Softmax", "LogSoftmax"} | {"Cast"})
@@ -263,7 +266,7 @@ def _position_indexed(node: Node) -> bool:
     if node.class_name not in POSITION_INDEXED or rank is None or node.input(
             "positions") is not None or node.input("start_index") is not None:
         return False
-    if node.class_name == "RotaryEmbedding":
+    if node.class_name in ROTARY:
         return node.config.get("sequence_axis", 1) % rank == 1
     return rank == 3  # the second-to-last axis
 

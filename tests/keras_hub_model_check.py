@@ -97,3 +97,14 @@ def resaved(path, tmp_path, change):
         for name, data in entries.items():
             target.writestr(name, data)
     return copy
+
+
+def assert_config_error(path, tmp_path, change, message: str) -> None:
+    """Converting a copy of the saved model whose constructor arguments (its config's
+    ``config``) ``change`` edits is a one-line ConversionError containing ``message``."""
+    import re
+
+    from kerasonnx.errors import ConversionError
+
+    with pytest.raises(ConversionError, match=re.escape(message)):
+        convert(resaved(path, tmp_path, lambda config: change(config["config"])))

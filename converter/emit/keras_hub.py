@@ -187,9 +187,18 @@ def rotary_amplitude(config: dict):
 
 @emits("RotaryEmbedding")
 def rotary_embedding(node: Node, b: Builder) -> list:
+    """KerasHub's RotaryEmbedding (see ``rotate``), θ from ``rotary_inverse_frequencies``."""
+    return rotate(node, b, lambda x, dim: b.constant(
+        f"{node.name}/inverse_frequencies",
+        rotary_inverse_frequencies(node.config, dim)[None, :]), rotary_amplitude(node.config))
+
+
+def rotate(node: Node, b: Builder, inverse_of, amplitude) -> list:
     """y = x cos(t θ) + rotate_half(x) sin(t θ), rotate_half(x) = [-x2, x1] for the halves
-    of the feature axis, t the position on the sequence axis; the angles repeat [t θ, t θ]
-    over the feature axis as KerasHub's ``stack`` + ``reshape`` lays them out."""
+    of the feature axis, t the position on the sequence axis, θ = ``inverse_of(x, dim)``
+    (a (1, dim / 2) value; x with its sequence axis moved to 1), cos and sin times
+    ``amplitude`` when not None; the angles repeat [t θ, t θ] over the feature axis as
+    KerasHub's ``stack`` + ``reshape`` lays them out."""
     tensor, base, config = node.input("inputs"), node.name, node.config
     rank = len(tensor.shape)
     sequence = config.get("sequence_axis", 1) % rank
@@ -197,7 +206,6 @@ def rotary_embedding(node: Node, b: Builder) -> list:
     dim = tensor.shape[feature]
     if dim is None:
         raise ConversionError(f"layer {base!r}: RotaryEmbedding needs a fixed feature size")
-    inverse = rotary_inverse_frequencies(config, dim)
     # Keras' moveaxis(x, (feature, sequence), (-1, 1)) as a permutation, and back.
     perm = [int(d) - 2 for d in np.moveaxis(np.empty(tuple(range(2, rank + 2))),
                                             (feature, sequence), (-1, 1)).shape]
@@ -207,8 +215,7 @@ def rotary_embedding(node: Node, b: Builder) -> list:
     positions = _positions(b, x, 1, _start_index(node), f"{base}/positions",
                            b.position_offsets.get(node))
     frequencies = b.op("Mul", [unsqueeze(b, positions, [1], f"{base}/positions_column"),
-                               b.constant(f"{base}/inverse_frequencies", inverse[None, :])],
-                       f"{base}/frequencies")
+                               inverse_of(x, dim)], f"{base}/frequencies")
     angles = b.op("Concat", [frequencies, frequencies], f"{base}/angles", axis=-1)
     angles = unsqueeze(b, angles, [0] + list(range(2, rank - 1)), f"{base}/angles_nd")
     half = dim // 2
@@ -217,7 +224,6 @@ def rotary_embedding(node: Node, b: Builder) -> list:
     rotated = b.op("Concat", [b.op("Neg", [x2], f"{base}/minus_x2"), x1], f"{base}/rotated",
                    axis=-1)
     cos, sin = (b.op(f, [angles], f"{base}/{f.lower()}") for f in ("Cos", "Sin"))
-    amplitude = rotary_amplitude(config)
     if amplitude is not None:
         scale = b.constant(f"{base}/amplitude", amplitude)
         cos, sin = (b.op("Mul", [v, scale], f"{base}/{n}_scaled")
@@ -483,3 +489,77 @@ def vit_patching_and_embedding(node: Node, b: Builder) -> list:
         x = b.op("Concat", [token, x], f"{base}/with_class_token", axis=1)
     table = weights["position_embedding/embeddings"]
     return [b.op("Add", [x, b.constant(f"{base}/position_embedding", table)], base)]
+
+
+# ---------------------------------------------------------------------- Llama 3.1 rotary
+
+
+def llama_inverse_frequencies(config: dict, dim: int) -> np.ndarray:
+    """keras_hub 0.32's LlamaRotaryEmbedding._get_inverse_freq, in float32 in its order:
+    θ_j = 1 / max_wavelength ** (2j / dim) (no position scaling); with Llama 3.1's
+    ``low_freq_factor`` (then all four keys are set) and w_j = 2π / θ_j, L =
+    ``pretraining_sequence_length``: θ_j / frequency_adjustment_factor where w_j > L /
+    low_freq_factor, θ_j where w_j < L / high_freq_factor, between them (1 - s) θ_j /
+    factor + s θ_j, s = (L / w_j - low_freq_factor) / (high_freq_factor -
+    low_freq_factor)."""
+    f32 = np.float32
+    exponents = np.arange(0, dim, 2, dtype=f32) / f32(dim)
+    inverse = f32(1.0) / np.power(f32(config.get("max_wavelength", 10000)), exponents)
+    low = config.get("low_freq_factor")
+    if low is None:
+        return inverse
+    high, length = config["high_freq_factor"], config["pretraining_sequence_length"]
+    factor = f32(config["frequency_adjustment_factor"])
+    wavelength = f32(2 * math.pi) / inverse
+    inverse = np.where(wavelength > f32(length / low), inverse / factor, inverse)
+    smooth = (f32(length) / wavelength - f32(low)) / f32(high - low)
+    smoothed = (f32(1) - smooth) * (inverse / factor) + smooth * inverse
+    medium = (wavelength >= f32(length / high)) & (wavelength <= f32(length / low))
+    return np.where(medium, smoothed, inverse).astype(f32)
+
+
+@emits("LlamaRotaryEmbedding")
+def llama_rotary_embedding(node: Node, b: Builder) -> list:
+    """KerasHub's LlamaRotaryEmbedding: ``rotate`` with ``llama_inverse_frequencies``."""
+    return rotate(node, b, lambda x, dim: b.constant(
+        f"{node.name}/inverse_frequencies",
+        llama_inverse_frequencies(node.config, dim)[None, :]), None)
+
+
+# ---------------------------------------------------------------------- Phi-3 rotary
+
+
+def phi3_amplitude(config: dict) -> np.float32:
+    """Phi3SuScaledRotaryEmbedding's embedding_scaling_factor: with r =
+    max_sequence_length / pretraining_sequence_length, 1 when r <= 1, else
+    sqrt(1 + ln r / ln pretraining_sequence_length) (in float64, as keras_hub computes
+    it in Python)."""
+    length = config.get("pretraining_sequence_length", 4096)
+    ratio = config.get("max_sequence_length", 4096) / length
+    return np.float32(1.0 if ratio <= 1.0 else
+                      math.sqrt(1 + math.log(ratio) / math.log(length)))
+
+
+@emits("Phi3SuScaledRotaryEmbedding")
+def phi3_su_scaled_rotary_embedding(node: Node, b: Builder) -> list:
+    """KerasHub's Phi3SuScaledRotaryEmbedding: ``rotate`` with θ = RotaryEmbedding's
+    plain θ divided by ``inverese_freq_long_factor`` when start_index + the sequence
+    length exceeds ``pretraining_sequence_length`` (chosen at run time: both folded, an
+    ONNX Where picks one), else by ``inverese_freq_short_factor``; cos and sin times
+    ``phi3_amplitude``."""
+    config, base = node.config, node.name
+    start = _start_index(node)
+
+    def inverse_of(x, dim):
+        plain = rotary_inverse_frequencies(config, dim)
+        short, long = (b.constant(f"{base}/{which}_inverse_frequencies",
+                                  (plain / np.asarray(config[key], np.float32))[None, :])
+                       for which, key in (("short", "inverese_freq_short_factor"),
+                                          ("long", "inverese_freq_long_factor")))
+        length = b.op("Shape", [x], f"{base}/sequence_length", start=1, end=2)
+        longer = b.op("Greater", [length, b.ints(
+            f"{base}/pretraining_length_left",
+            [config.get("pretraining_sequence_length", 4096) - start])], f"{base}/longer")
+        return b.op("Where", [longer, long, short], f"{base}/inverse_frequencies")
+
+    return rotate(node, b, inverse_of, phi3_amplitude(config))

@@ -90,17 +90,46 @@ def _gqa_backbone(config: dict, f: Functional, decoder: str, module: str, norm_p
 
 @keras_hub_model("LlamaBackbone", LLAMA_KEYS)
 def llama_backbone(config: dict, f: Functional) -> None:
-    """keras_hub's LlamaBackbone (see ``_gqa_backbone``): LlamaTransformerDecoders, the
-    embedding tied with ``tie_word_embeddings``, LlamaLayerNorm at the end."""
-    for key in LLAMA3_ROPE:
-        if config.get(key) is not None:
-            raise ModelConfigError(f"{f.source}: LlamaBackbone config key {key!r} (Llama 3.1 "
-                                   f"rotary scaling) is not supported yet")
+    """keras_hub's LlamaBackbone (see ``_gqa_backbone``): LlamaTransformerDecoders (with
+    Llama 3.1's rotary frequency adjustment, see ``_llama3_rope``), the embedding tied
+    with ``tie_word_embeddings``, LlamaLayerNorm at the end."""
+    for key, default in (("rope_max_wavelength", 10000), ("layer_norm_epsilon", 1e-6)):
+        _option(f, config, key, default, is_positive_number, "a positive number")
     _gqa_backbone(config, f, "LlamaTransformerDecoder",
                   "keras_hub.src.models.llama.llama_decoder", "layers/llama_layer_norm",
                   bool(config.get("tie_word_embeddings", False)),
                   {"rope_position_scaling_factor": config.get("rope_position_scaling_factor",
-                                                              1.0)})
+                                                              1.0), **_llama3_rope(config, f)})
+
+
+# Llama3Backbone is LlamaBackbone under another name (keras_hub subclasses it, adding nothing)
+keras_hub_model("Llama3Backbone", LLAMA_KEYS)(llama_backbone)
+
+
+def _llama3_rope(config: dict, f: Functional) -> dict:
+    """Llama 3.1's rotary frequency adjustment, the four ``LLAMA3_ROPE`` keys: all null
+    (none) or all set (as LlamaRotaryEmbedding requires): a positive
+    ``rope_frequency_adjustment_factor`` and ``rope_pretraining_sequence_length``,
+    ``rope_high_freq_factor`` > ``rope_low_freq_factor`` > 0."""
+    values = {key: config.get(key) for key in LLAMA3_ROPE}
+    if all(value is None for value in values.values()):
+        return values
+    unset = [key for key, value in values.items() if value is None]
+    if unset:
+        raise ModelConfigError(f"{f.source}: {f.class_name} config key {unset[0]!r} is null "
+                               f"while other Llama 3.1 rotary keys are set; keras_hub needs "
+                               f"all four of {', '.join(LLAMA3_ROPE)} or none")
+    for key in LLAMA3_ROPE[:3]:
+        f.require(config, key, is_positive_number, "a positive number or null")
+    f.require(config, "rope_pretraining_sequence_length", is_positive_int,
+              "a positive int or null")
+    if values["rope_high_freq_factor"] <= values["rope_low_freq_factor"]:
+        raise ModelConfigError(f"{f.source}: {f.class_name} config key "
+                               f"'rope_high_freq_factor' ({values['rope_high_freq_factor']}) "
+                               f"is not above rope_low_freq_factor "
+                               f"({values['rope_low_freq_factor']}); kerasonnx rebuilds it "
+                               f"for high > low")
+    return values
 
 
 MISTRAL_KEYS = {"vocabulary_size", "num_layers", "num_query_heads", "hidden_dim",

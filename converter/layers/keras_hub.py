@@ -463,13 +463,19 @@ hub_kind("FNetEncoder", output_mask=no_mask, expand=_expand_fnet)(
 
 
 def _expand_llama_decoder(node, e) -> list:
-    """KerasHub's LlamaTransformerDecoder.call without a cache (see ``_gqa_decoder``).
-    keras_hub 0.32's LlamaRotaryEmbedding overrides _get_inverse_freq with one that never
-    divides by rope_position_scaling_factor: the factor does not change the graph."""
-    if e.config.get("rope_frequency_adjustment_factor") is not None:
-        raise UnsupportedLayerError(f"{e.source}: layer {node.name!r}: Llama 3.1 rotary "
-                                    f"frequency adjustment is not supported yet")
-    return _gqa_decoder(node, e, None, 1.0, None)
+    """KerasHub's LlamaTransformerDecoder.call without a cache (see ``_gqa_decoder``), its
+    rotary embedding a LlamaRotaryEmbedding (Llama 3.1's frequency adjustment with its
+    four ``rope_*`` keys). keras_hub 0.32's LlamaRotaryEmbedding overrides
+    _get_inverse_freq with one that never divides by rope_position_scaling_factor: the
+    factor does not change the graph."""
+    config = e.config
+    rope = e.sublayer("_self_attention_layer/rotary_embedding_layer", "LlamaRotaryEmbedding",
+                      {"max_wavelength": config.get("rope_max_wavelength", 10000),
+                       "sequence_axis": 1, "feature_axis": -1,
+                       "name": "llama_rotary_embedding",
+                       **{key: config.get(f"rope_{key}") for key in LLAMA3_ROPE_KEYS}},
+                      module="keras_hub.src.models.llama.llama_rotary_embedding")
+    return _gqa_decoder(node, e, None, 1.0, None, rope=rope)
 
 
 def _expand_mistral_decoder(node, e) -> list:
@@ -492,10 +498,11 @@ def _expand_qwen_decoder(node, e) -> list:
 
 
 def _gqa_decoder(node, e, head_dim, scaling: float, window, biases: bool = False,
-                 head_norms: bool = False) -> list:
+                 head_norms: bool = False, rope=None) -> list:
     """Llama / Mistral / Qwen decoder block: pre-norm (an RMS norm) self-attention
     (EinsumDense query / key / value, biased with ``biases``, with ``head_norms`` query and
-    key RMS-normalized over each head (Qwen 3), rotary embedding of query and key, then
+    key RMS-normalized over each head (Qwen 3), rotary embedding of query and key (the
+    ``rope`` sublayer, by default a RotaryEmbedding scaled by ``scaling``), then
     ``_attention_core`` on the merged padding mask, causal (sliding ``window``),
     attention_output EinsumDense), dropout, residual; then ``_swiglu_block``."""
     config = e.config
@@ -510,7 +517,7 @@ def _gqa_decoder(node, e, head_dim, scaling: float, window, biases: bool = False
 
     padding = _decoder_padding_mask(node, e, x)
     core = _attention_core(e, heads, groups, head_dim, window)
-    rope = _rotary_sublayer(e, scaling)
+    rope = rope or _rotary_sublayer(e, scaling)
     h = e.call(norm("_self_attention_layernorm"), x)[0]
     query = e.call(_projection(e, "_query_dense", "bqm,muh->bquh", [None, heads, head_dim],
                                "uh" if biases else None), h)[0]
@@ -546,12 +553,13 @@ def _decoder_padding_mask(node, e, x):
                                   node.input("decoder_attention_mask"), "self_attention_mask")
 
 
-def _attention_core(e, heads: int, groups: int, head_dim: int, window):
-    """kerasonnx's AttentionCore for a decoder's ``_self_attention_layer``: softmax of
+def _attention_core(e, heads: int, groups: int, head_dim: int, window,
+                    attention: str = "_self_attention_layer"):
+    """kerasonnx's AttentionCore inside a decoder's ``attention`` sublayer: softmax of
     q·k / sqrt(head_dim) over the keys, each key/value head shared by ``heads / groups``
     query heads, on the mask it is called with AND causal (sliding ``window``); a key/value
     cache can extend it (``--with-past``)."""
-    return e.sublayer("_self_attention_layer/attention_core", "AttentionCore",
+    return e.sublayer(f"{attention}/attention_core", "AttentionCore",
                       {"num_query_heads": heads, "num_key_value_heads": groups,
                        "head_dim": head_dim, "scale": 1.0 / math.sqrt(head_dim),
                        "sliding_window": window}, module=INTERNAL_MODULE)
@@ -988,3 +996,112 @@ for _name, _expand in (("ViTEncoder", _expand_vit_encoder),
                        ("ViTEncoderBlock", _expand_vit_encoder_block)):
     hub_kind(_name, output_mask=no_mask, expand=_expand)(
         lambda node: [(first_input(node).shape, compute_dtype(node))])
+
+
+# ---------------------------------------------------------------------- Llama 3.1 rotary
+
+# LlamaRotaryEmbedding's Llama 3.1 arguments (its decoder's and backbone's, prefixed rope_)
+LLAMA3_ROPE_KEYS = ("frequency_adjustment_factor", "low_freq_factor", "high_freq_factor",
+                    "pretraining_sequence_length")
+
+
+@hub_kind("LlamaRotaryEmbedding", signature=("inputs", "start_index", "positions"),
+          output_mask=no_mask)
+def llama_rotary_embedding(node):
+    """RotaryEmbedding with θ_j = 1 / max_wavelength ** (2j / d), adjusted by band with
+    Llama 3.1's ``frequency_adjustment_factor``, ``low_freq_factor``, ``high_freq_factor``
+    and ``pretraining_sequence_length`` (see ``emit.keras_hub.llama_inverse_frequencies``).
+    """
+    return [(first_input(node).shape, compute_dtype(node))]
+
+
+# ---------------------------------------------------------------------- Phi-3
+
+PHI3 = "keras_hub.src.models.phi3."
+PHI3_ROPE_TYPES = (None, "su")
+
+
+@hub_kind("Phi3SuScaledRotaryEmbedding", signature=("inputs", "start_index", "positions"),
+          output_mask=no_mask)
+def phi3_su_scaled_rotary_embedding(node):
+    """RotaryEmbedding with θ divided by the long or the short factors (the sequence
+    longer than ``pretraining_sequence_length`` or not), cos and sin scaled when
+    ``max_sequence_length`` exceeds it."""
+    return [(first_input(node).shape, compute_dtype(node))]
+
+
+def _phi3_rotary(e):
+    """Phi3Attention's rotary embedding: RotaryEmbedding(rope_max_wavelength) without
+    ``rope_scaling_type``, Phi3SuScaledRotaryEmbedding with "su"."""
+    config = e.config
+    axes = {"sequence_axis": 1, "feature_axis": -1}
+    if config.get("rope_scaling_type") is None:
+        return e.sublayer("attention/rotary_embedding_layer", "RotaryEmbedding",
+                          {"max_wavelength": config.get("rope_max_wavelength", 10000),
+                           "scaling_factor": 1.0, "name": "rotary_embedding", **axes},
+                          module="keras_hub.src.layers.modeling.rotary_embedding")
+    return e.sublayer("attention/rotary_embedding_layer", "Phi3SuScaledRotaryEmbedding",
+                      {"max_wavelength": config.get("rope_max_wavelength", 10000),
+                       "max_sequence_length": config.get("max_sequence_length", 4096),
+                       "pretraining_sequence_length":
+                           config.get("pretraining_sequence_length", 4096),
+                       "inverese_freq_short_factor": config["rope_scaling_short_factor"],
+                       "inverese_freq_long_factor": config["rope_scaling_long_factor"],
+                       "name": "phi3_su_scaled_rotary_embedding", **axes},
+                      module=PHI3 + "phi3_rotary_embedding")
+
+
+def _expand_phi3_decoder(node, e) -> list:
+    """KerasHub's Phi3Decoder.call without a cache: pre-norm (pre_attention_layernorm, an
+    RMS norm) Phi3Attention (EinsumDense query / key / value, ``_phi3_rotary`` of query and
+    key, ``_attention_core`` on the merged padding mask, causal, attention_output
+    EinsumDense), residual; then ``_swiglu_block`` after post_attention_layernorm. Its
+    dropouts are the identity at inference."""
+    config = e.config
+    if node.input("attention_cache") is not None:
+        raise UnsupportedLayerError(f"{e.source}: layer {node.name!r}: Phi3Decoder called "
+                                    f"with a cache is not supported yet")
+    for key, allowed in (("rope_scaling_type", PHI3_ROPE_TYPES), ("activation", ("silu",))):
+        if config.get(key, allowed[0]) not in allowed:
+            raise UnsupportedLayerError(f"{e.source}: layer {node.name!r}: Phi3Decoder "
+                                        f"with {key} {config[key]!r} is not supported yet")
+    x = node.input("decoder_sequence")
+    hidden = x.shape[-1]
+    heads, groups = config["num_query_heads"], config["num_key_value_heads"]
+    head_dim = hidden // heads
+    epsilon = config.get("layer_norm_epsilon", 1e-5)
+
+    def norm(attribute):
+        return e.sublayer(attribute, "RMSNormalization", {"epsilon": epsilon, "axis": -1})
+
+    def projection(attribute, name, equation, shape):
+        return e.sublayer(f"attention/{attribute}", "EinsumDense",
+                          {"equation": equation, "output_shape": shape, "bias_axes": None,
+                           "name": name},
+                          prefixes=(f"attention/{name}/", f"attention/{attribute}/"))
+
+    padding = _decoder_padding_mask(node, e, x)
+    core = _attention_core(e, heads, groups, head_dim, None, attention="attention")
+    rope = _phi3_rotary(e)
+    h = e.call(norm("pre_attention_layernorm"), x)[0]
+    query = e.call(projection("query_dense", "query", "bqm,muh->bquh",
+                              [None, heads, head_dim]), h)[0]
+    key = e.call(projection("key_dense", "key", "bkm,mvh->bkvh", [None, groups, head_dim]),
+                 h)[0]
+    value = e.call(projection("value_dense", "value", "bkm,mvh->bkvh",
+                              [None, groups, head_dim]), h)[0]
+    query, key = e.call(rope, query)[0], e.call(rope, key)[0]
+    attended = e.call(core, query, key, value, attention_mask=padding,
+                      use_causal_mask=True)[0]
+    attended = e.call(projection("output_dense", "attention_output", "bquh,uhm->bqm",
+                                 [None, hidden]), attended)[0]
+    x = e.op("Add", attended, x, label="attention_residual")
+    return [_swiglu_block(e, x, norm("post_attention_layernorm"))]
+
+
+hub_kind("Phi3Decoder",
+         signature=("decoder_sequence", "decoder_padding_mask", "decoder_attention_mask",
+                    "attention_cache", "attention_cache_update_index"),
+         output_mask=lambda node: node.input("decoder_sequence").mask,
+         expand=_expand_phi3_decoder)(
+    lambda node: [(node.input("decoder_sequence").shape, compute_dtype(node))])
