@@ -27,9 +27,9 @@ SMALL = {"vocabulary_size": VOCABULARY, "num_layers": 2, "num_heads": 2, "hidden
          "intermediate_dim": 16, "max_sequence_length": 12}
 
 
-def saved_model_cache(folder, builders: dict):
+def saved_model_cache(folder, builders: dict, scale: float = 0.5):
     """``get(name)``: (model, path) of ``builders[name](keras_hub)``, built once with seed 7,
-    weights randomized, saved as ``folder/<name>.keras``."""
+    weights randomized (normal * ``scale``), saved as ``folder/<name>.keras``."""
     cache = {}
 
     def get(name: str):
@@ -38,7 +38,7 @@ def saved_model_cache(folder, builders: dict):
             import keras_hub
             keras.utils.set_random_seed(7)
             model = builders[name](keras_hub)
-            randomize(model)
+            randomize(model, scale=scale)
             path = folder / f"{name}.keras"
             model.save(path)
             cache[name] = (model, path)
@@ -59,6 +59,16 @@ def token_inputs(model, batch: int, length: int, rng) -> dict:
     names = {t.name.split(":")[0] for t in model.inputs}
     if "segment_ids" in names:
         arrays["segment_ids"] = rng.integers(0, 3, size=(batch, length)).astype("int32")
+    return arrays
+
+
+def head_padded_inputs(model, batch: int, length: int, rng) -> dict:
+    """``token_inputs``, and at batch 3 the first row padded at its head: its first query
+    attends no key, which Gemma's attention zeroes."""
+    arrays = token_inputs(model, batch, length, rng)
+    if batch > 2:
+        arrays["token_ids"][0, :2] = 0
+        arrays["padding_mask"][0, :2] = 0
     return arrays
 
 

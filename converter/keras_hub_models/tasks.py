@@ -104,7 +104,8 @@ def _causal_lm(config: dict, f: Functional, backbone_class: str, task: str) -> N
 CAUSAL_LMS = {"GPT2CausalLM": "GPT2Backbone", "OPTCausalLM": "OPTBackbone",
               "LlamaCausalLM": "LlamaBackbone", "MistralCausalLM": "MistralBackbone",
               "QwenCausalLM": "QwenBackbone", "Qwen3CausalLM": "Qwen3Backbone",
-              "Qwen3_5CausalLM": "Qwen3_5Backbone", "GemmaCausalLM": "GemmaBackbone"}
+              "Qwen3_5CausalLM": "Qwen3_5Backbone", "GemmaCausalLM": "GemmaBackbone",
+              "Gemma3CausalLM": "Gemma3Backbone"}
 for _task, _backbone in CAUSAL_LMS.items():
     keras_hub_model(_task, TASK_KEYS)(
         lambda config, f, backbone=_backbone, task=_task:
