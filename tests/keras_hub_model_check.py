@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
+import sys
 import zipfile
 
 import numpy as np
@@ -15,6 +17,7 @@ from conftest import requires_keras
 from keras_check import ATOL, assert_same, randomize, run_onnx
 
 from kerasonnx.convert import convert
+from kerasonnx.model import load
 
 requires_keras_hub = [requires_keras, pytest.mark.skipif(
     importlib.util.find_spec("keras_hub") is None, reason="needs keras-hub")]
@@ -107,3 +110,20 @@ def resaved(path, tmp_path, change):
         for name, data in entries.items():
             target.writestr(name, data)
     return copy
+
+
+def output_names_fresh_and_converted(paths) -> tuple:
+    """(the first output name of each saved model as a fresh process loading it names it,
+    the output names kerasonnx gives them): Keras numbers operation names per process, so
+    a model built in the test process may carry other ones."""
+    script = ("import sys, keras, keras_hub\n"
+              "for path in sys.argv[1:]:\n"
+              "    keras.backend.clear_session()  # names numbered as in a fresh process\n"
+              "    print(keras.saving.load_model(path).output_names[0])\n")
+    fresh = subprocess.run([sys.executable, "-c", script, *map(str, paths)],
+                           capture_output=True, text=True, check=True).stdout.split()
+    converted = []
+    for path in paths:
+        with load(path) as graph:
+            converted += graph.output_names
+    return fresh, converted

@@ -13,7 +13,8 @@ import pytest
 
 from keras_check import assert_same, randomize, run_onnx
 from keras_hub_model_check import (OPSETS, VOCABULARY, check_by_name, head_padded_inputs,
-                                   requires_keras_hub, resaved, saved_model_cache)
+                                   output_names_fresh_and_converted, requires_keras_hub,
+                                   resaved, saved_model_cache)
 
 from kerasonnx.convert import convert
 from kerasonnx.errors import ConversionError, UnsupportedLayerError
@@ -60,7 +61,21 @@ def gemma3_backbone(keras_hub):
 # keras_hub's own float32 rounding moves the logits by up to 2e-5 from a float64 run of the
 # same model (the ONNX graph stays within 4e-6 of it).
 WEIGHT_SCALE = 0.3
-MODELS = {"gemma3_causal_lm": gemma3_causal_lm, "gemma3_backbone": gemma3_backbone}
+def gemma3_last_text_embedder(keras_hub):
+    """The hidden state of each row's last kept position, L2-normalized."""
+    return keras_hub.models.Gemma3TextEmbedder(backbone=gemma3_backbone(keras_hub),
+                                               pooling_mode="last")
+
+
+def gemma3_mean_text_embedder(keras_hub):
+    """The mean over the kept positions, not normalized."""
+    return keras_hub.models.Gemma3TextEmbedder(backbone=gemma3_backbone(keras_hub),
+                                               pooling_mode="mean", normalize=False)
+
+
+MODELS = {"gemma3_causal_lm": gemma3_causal_lm, "gemma3_backbone": gemma3_backbone,
+          "gemma3_last_text_embedder": gemma3_last_text_embedder,
+          "gemma3_mean_text_embedder": gemma3_mean_text_embedder}
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +123,14 @@ def test_every_config_key_is_read():
     assert set(backbone.get_config()) == GEMMA3_KEYS | COMMON_KEYS
 
 
+def test_text_embedder_outputs_are_named_as_a_fresh_load_names_them(saved_models):
+    """Keras numbers operation names per process (the backbone takes ``multiply``): the
+    converted output has the name a fresh process loading the file gives."""
+    names = ["gemma3_last_text_embedder", "gemma3_mean_text_embedder"]
+    fresh, converted = output_names_fresh_and_converted([saved_models(n)[1] for n in names])
+    assert converted == fresh == ["normalize", "true_divide"]
+
+
 def _backbone(change):
     return lambda c: change(c["config"]["backbone"]["config"])
 
@@ -136,7 +159,21 @@ def _backbone(change):
      "Gemma3CausalLM config key 'sampler' is not one kerasonnx knows"),
 ])
 def test_unknown_config_is_one_line_error(saved_models, tmp_path, change, message):
-    _, path = saved_models("gemma3_causal_lm")
+    _check_refused(saved_models("gemma3_causal_lm")[1], tmp_path, change, message)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c["config"].update(pooling_mode="cls"),
+     "Gemma3TextEmbedder config key 'pooling_mode' is 'cls'; kerasonnx rebuilds it for "
+     "'last' or 'mean'"),
+    (lambda c: c["config"].update(normalize=1),
+     "Gemma3TextEmbedder config key 'normalize' is 1; kerasonnx rebuilds it for a bool"),
+])
+def test_text_embedder_config_contract(saved_models, tmp_path, change, message):
+    _check_refused(saved_models("gemma3_last_text_embedder")[1], tmp_path, change, message)
+
+
+def _check_refused(path, tmp_path, change, message):
     with pytest.raises(ConversionError, match=re.escape(message)) as raised:
         convert(resaved(path, tmp_path, change))
     assert "\n" not in str(raised.value)

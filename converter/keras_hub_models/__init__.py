@@ -18,7 +18,7 @@ language-model backbones), ``vision`` (image backbones) and ``tasks`` (task mode
 those backbones) register one build function per keras_hub class; ``qwen`` holds the newest
 Qwen backbones, ``gemma3`` Gemma 3's.
 """
-from . import decoders, encoders, gemma3, qwen, tasks, vision  # noqa: F401  (each registers its classes)
+from . import decoders, encoders, gemma3, qwen, tasks, vision  # noqa: F401  (they register)
 from .builder import functional_config, supported_models
 
 __all__ = ["functional_config", "supported_models"]

@@ -1,4 +1,5 @@
-"""keras_hub's Gemma 3, text only (``models/gemma3``): Gemma3Backbone."""
+"""keras_hub's Gemma 3, text only (``models/gemma3``): Gemma3Backbone, Gemma3TextEmbedder
+(Gemma3CausalLM is in ``tasks.CAUSAL_LMS``)."""
 from __future__ import annotations
 
 from ..errors import ModelConfigError
@@ -6,6 +7,7 @@ from .builder import (Functional, is_flag, is_positive_number, keras_hub_model,
                       refuse_vision_encoder)
 from .decoders import _gemma_backbone, _option
 from .qwen import positive_int_or_null
+from .tasks import _text_embedder, TASK_KEYS
 
 GEMMA3 = "keras_hub.src.models.gemma3."
 GEMMA3_KEYS = {"vocabulary_size", "image_size", "num_layers", "num_query_heads",
@@ -59,3 +61,36 @@ def gemma3_backbone(config: dict, f: Functional) -> None:
     _gemma_backbone(config, f, {"query_head_dim_normalize": True, "use_query_key_norm": True},
                     1024, ("Gemma3DecoderBlock", GEMMA3 + "gemma3_decoder_block"),
                     GEMMA3 + "gemma3_layers", block_options)
+
+
+# ---------------------------------------------------------------------- Gemma3TextEmbedder
+
+
+@keras_hub_model("Gemma3TextEmbedder", TASK_KEYS | {"pooling_mode", "normalize"})
+def gemma3_text_embedder(config: dict, f: Functional) -> None:
+    """keras_hub's Gemma3TextEmbedder over a text-only Gemma3Backbone: its
+    ``sequence_output`` pooled by ``pooling_mode`` ("mean": see ``tasks._text_embedder``,
+    the count floored at 1e-5; "last": the hidden state of the last position the padding
+    mask m keeps, sum over t of x_t * m_t * (1 - m_(t+1)), m padded with a 0 at the end),
+    then L2-normalized with ``normalize``. Operations named as a fresh process loading the
+    model names them (the backbone has taken ``multiply``)."""
+    mode = f.require(config, "pooling_mode", lambda v: v in ("last", "mean"),
+                     "'last' or 'mean'")
+    if mode == "mean":
+        return _text_embedder(config, f, "Gemma3Backbone", "Gemma3TextEmbedder", 1e-5)
+    normalize = f.require(config, "normalize", is_flag, "a bool")
+    _, outputs = f.backbone(config.get("backbone"), "Gemma3Backbone", "Gemma3TextEmbedder")
+    padding_mask = next(t for t in f.inputs if t.layer == "padding_mask")
+    mask = f.op("Cast", "cast", padding_mask, module="keras.src.ops.core", dtype="float32")
+    shifted = f.op("GetItem", "get_item",
+                   f.op("Pad", "pad", mask, pad_width=[[0, 0], [0, 1]], mode="constant"),
+                   [slice(None), slice(1, None)])
+    last = f.op("Multiply", "multiply_1", mask, f.op("Subtract", "subtract", 1.0, shifted))
+    x = f.op("Sum", "sum", f.op("Multiply", "multiply_2", outputs["sequence_output"],
+                                f.op("ExpandDims", "expand_dims", last, axis=-1)),
+             axis=1, keepdims=False)
+    if normalize:
+        x = f.op("Normalize", "normalize", x, module="keras.src.ops.nn", axis=-1, order=2,
+                 epsilon=None)
+    f.outputs[x.layer] = x
+    f.preprocessor(config.get("preprocessor"), "Gemma3TextEmbedder")
