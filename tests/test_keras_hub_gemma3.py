@@ -1,5 +1,6 @@
-"""KerasHub's Gemma 3 (text only; Keras 3 only): Gemma3Backbone and Gemma3CausalLM rebuilt
-from their constructor config, and keras_hub's classes named RMSNormalization told apart.
+"""KerasHub's Gemma 3 (text only; Keras 3 only): Gemma3Backbone, Gemma3CausalLM and
+Gemma3TextEmbedder rebuilt from their constructor config, and keras_hub's classes named
+RMSNormalization told apart.
 Tiny configs built with real keras_hub 0.32, weights randomized, saved as ``.keras``,
 converted at opset 23 and 17, run in onnxruntime at batch 1 and 3 and two sequence lengths
 on padded token ids (one row padded at its head: a query that attends no key), every output
@@ -218,3 +219,17 @@ def test_unmodelled_keras_hub_norm_is_unsupported(tmp_path):
             "keras_hub.src.models.gemma4.gemma4_layers)")) as raised:
         convert(path)
     assert "\n" not in str(raised.value)
+
+
+def test_module_less_gemma3_norm_is_not_taken_for_keras_norm(tmp_path):
+    """Keras 3's legacy .h5 records no module: Gemma 3's norm (no ``axis`` in its config)
+    is then an unsupported layer, not Keras' RMSNormalization (scale, not 1 + scale)."""
+    import keras
+    from keras_hub.src.models.gemma3.gemma3_layers import RMSNormalization
+
+    inputs = keras.Input((None, 8))
+    path = tmp_path / "gemma3_norm.h5"
+    keras.Model(inputs, RMSNormalization(name="hub_norm")(inputs)).save(path)
+    with pytest.raises(UnsupportedLayerError, match=re.escape(
+            "1 layer(s) cannot be converted yet: hub_norm (RMSNormalization)")):
+        convert(path)
