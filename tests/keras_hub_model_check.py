@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
+import sys
 import zipfile
 
 import numpy as np
@@ -15,6 +17,7 @@ from conftest import requires_keras
 from keras_check import ATOL, assert_same, randomize, run_onnx
 
 from kerasonnx.convert import convert
+from kerasonnx.model import load
 
 requires_keras_hub = [requires_keras, pytest.mark.skipif(
     importlib.util.find_spec("keras_hub") is None, reason="needs keras-hub")]
@@ -27,9 +30,9 @@ SMALL = {"vocabulary_size": VOCABULARY, "num_layers": 2, "num_heads": 2, "hidden
          "intermediate_dim": 16, "max_sequence_length": 12}
 
 
-def saved_model_cache(folder, builders: dict):
+def saved_model_cache(folder, builders: dict, scale: float = 0.5):
     """``get(name)``: (model, path) of ``builders[name](keras_hub)``, built once with seed 7,
-    weights randomized, saved as ``folder/<name>.keras``."""
+    weights randomized (normal * ``scale``), saved as ``folder/<name>.keras``."""
     cache = {}
 
     def get(name: str):
@@ -38,7 +41,7 @@ def saved_model_cache(folder, builders: dict):
             import keras_hub
             keras.utils.set_random_seed(7)
             model = builders[name](keras_hub)
-            randomize(model)
+            randomize(model, scale=scale)
             path = folder / f"{name}.keras"
             model.save(path)
             cache[name] = (model, path)
@@ -59,6 +62,16 @@ def token_inputs(model, batch: int, length: int, rng) -> dict:
     names = {t.name.split(":")[0] for t in model.inputs}
     if "segment_ids" in names:
         arrays["segment_ids"] = rng.integers(0, 3, size=(batch, length)).astype("int32")
+    return arrays
+
+
+def head_padded_inputs(model, batch: int, length: int, rng) -> dict:
+    """``token_inputs``, and at batch 3 the first row padded at its head: its first query
+    attends no key, which Gemma's attention zeroes."""
+    arrays = token_inputs(model, batch, length, rng)
+    if batch > 2:
+        arrays["token_ids"][0, :2] = 0
+        arrays["padding_mask"][0, :2] = 0
     return arrays
 
 
@@ -108,3 +121,20 @@ def assert_config_error(path, tmp_path, change, message: str) -> None:
 
     with pytest.raises(ConversionError, match=re.escape(message)):
         convert(resaved(path, tmp_path, lambda config: change(config["config"])))
+
+
+def output_names_fresh_and_converted(paths) -> tuple:
+    """(the first output name of each saved model as a fresh process loading it names it,
+    the output names kerasonnx gives them): Keras numbers operation names per process, so
+    a model built in the test process may carry other ones."""
+    script = ("import sys, keras, keras_hub\n"
+              "for path in sys.argv[1:]:\n"
+              "    keras.backend.clear_session()  # names numbered as in a fresh process\n"
+              "    print(keras.saving.load_model(path).output_names[0])\n")
+    fresh = subprocess.run([sys.executable, "-c", script, *map(str, paths)],
+                           capture_output=True, text=True, check=True).stdout.split()
+    converted = []
+    for path in paths:
+        with load(path) as graph:
+            converted += graph.output_names
+    return fresh, converted

@@ -10,8 +10,8 @@ import re
 
 import pytest
 
-from keras_hub_model_check import (OPSETS, VOCABULARY, check_by_name, requires_keras_hub,
-                                   resaved, saved_model_cache, token_inputs)
+from keras_hub_model_check import (OPSETS, VOCABULARY, check_by_name, head_padded_inputs,
+                                   requires_keras_hub, resaved, saved_model_cache)
 
 from kerasonnx.convert import convert
 from kerasonnx.errors import ConversionError
@@ -78,16 +78,6 @@ MODELS = {"gemma_backbone": gemma_backbone, "gemma2_causal_lm": gemma2_causal_lm
           "vit_backbone_without_biases": vit_backbone_without_biases,
           "vit_image_classifier": vit_image_classifier,
           "vit_gap_classifier": vit_gap_classifier}
-
-
-def head_padded_inputs(model, batch: int, length: int, rng) -> dict:
-    """``token_inputs``, and at batch 3 the first row padded at its head: its first query
-    attends no key, which CachedGemmaAttention zeroes."""
-    arrays = token_inputs(model, batch, length, rng)
-    if batch > 2:
-        arrays["token_ids"][0, :2] = 0
-        arrays["padding_mask"][0, :2] = 0
-    return arrays
 
 
 def image_inputs(model, batch: int, size, rng) -> dict:

@@ -6,15 +6,13 @@ compared with keras_hub's by name."""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from keras_hub_model_check import (OPSETS, SMALL, VOCABULARY, check_by_name,
-                                   requires_keras_hub, resaved, saved_model_cache,
-                                   token_inputs)
+                                   output_names_fresh_and_converted, requires_keras_hub,
+                                   resaved, saved_model_cache, token_inputs)
 
 from kerasonnx.convert import convert
 from kerasonnx.errors import ConversionError
@@ -172,17 +170,7 @@ def test_text_embedder_outputs_are_named_as_a_fresh_load_names_them(saved_models
     ones): the converted output has the name a fresh process loading the file gives."""
     names = ["bert_text_embedder", "bert_cls_text_embedder", "bert_max_text_embedder",
              "xlm_roberta_text_embedder"]
-    paths = [str(saved_models(name)[1]) for name in names]
-    script = ("import sys, keras, keras_hub\n"
-              "for path in sys.argv[1:]:\n"
-              "    keras.backend.clear_session()  # names numbered as in a fresh process\n"
-              "    print(keras.saving.load_model(path).output_names[0])\n")
-    fresh = subprocess.run([sys.executable, "-c", script, *paths], capture_output=True,
-                           text=True, check=True).stdout.split()
-    converted = []
-    for path in paths:
-        with load(path) as graph:
-            converted += graph.output_names
+    fresh, converted = output_names_fresh_and_converted([saved_models(n)[1] for n in names])
     assert converted == fresh
 
 

@@ -174,6 +174,17 @@ def normalize(k, o):
                  keras.ops.normalize(x, epsilon=2.0)]
 
 
+@case("keras3", tokens={"t": 20})
+def padding(k, o):
+    """Keras 3's pad in "constant" mode: zeros along the sequence (Gemma3TextEmbedder's
+    last-token mask), a constant on several axes, integers."""
+    import keras
+    x, t = k.Input((None, 5), name="x"), k.Input((None,), dtype="int32", name="t")
+    return [x, t], [keras.ops.pad(x, [[0, 0], [0, 1], [0, 0]]),
+                    keras.ops.pad(x, [[1, 0], [2, 1], [0, 3]], constant_values=0.5),
+                    keras.ops.pad(t, [[0, 0], [1, 2]], constant_values=7)]
+
+
 @pytest.fixture(scope="module")
 def saved_models(tmp_path_factory):
     """Build each (case, dialect) model once: (Keras model, saved file)."""
@@ -236,6 +247,16 @@ def test_normalize_of_another_order_is_refused(tmp_path):
     path = save(keras.Model(x, keras.ops.normalize(x, order=1)), "keras3", tmp_path, "l1")
     with pytest.raises(ConversionError, match=r"'Normalize' \(keras.ops\) with order=1 is "
                                               r"not supported yet \(only 2\)"):
+        convert(path)
+
+
+def test_pad_of_another_mode_is_refused(tmp_path):
+    import keras
+    x = keras.Input((4,), name="x")
+    path = save(keras.Model(x, keras.ops.pad(x, [[0, 0], [1, 1]], mode="reflect")), "keras3",
+                tmp_path, "reflect")
+    with pytest.raises(ConversionError, match=r"'Pad' \(keras.ops\) with mode='reflect' is "
+                                              r"not supported yet \(only 'constant'\)"):
         convert(path)
 
 

@@ -237,9 +237,9 @@ def rotate(node: Node, b: Builder, inverse_of, amplitude) -> list:
 
 @emits("RMSNormalization")
 def rms_normalization(node: Node, b: Builder) -> list:
-    """KerasHub's two RMSNormalization classes, in float32: modeling's x * rsqrt(mean(x²,
-    last axis) + 1e-6) * scale; Gemma's x * 1 / sqrt(mean(x², last axis) + epsilon) *
-    (1 + scale), the 1 + scale folded in float32 as Keras adds it."""
+    """KerasHub's RMSNormalization classes, in float32: modeling's x * rsqrt(mean(x²,
+    last axis) + 1e-6) * scale; Gemma's and Gemma 3's x * 1 / sqrt(mean(x², last axis) +
+    epsilon) * (1 + scale), the 1 + scale folded in float32 as Keras adds it."""
     tensor, base = node.input("inputs"), node.name
     x = b.value(tensor)
     if tensor.dtype != "float32":

@@ -598,6 +598,25 @@ def repeat(op: _Operation) -> str:
     return b.op("Reshape", [tiled, target], base)
 
 
+@lowering("Pad")
+def pad(op: _Operation) -> str:
+    """keras.ops.pad in "constant" mode: x grown by ``pad_width`` (a (before, after) pair
+    per axis), the new elements ``constant_values`` (0 when None)."""
+    widths, rank = op.attributes["pad_width"], op.rank()
+    if op.attributes.get("mode", "constant") != "constant":
+        raise op.refuse(f"with mode={op.attributes['mode']!r} is not supported yet (only "
+                        f"'constant')")
+    if len(widths) != rank or any(len(w) != 2 for w in widths):
+        raise op.refuse(f"with pad_width={widths!r} is not supported yet (only one (before, "
+                        f"after) pair per axis)")
+    fill = op.node.arguments.get("constant_values")
+    if isinstance(fill, Tensor):
+        raise op.refuse("with tensor constant_values is not supported yet")
+    pads = op.b.ints(f"{op.base}/pads", [w[0] for w in widths] + [w[1] for w in widths])
+    value = op.operand(0 if fill is None else fill, 1)
+    return op.finish(op.b.op("Pad", [op.first(), pads, value], op.base, mode="constant"))
+
+
 # ---------------------------------------------------------------------- einsum
 
 

@@ -318,3 +318,14 @@ def decoders(f: Functional, x, padding_mask, count: int, block: dict) -> Tensor:
                         block, x, decoder_padding_mask=padding_mask)
     return x
 
+
+
+def refuse_vision_encoder(config: dict, f: Functional) -> None:
+    """A multimodal backbone's ``vision_encoder`` (not null) is refused: kerasonnx
+    rebuilds its text backbone only."""
+    encoder = config.get("vision_encoder")
+    if encoder is not None:
+        found = encoder.get("class_name") if isinstance(encoder, dict) else encoder
+        raise ModelConfigError(f"{f.source}: {f.class_name} config key 'vision_encoder' is "
+                               f"a {found!r}; kerasonnx rebuilds the text backbone only "
+                               f"(vision_encoder null)")

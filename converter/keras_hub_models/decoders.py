@@ -211,23 +211,39 @@ def gemma_backbone(config: dict, f: Functional) -> None:
     builds it: ``query_head_dim_normalize`` (its GemmaDecoderBlock scales queries by
     1 / sqrt(head_dim) whatever it says) and, but for the final norm, ``layer_norm_epsilon``
     (its decoder blocks are built with their default, 1e-6)."""
+    _gemma_backbone(config, f, {"query_head_dim_normalize": True}, 4096,
+                    ("GemmaDecoderBlock", "keras_hub.src.models.gemma.gemma_decoder_block"),
+                    "keras_hub.src.models.gemma.rms_normalization",
+                    lambda i, sliding: {"use_sliding_window_attention": sliding and i % 2 == 0})
+
+
+def _gemma_backbone(config: dict, f: Functional, flag_defaults: dict, window_default: int,
+                    decoder: tuple, norm_module: str, block_options) -> None:
+    """Gemma's and Gemma 3's backbone graph, their configs checked: the tied
+    ReversibleEmbedding (soft-capped by ``final_logit_soft_cap``) times sqrt(hidden_dim),
+    decoder blocks ``decoder_block_<i>`` (``decoder``: class, module; the options
+    every block shares, the post norms and ``flag_defaults``' flags, updated with
+    ``block_options(i, use_sliding_window_attention)``) on ``padding_mask``, the RMS norm
+    of ``norm_module`` ``final_normalization``. The blocks' own norms use their default
+    epsilon, 1e-6, as keras_hub 0.32 builds them."""
     vocabulary, layers, heads, groups, hidden, intermediate, head_dim = (
         f.require(config, key, is_positive_int, "a positive int")
         for key in ("vocabulary_size", "num_layers", "num_query_heads", "num_key_value_heads",
                     "hidden_dim", "intermediate_dim", "head_dim"))
     if heads % groups:
-        raise ModelConfigError(f"{f.source}: GemmaBackbone config key 'num_query_heads' "
+        raise ModelConfigError(f"{f.source}: {f.class_name} config key 'num_query_heads' "
                                f"({heads}) is not a multiple of num_key_value_heads "
                                f"({groups})")
     flags = {key: _option(f, config, key, default, is_flag, "true or false")
-             for key, default in (("query_head_dim_normalize", True),
-                                  ("use_post_ffw_norm", False),
-                                  ("use_post_attention_norm", False),
-                                  ("use_sliding_window_attention", False))}
+             for key, default in dict(flag_defaults, use_post_ffw_norm=False,
+                                      use_post_attention_norm=False).items()}
+    sliding = _option(f, config, "use_sliding_window_attention", False, is_flag,
+                      "true or false")
     attention_cap, final_cap = (
         _option(f, config, key, None, _is_cap, "a positive number or null")
         for key in ("attention_logit_soft_cap", "final_logit_soft_cap"))
-    window = _option(f, config, "sliding_window_size", 4096, is_positive_int, "a positive int")
+    window = _option(f, config, "sliding_window_size", window_default, is_positive_int,
+                     "a positive int")
     epsilon = _option(f, config, "layer_norm_epsilon", 1e-6, is_positive_number,
                       "a positive number")
     dropout = _option(f, config, "dropout", 0, is_rate, "a rate in [0, 1)")
@@ -237,19 +253,13 @@ def gemma_backbone(config: dict, f: Functional) -> None:
     x = f.op("Multiply", "multiply", x, math.sqrt(hidden))
     block = {"hidden_dim": hidden, "intermediate_dim": intermediate, "head_dim": head_dim,
              "num_query_heads": heads, "num_key_value_heads": groups,
-             "layer_norm_epsilon": 1e-6, "dropout": dropout,
-             "use_post_ffw_norm": flags["use_post_ffw_norm"],
-             "use_post_attention_norm": flags["use_post_attention_norm"],
-             "logit_soft_cap": attention_cap, "sliding_window_size": window,
-             "query_head_dim_normalize": flags["query_head_dim_normalize"]}
+             "layer_norm_epsilon": 1e-6, "dropout": dropout, "logit_soft_cap": attention_cap,
+             "sliding_window_size": window, **flags}
     for i in range(layers):
-        sliding = flags["use_sliding_window_attention"] and i % 2 == 0
-        x = f.layer("GemmaDecoderBlock", f"decoder_block_{i}",
-                    dict(block, use_sliding_window_attention=sliding), x,
-                    module="keras_hub.src.models.gemma.gemma_decoder_block",
-                    padding_mask=padding_mask)
+        x = f.layer(decoder[0], f"decoder_block_{i}", dict(block, **block_options(i, sliding)),
+                    x, module=decoder[1], padding_mask=padding_mask)
     x = f.layer("RMSNormalization", "final_normalization", {"epsilon": epsilon}, x,
-                module="keras_hub.src.models.gemma.rms_normalization")
+                module=norm_module)
     f.outputs.update(sequence_output=x)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Callable
 
 from ..errors import ModelConfigError
-from .builder import Functional, is_positive_int, keras_hub_model
+from .builder import Functional, is_positive_int, keras_hub_model, refuse_vision_encoder
 from .decoders import _gqa_backbone
 
 
@@ -80,12 +80,7 @@ def qwen3_5_backbone(config: dict, f: Functional) -> None:
     untied unless ``tie_word_embeddings``, Qwen3_5LayerNorm at the end. A
     ``vision_encoder`` is refused; ``mrope_section`` changes nothing without one (the
     backbone's graph passes no position ids)."""
-    encoder = config.get("vision_encoder")
-    if encoder is not None:
-        found = encoder.get("class_name") if isinstance(encoder, dict) else encoder
-        raise ModelConfigError(f"{f.source}: Qwen3_5Backbone config key 'vision_encoder' is "
-                               f"a {found!r}; kerasonnx rebuilds the text backbone only "
-                               f"(vision_encoder null)")
+    refuse_vision_encoder(config, f)
     checked(config, f, "mrope_section", lambda v: v is None or (
         isinstance(v, list) and len(v) == 3 and all(isinstance(n, int) for n in v)),
         "null or a list of 3 ints", None)

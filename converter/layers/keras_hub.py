@@ -303,13 +303,25 @@ def rotary_embedding(node):
 # ---------------------------------------------------------------------- other layers
 
 
-GEMMA_NORM_MODULES = tuple(f"{package}.src.models.gemma.rms_normalization"
-                           for package in HUB_PACKAGES)
+GEMMA_NORM_MODULES = tuple(f"{package}.src.models.{module}" for package in HUB_PACKAGES
+                           for module in ("gemma.rms_normalization", "gemma3.gemma3_layers"))
+# modeling's RMSNormalization: its module, and the registered name a legacy .h5 records
+# instead (the one keras_hub class of the name it registers)
+MODELING_NORM_MODULES = tuple(f"{package}.src.layers.modeling.rms_normalization"
+                              for package in HUB_PACKAGES) + ("keras_hub>RMSNormalization",)
 
 
 def is_gemma_norm(module) -> bool:
-    """Gemma's RMSNormalization (``keras_hub.src.models.gemma``), not the modeling one."""
+    """Gemma's or Gemma 3's RMSNormalization (``keras_hub.src.models.gemma`` /
+    ``gemma3.gemma3_layers``: the same formula), not the modeling one."""
     return (module or "") in GEMMA_NORM_MODULES
+
+
+def _is_modelled_rms_norm(module: str, config: dict) -> bool:
+    """keras_hub ships several classes named RMSNormalization (modeling's, Gemma's, Gemma
+    3's, Gemma 4's x * scale, ...): this kind claims those whose module says they are one
+    it models; the others are unsupported layers, never another class's graph."""
+    return module in MODELING_NORM_MODULES or is_gemma_norm(module)
 
 
 def _rms_weights(node):
@@ -319,10 +331,10 @@ def _rms_weights(node):
     return [WeightSpec("scale", "vars/0", (node.config["input_dim"],))]
 
 
-@hub_kind("RMSNormalization", weights=_rms_weights)
+@layer_kind("RMSNormalization", weights=_rms_weights, matches=_is_modelled_rms_norm)
 def rms_normalization(node):
-    """KerasHub's two classes of the name (not Keras'), in float32: modeling's
-    x * rsqrt(mean(x², last axis) + 1e-6) * scale; Gemma's
+    """KerasHub's classes of the name (not Keras'), in float32: modeling's
+    x * rsqrt(mean(x², last axis) + 1e-6) * scale; Gemma's and Gemma 3's
     x * 1 / sqrt(mean(x², last axis) + epsilon) * (1 + scale), cast to its compute dtype."""
     if is_gemma_norm(node.layer.module):
         return [(first_input(node).shape, compute_dtype(node))]
@@ -782,22 +794,32 @@ gqa_decoder_kind("Qwen3_5TransformerDecoder", _expand_qwen3_5_decoder, position_
 # ---------------------------------------------------------------------- Gemma
 
 
+# the module of the RMSNormalization each Gemma decoder block builds
+GEMMA_BLOCK_NORMS = {"GemmaDecoderBlock": "keras_hub.src.models.gemma.rms_normalization",
+                     "Gemma3DecoderBlock": "keras_hub.src.models.gemma3.gemma3_layers"}
+
+
+def _gemma_norm(node, e, attribute: str, epsilon: float, prefixes=None):
+    return e.sublayer(attribute, "RMSNormalization", {"epsilon": epsilon},
+                      module=GEMMA_BLOCK_NORMS[node.class_name], prefixes=prefixes)
+
+
 def _expand_gemma_decoder(node, e) -> list:
     """KerasHub's GemmaDecoderBlock.call without a cache: pre-norm (Gemma's RMS norms)
     CachedGemmaAttention on the merged padding AND causal mask (see ``_gemma_attention``),
     its output normed with ``use_post_attention_norm``, residual; then the pre-norm GeGLU
     feed-forward ffw_linear(gelu_tanh(ffw_gating(h)) * ffw_gating_2(h)), normed with
-    ``use_post_ffw_norm``, residual. Dropout is the identity at inference."""
+    ``use_post_ffw_norm``, residual. Dropout is the identity at inference. The gates are
+    intermediate_dim / 2 wide (Gemma 3's block: / ``gate_dim_reduction``)."""
     config = e.config
     if node.input("cache") is not None:
-        raise UnsupportedLayerError(f"{e.source}: layer {node.name!r}: GemmaDecoderBlock "
+        raise UnsupportedLayerError(f"{e.source}: layer {node.name!r}: {node.class_name} "
                                     f"called with a cache is not supported yet")
     x = node.input("x")
     epsilon = config.get("layer_norm_epsilon", 1e-6)
 
     def norm(attribute):
-        return e.sublayer(attribute, "RMSNormalization", {"epsilon": epsilon},
-                          module="keras_hub.src.models.gemma.rms_normalization")
+        return _gemma_norm(node, e, attribute, epsilon)
 
     def ffw(attribute, name, equation, units):
         return e.sublayer(attribute, "EinsumDense", {"equation": equation,
@@ -811,7 +833,7 @@ def _expand_gemma_decoder(node, e) -> list:
         attended = e.call(norm("post_attention_norm"), attended)[0]
     x = e.op("Add", x, attended, label="attention_residual")
     h = e.call(norm("pre_ffw_norm"), x)[0]
-    half = config["intermediate_dim"] // 2
+    half = config["intermediate_dim"] // config.get("gate_dim_reduction", 2)
     gate = e.call(ffw("gating_ffw", "ffw_gating", "btd,df->btf", half), h)[0]
     linear = e.call(ffw("gating_ffw_2", "ffw_gating_2", "btd,df->btf", half), h)[0]
     gated = e.op("Multiply", e.op("Gelu", gate, approximate=True, label="gate_activation"),
@@ -844,7 +866,9 @@ def _causal_mask(e, sequence, label: str, window=None):
 
 def _gemma_attention(node, e, h):
     """CachedGemmaAttention without a cache (its non-fused path): EinsumDense query / key /
-    value, rotary embedding (max_wavelength 10000) of query and key, the query times
+    value (Gemma 3: query and key RMS-normalized per head with ``use_query_key_norm``,
+    epsilon 1e-6, as its block builds them), rotary embedding (max_wavelength 10000;
+    Gemma 3: ``rope_wavelength``, ``rope_scaling_factor``) of query and key, the query times
     1 / sqrt(head_dim) (GemmaDecoderBlock always passes query_head_dim_normalize=True),
     key and value repeated to the query heads, logits soft-capped cap * tanh(logits / cap)
     with ``logit_soft_cap``, softmax on the padding AND causal mask (AND the sliding window
@@ -873,8 +897,9 @@ def _gemma_attention(node, e, h):
         "Minimum", mask, _causal_mask(e, h, "attention_mask/sliding", window),
         label="attention_mask/sliding_window")
     rope = e.sublayer("attention/rope_layer", "RotaryEmbedding",
-                      {"max_wavelength": 10000.0, "scaling_factor": 1.0, "sequence_axis": 1,
-                       "feature_axis": -1, "name": "rotary_embedding"},
+                      {"max_wavelength": config.get("rope_wavelength", 10000.0),
+                       "scaling_factor": config.get("rope_scaling_factor", 1.0),
+                       "sequence_axis": 1, "feature_axis": -1, "name": "rotary_embedding"},
                       module="keras_hub.src.layers.modeling.rotary_embedding")
     query = e.call(projection("query_dense", "query", "btd,ndh->btnh",
                               [None, heads, head_dim]), h)[0]
@@ -882,6 +907,10 @@ def _gemma_attention(node, e, h):
                  h)[0]
     value = e.call(projection("value_dense", "value", "bsd,kdh->bskh",
                               [None, groups, head_dim]), h)[0]
+    if config.get("use_query_key_norm"):
+        query, key = (e.call(_gemma_norm(node, e, f"attention/{role}_norm", 1e-6,
+                                         (f"attention/{role}_norm/",) * 2), projected)[0]
+                      for role, projected in (("query", query), ("key", key)))
     query = e.op("Multiply", e.call(rope, query)[0], 1 / math.sqrt(head_dim),
                  label="scaled_query")
     key = e.op("Repeat", e.call(rope, key)[0], repeats=heads // groups, axis=2,
@@ -909,6 +938,28 @@ def _gemma_attention(node, e, h):
 
 hub_kind("GemmaDecoderBlock", signature=("x", "padding_mask", "cache", "cache_update_index"),
          output_mask=lambda node: node.input("x").mask, expand=_expand_gemma_decoder)(
+    lambda node: [(node.input("x").shape, compute_dtype(node))])
+
+
+# ---------------------------------------------------------------------- Gemma 3
+
+
+def _expand_gemma3_decoder(node, e) -> list:
+    """KerasHub's Gemma3DecoderBlock.call without a cache or images: GemmaDecoderBlock's
+    (see ``_expand_gemma_decoder``) with CachedGemma3Attention's options (query / key
+    norms, ``rope_wavelength``, ``rope_scaling_factor``) and ``gate_dim_reduction``.
+    Bidirectional attention (EmbeddingGemma) and a ``vision_mask`` are refused."""
+    if node.input("vision_mask") is not None or e.config.get("use_bidirectional_attention"):
+        raise UnsupportedLayerError(f"{e.source}: layer {node.name!r}: Gemma3DecoderBlock "
+                                    f"with a vision_mask or bidirectional attention is not "
+                                    f"supported yet")
+    return _expand_gemma_decoder(node, e)
+
+
+hub_kind("Gemma3DecoderBlock",
+         signature=("x", "padding_mask", "vision_mask", "cache", "cache_update_index",
+                    "cache_update_mask"),
+         output_mask=lambda node: node.input("x").mask, expand=_expand_gemma3_decoder)(
     lambda node: [(node.input("x").shape, compute_dtype(node))])
 
 

@@ -1,8 +1,8 @@
 """Normalization layers: LayerNormalization, BatchNormalization, UnitNormalization."""
 from __future__ import annotations
 
-from .registry import (WeightSpec, first_input, layer_kind, no_mask, normalize_axis,
-                       same_as_input)
+from .registry import (WeightSpec, first_input, from_package, layer_kind, no_mask,
+                       normalize_axis, same_as_input)
 
 
 def normalized_axes(node) -> list:
@@ -64,8 +64,10 @@ def _rms_weights(node):
 
 # RMSNormalization (Keras 3): x * rsqrt(mean(x², axis) + epsilon) * scale. It does not
 # support masking: Keras drops its input's mask (a masked Embedding's padding is no longer
-# masked in the attention after a pre-norm).
-layer_kind("RMSNormalization", weights=_rms_weights, output_mask=no_mask)(same_as_input)
+# masked in the attention after a pre-norm). Keras' class, by its module (or, where none
+# is recorded, by the ``axis`` only it writes): keras_hub's classes of the name are others.
+layer_kind("RMSNormalization", weights=_rms_weights, output_mask=no_mask,
+           matches=from_package("keras", lambda config: "axis" in config))(same_as_input)
 
 
 def group_axis(node) -> int:

@@ -34,7 +34,7 @@ REDUCTIONS = {"Mean", "Sum", "Max", "Min", "Prod", "Any", "All"}
 STRUCTURAL = {"Cast", "Matmul", "Transpose", "Reshape", "ExpandDims", "Squeeze",
               "Concatenate", "TakeAlongAxis"}
 # Ops that move or pick elements: the result keeps the dtype of the first tensor.
-INDEXING = {"GetItem", "Take", "Slice", "Split", "Tile", "Repeat"}
+INDEXING = {"GetItem", "Take", "Slice", "Split", "Tile", "Repeat", "Pad"}
 JOINING = {"Concatenate", "Stack"}  # a list of tensors, promoted to one dtype
 OTHER_OPS = {"Where", "Einsum", "Cumsum"}
 # (real, imaginary) in, (real, imaginary) out: the 2-D Fourier transform of the last two axes
@@ -88,7 +88,8 @@ TF_FUNCTIONS = {
 ATTRIBUTE_NAMES = ("axis", "axes", "newshape", "keepdims", "dtype", "transpose_a",
                    "transpose_b", "approximate", "key", "start_indices", "shape",
                    "indices_or_sections", "num_or_size_splits", "repeats", "subscripts",
-                   "exclusive", "reverse", "batch_dims", "order", "epsilon")
+                   "exclusive", "reverse", "batch_dims", "order", "epsilon", "pad_width",
+                   "mode")
 # Keyword names TF functions give their operands after the first (tf.math.add(x, y),
 # matmul(a, b), tf.where(c, x, y), tf.gather(params, indices), tf.range(start, limit, delta)).
 SECOND_OPERAND_KEYWORDS = ("y", "b")
@@ -520,6 +521,16 @@ def _repeat_types(node, attributes, shapes, dtype):
     else:
         size = sum(counts)
     return [(x[:axis] + (size,) + x[axis + 1:], dtype)]
+
+
+@shape_of("Pad")
+def _pad_types(node, attributes, shapes, dtype):
+    """Each dim grown by its (before, after) of ``pad_width`` (one pair per axis)."""
+    widths = attributes["pad_width"]
+    if len(widths) != len(shapes[0]):
+        return None  # the emitter refuses it
+    return [(tuple(None if d is None else d + before + after
+                   for d, (before, after) in zip(shapes[0], widths)), dtype)]
 
 
 @shape_of("Cumsum")
