@@ -12,6 +12,7 @@ import re
 import numpy as np
 import pytest
 
+from keras_check import run_onnx
 from keras_hub_model_check import (OPSETS, SMALL, check_by_name, masked_inputs,
                                    requires_keras_hub, resaved, saved_model_cache)
 
@@ -89,6 +90,49 @@ def test_the_longer_length_reaches_the_log_buckets(saved_models):
     buckets = np.asarray(attention._get_rel_pos(length))[0, 0]
     distances = np.arange(length)[:, None] - np.arange(length)[None, :]
     assert (buckets != distances).any()
+
+
+def run_bucket_indices(geometry: dict, length: int, opset: int) -> tuple:
+    """The c2p / p2c indices ``relative_position_indices`` computes in onnxruntime for a
+    (1, length, 1) input."""
+    from onnx import TensorProto, helper
+
+    from kerasonnx.emit.builder import Builder
+
+    b = Builder(opset)
+    outputs = keras_hub_emitters.relative_position_indices(b, "x", geometry, "rel")
+    graph = helper.make_graph(
+        b.nodes, "buckets", [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info(name, TensorProto.INT64, None) for name in outputs],
+        list(b.initializers.values()))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
+                              ir_version=8)
+    return tuple(run_onnx(model, [np.zeros((1, length, 1), np.float32)]))
+
+
+@pytest.mark.parametrize("buckets, longest, lengths", [
+    (BUCKETS, 12, (5, 12, 20)), (8, 16, (12, 16, 30)),
+    # the two float32 logarithms of distance 11 differ by an ulp: the bucket there is
+    # 4, not the 3 of exact arithmetic
+    (4, 12, (12, 30)),
+    (256, 512, (300, 512, 700)),  # the released DeBERTa-v3 geometry
+])
+@pytest.mark.parametrize("opset", OPSETS)
+def test_bucket_indices_are_keras_hubs(buckets, longest, lengths, opset):
+    """The relative-position bucket indices at run time equal keras_hub's
+    (``_get_rel_pos``, clipped as its c2p / p2c gathers clip them), element for element,
+    at lengths up to and beyond max_sequence_length."""
+    from keras_hub.src.models.deberta_v3.disentangled_self_attention import (
+        DisentangledSelfAttention)
+
+    attention = DisentangledSelfAttention(num_heads=1, hidden_dim=2, bucket_size=buckets,
+                                          max_position_embeddings=longest)
+    for length in lengths:
+        expected = np.asarray(attention._get_rel_pos(length))[0, 0]
+        c2p, p2c = run_bucket_indices({"bucket_size": buckets,
+                                       "max_position_embeddings": longest}, length, opset)
+        np.testing.assert_array_equal(c2p, np.clip(expected + buckets, 0, 2 * buckets - 1))
+        np.testing.assert_array_equal(p2c, np.clip(buckets - expected, 0, 2 * buckets - 1))
 
 
 @pytest.mark.parametrize("swap", [
