@@ -26,6 +26,7 @@ OPSETS = (23, 17)
 BATCHES = (1, 3)
 LENGTHS = (5, 9)
 VOCABULARY = 40
+MASKS_PER_SEQUENCE = 3
 SMALL = {"vocabulary_size": VOCABULARY, "num_layers": 2, "num_heads": 2, "hidden_dim": 8,
          "intermediate_dim": 16, "max_sequence_length": 12}
 
@@ -72,6 +73,18 @@ def head_padded_inputs(model, batch: int, length: int, rng) -> dict:
     if batch > 2:
         arrays["token_ids"][0, :2] = 0
         arrays["padding_mask"][0, :2] = 0
+    return arrays
+
+
+def masked_inputs(model, batch: int, length: int, rng) -> dict:
+    """``token_inputs`` and, where the model takes them, ``mask_positions``: random
+    positions in the sequence, padding ones included, a position repeated in the first
+    row."""
+    arrays = token_inputs(model, batch, length, rng)
+    if "mask_positions" in {t.name.split(":")[0] for t in model.inputs}:
+        positions = rng.integers(0, length, size=(batch, MASKS_PER_SEQUENCE)).astype("int32")
+        positions[0, -1] = positions[0, 0]
+        arrays["mask_positions"] = positions
     return arrays
 
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from keras_hub_model_check import (OPSETS, SMALL, VOCABULARY, check_by_name,
-                                   output_names_fresh_and_converted, requires_keras_hub,
-                                   resaved, saved_model_cache, token_inputs)
+                                   masked_inputs, output_names_fresh_and_converted,
+                                   requires_keras_hub, resaved, saved_model_cache)
 
 from kerasonnx.convert import convert
 from kerasonnx.errors import ConversionError
@@ -20,21 +20,6 @@ from kerasonnx.model import load
 from kerasonnx.report import inspect
 
 pytestmark = requires_keras_hub
-
-MASKS_PER_SEQUENCE = 3
-
-
-def masked_inputs(model, batch: int, length: int, rng) -> dict:
-    """``token_inputs`` and, where the model takes them, ``mask_positions``: random
-    positions in the sequence, padding ones included, a position repeated in the first
-    row."""
-    arrays = token_inputs(model, batch, length, rng)
-    if "mask_positions" in {t.name.split(":")[0] for t in model.inputs}:
-        positions = rng.integers(0, length, size=(batch, MASKS_PER_SEQUENCE)).astype("int32")
-        positions[0, -1] = positions[0, 0]
-        arrays["mask_positions"] = positions
-    return arrays
-
 
 def bert_masked_lm(keras_hub):
     """With a real preprocessor (a word-piece vocabulary of its own), which is left out."""

@@ -15,9 +15,9 @@ from ..errors import ConversionError
 from ..ir import Node
 from ..layers.keras_hub import is_gemma_norm
 from ..model import named_weights
-from .attention import multi_head_attention, unsqueeze
+from .attention import multi_head_attention, positions, project, unsqueeze
 from .builder import Builder
-from .core import embedding
+from .core import MASKED_LOGIT, embedding
 from .registry import emits
 
 
@@ -563,3 +563,166 @@ def phi3_su_scaled_rotary_embedding(node: Node, b: Builder) -> list:
         return b.op("Where", [longer, long, short], f"{base}/inverse_frequencies")
 
     return rotate(node, b, inverse_of, phi3_amplitude(config))
+
+
+# ---------------------------------------------------------------------- DeBERTa-v3
+
+
+@emits("RelativeEmbedding")
+def relative_embedding(node: Node, b: Builder) -> list:
+    """LayerNormalization(layer_norm_epsilon) of the (2 bucket_size, hidden) table,
+    expanded over the input's batch: (B, 2 bucket_size, hidden)."""
+    base, weights = node.name, named_weights(node)
+    table = np.asarray(weights["rel_embedding"], np.float32)[None]
+    normalized = b.op("LayerNormalization",
+                      [b.constant(f"{base}/table", table),
+                       b.constant(f"{base}/gamma", np.asarray(weights["layer_norm/gamma"],
+                                                              np.float32)),
+                       b.constant(f"{base}/beta", np.asarray(weights["layer_norm/beta"],
+                                                             np.float32))],
+                      f"{base}/normalized", axis=-1,
+                      epsilon=float(node.config.get("layer_norm_epsilon", 1e-5)))
+    batch = b.op("Shape", [b.value(node.input("inputs"))], f"{base}/batch", start=0, end=1)
+    shape = b.op("Concat", [batch, b.ints(f"{base}/table_shape", list(table.shape[1:]))],
+                 f"{base}/shape", axis=0)
+    return [b.op("Expand", [normalized, shape], base)]
+
+
+def relative_position_indices(b: Builder, x: str, config: dict, base: str) -> tuple:
+    """keras_hub's ``_get_rel_pos`` for the length S of x's axis 1, at run time, as the
+    (S, S) int64 indices into the c2p and p2c scores. rel = i - j; mid = bucket_size // 2;
+    a = mid - 1 where |rel| < mid, else |rel|; the log bucket
+    ceil(log(a / mid) (mid - 1) / log((max_position_embeddings - 1) / mid)) + mid in
+    float32, both logs taken at run time as keras_hub takes them; bucket = rel where
+    a <= mid, else sign(rel) * log bucket. c2p: clip(bucket + bucket_size, 0,
+    2 bucket_size - 1); p2c: clip(bucket_size - bucket, 0, 2 bucket_size - 1)."""
+    f32, span = np.float32, config["bucket_size"]
+    mid = span // 2
+    ids = positions(b, x, f"{base}/positions")
+    rel = b.op("Sub", [unsqueeze(b, ids, [1], f"{base}/query_ids"),
+                       unsqueeze(b, ids, [0], f"{base}/key_ids")], f"{base}/rel_pos")
+
+    def int64(name, value):
+        return b.constant(f"{base}/{name}", np.int64(value))
+
+    near = b.op("And", [b.op("Less", [rel, int64("mid", mid)], f"{base}/below_mid"),
+                        b.op("Greater", [rel, int64("minus_mid", -mid)], f"{base}/above_mid")],
+                f"{base}/near")
+    distance = b.op("Where", [near, int64("mid_minus_one", mid - 1),
+                              b.op("Abs", [rel], f"{base}/abs_rel_pos")], f"{base}/abs_pos")
+    ratio = b.op("Div", [b.op("Cast", [distance], f"{base}/abs_pos_float",
+                              to=TensorProto.FLOAT), b.constant(f"{base}/mid_float", f32(mid))],
+                 f"{base}/ratio")
+    numerator = b.op("Mul", [b.op("Log", [ratio], f"{base}/log_ratio"),
+                             b.constant(f"{base}/mid_minus_one_float", f32(mid - 1))],
+                     f"{base}/numerator")
+    longest = f32(config["max_position_embeddings"] - 1) / f32(mid)
+    denominator = b.op("Log", [b.constant(f"{base}/longest_ratio", longest)],
+                       f"{base}/denominator")
+    logarithmic = b.op("Cast", [b.op("Ceil", [b.op("Div", [numerator, denominator],
+                                                    f"{base}/log_scaled")], f"{base}/ceil")],
+                       f"{base}/log_int", to=TensorProto.INT64)
+    logarithmic = b.op("Add", [logarithmic, int64("mid_offset", mid)], f"{base}/log_pos")
+    bucket = b.op("Where", [b.op("LessOrEqual", [distance, int64("mid_bound", mid)],
+                                 f"{base}/exact"),
+                            rel, b.op("Mul", [logarithmic, b.op("Sign", [rel], f"{base}/sign")],
+                                      f"{base}/signed_log_pos")], f"{base}/bucket_pos")
+    low, high = int64("first_index", 0), int64("last_index", 2 * span - 1)
+    c2p = b.op("Clip", [b.op("Add", [bucket, int64("span", span)], f"{base}/c2p_shifted"),
+                        low, high], f"{base}/c2p_pos")
+    p2c = b.op("Clip", [b.op("Sub", [int64("span_p2c", span), bucket], f"{base}/p2c_shifted"),
+                        low, high], f"{base}/p2c_pos")
+    return c2p, p2c
+
+
+def disentangled_scores(b: Builder, content_query: str, content_key: str,
+                        position_query: str, position_key: str, c2p_pos: str, p2c_pos: str,
+                        scale: str, base: str) -> str:
+    """c2p + p2c, scaled: c2p[i, j] = q_i · pos_k[c2p_pos[i, j]], p2c[i, j] =
+    k_j · pos_q[p2c_pos[j, i]], on (B, heads, length, head size) heads."""
+    def along_buckets(content, position, indices, name):
+        scores = b.op("MatMul", [content, b.op("Transpose", [position], f"{base}/{name}_t",
+                                               perm=[0, 1, 3, 2])], f"{base}/{name}_scores")
+        leading = b.op("Shape", [scores], f"{base}/{name}_leading", start=0, end=3)
+        length = b.op("Shape", [content], f"{base}/{name}_length", start=2, end=3)
+        square = b.op("Concat", [leading, length], f"{base}/{name}_square", axis=0)
+        indices = b.op("Expand", [indices, square], f"{base}/{name}_indices")
+        return b.op("GatherElements", [scores, indices], f"{base}/{name}_gathered", axis=3)
+
+    c2p = b.op("Mul", [along_buckets(content_query, position_key, c2p_pos, "c2p"), scale],
+               f"{base}/c2p")
+    p2c = b.op("Transpose", [along_buckets(content_key, position_query, p2c_pos, "p2c")],
+               f"{base}/p2c_transposed", perm=[0, 1, 3, 2])
+    p2c = b.op("Mul", [p2c, scale], f"{base}/p2c")
+    return b.op("Add", [c2p, p2c], f"{base}/relative_scores")
+
+
+@emits("DisentangledSelfAttention")
+def disentangled_self_attention(node: Node, b: Builder) -> list:
+    """keras_hub's DisentangledSelfAttention (inference: dropout is the identity). q, k, v
+    the query / key / value EinsumDense heads of x (B, S, heads, head size); pos_q, pos_k
+    the query / key EinsumDense heads of the relative embeddings (B, 2 bucket_size, ...).
+    logits = q·k s + (c2p + p2c) (see ``disentangled_scores`` and
+    ``relative_position_indices``), s = 1 / sqrt(3 head size); softmax on the attention
+    mask as Keras' Softmax takes it (masked logits -1e9, masked probabilities 0), times v,
+    the heads joined, attention_output Dense."""
+    config, base = node.config, node.name
+    if node.arguments.get("return_attention_scores"):
+        raise ConversionError(f"layer {base!r}: DisentangledSelfAttention called with "
+                              f"return_attention_scores is not supported yet")
+    heads, hidden, span = config["num_heads"], config["hidden_dim"], config["bucket_size"]
+    size = hidden // heads
+    if span // 2 < 1 or config["max_position_embeddings"] - 1 <= span // 2:
+        raise ConversionError(f"layer {base!r}: DisentangledSelfAttention with bucket_size "
+                              f"{span} and max_position_embeddings "
+                              f"{config['max_position_embeddings']} has no log buckets "
+                              f"keras_hub computes finitely")
+    weights = {name: np.asarray(value, np.float32)
+               for name, value in named_weights(node).items()}
+    x = b.value(node.input("inputs"))
+    relative = b.value(node.input("rel_embeddings"))
+
+    def split_heads(value, name, label):
+        kernel = weights[f"{name}/kernel"].reshape(-1, heads * size)
+        projected = project(b, value, kernel, weights[f"{name}/bias"].reshape(-1),
+                            f"{base}/{label}")
+        projected = b.op("Reshape", [projected, b.ints(f"{base}/{label}_shape",
+                                                       [0, 0, heads, size])],
+                         f"{base}/{label}_heads")
+        return b.op("Transpose", [projected], f"{base}/{label}_t", perm=[0, 2, 1, 3])
+
+    query, key, value = (split_heads(x, name, name) for name in ("query", "key", "value"))
+    position_query = split_heads(relative, "query", "position_query")
+    position_key = split_heads(relative, "key", "position_key")
+    scale = b.constant(f"{base}/scale", np.float32(1.0 / math.sqrt(float(3 * size))))
+    content = b.op("MatMul", [query, b.op("Transpose", [key], f"{base}/key_heads_t",
+                                          perm=[0, 1, 3, 2])], f"{base}/content_scores")
+    content = b.op("Mul", [content, scale], f"{base}/content")
+    c2p_pos, p2c_pos = relative_position_indices(b, x, config, base)
+    relative_scores = disentangled_scores(b, query, key, position_query, position_key,
+                                          c2p_pos, p2c_pos, scale, base)
+    logits = b.op("Add", [content, relative_scores], f"{base}/logits")
+    mask_tensor = node.input("attention_mask")
+    if mask_tensor is None:
+        attention_scores = b.op("Softmax", [logits], f"{base}/attention_softmax", axis=-1)
+    else:
+        mask = b.value(mask_tensor)
+        # Keras' _masked_softmax: the mask gains axes before its last two, to (B, 1, T, S)
+        for _ in range(4 - len(mask_tensor.shape)):
+            mask = unsqueeze(b, mask, [-3], f"{base}/mask_expanded")
+        if mask_tensor.dtype != "bool":
+            half = b.constant(f"{base}/half", np.asarray(0.5).astype(mask_tensor.dtype))
+            mask = b.op("Greater", [mask, half], f"{base}/mask_bool")
+        masked = b.op("Where", [mask, logits, b.constant(f"{base}/masked_logit",
+                                                        np.float32(MASKED_LOGIT))],
+                      f"{base}/masked_logits")
+        probabilities = b.op("Softmax", [masked], f"{base}/softmax", axis=-1)
+        attention_scores = b.op("Where", [mask, probabilities, b.constant(f"{base}/zero",
+                                                                 np.float32(0))],
+                        f"{base}/attention_softmax")
+    attended = b.op("MatMul", [attention_scores, value], f"{base}/attended")
+    attended = b.op("Transpose", [attended], f"{base}/attended_t", perm=[0, 2, 1, 3])
+    attended = b.op("Reshape", [attended, b.ints(f"{base}/joined_shape", [0, 0, hidden])],
+                    f"{base}/joined")
+    return [project(b, attended, weights["attention_output/kernel"],
+                    weights["attention_output/bias"], base)]

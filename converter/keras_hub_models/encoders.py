@@ -113,3 +113,45 @@ def roberta_backbone(config: dict, f: Functional) -> None:
 
 # keras_hub's XLMRobertaBackbone subclasses RobertaBackbone and changes nothing but its name
 keras_hub_model("XLMRobertaBackbone", TEXT_KEYS)(roberta_backbone)
+
+
+# ---------------------------------------------------------------------- DeBERTa-v3
+
+DEBERTA_V3 = "keras_hub.src.models.deberta_v3."
+
+
+@keras_hub_model("DebertaV3Backbone", TEXT_KEYS | {"bucket_size"})
+def deberta_v3_backbone(config: dict, f: Functional) -> None:
+    """keras_hub's DebertaV3Backbone: ReversibleEmbedding ``token_embedding`` of
+    ``token_ids`` (no position embedding), LayerNormalization(1e-7), Dropout;
+    RelativeEmbedding ``rel_embedding`` (the normalized (2 bucket_size, hidden) table, per
+    batch row); DisentangledAttentionEncoders ``disentangled_attention_encoder_layer_<i>``
+    (exact gelu, epsilon 1e-7, the log buckets set by bucket_size and
+    max_sequence_length) on the embeddings, the table and ``padding_mask``. Its one output
+    is named after the last encoder, as Keras names it."""
+    vocabulary, layers, heads, hidden, intermediate, dropout, length = dims(config, f)
+    buckets = f.require(config, "bucket_size", lambda v: is_positive_int(v) and v >= 2,
+                        "an int of at least 2")
+    if length - 1 <= buckets // 2:
+        raise ModelConfigError(f"{f.source}: DebertaV3Backbone config key 'bucket_size' "
+                               f"({buckets}) leaves no log buckets below "
+                               f"max_sequence_length ({length}); kerasonnx rebuilds it for "
+                               f"bucket_size // 2 < max_sequence_length - 1")
+    token_ids = f.input("token_ids")
+    padding_mask = f.input("padding_mask")
+    x = token_embedding_layer(f, vocabulary, hidden, token_ids)
+    x = layer_norm(f, "embeddings_layer_norm", 1e-7, x)
+    x = f.layer("Dropout", "embeddings_dropout", {"rate": dropout}, x)
+    relative = f.layer("RelativeEmbedding", "rel_embedding",
+                       {"hidden_dim": hidden, "bucket_size": buckets,
+                        "layer_norm_epsilon": 1e-7},
+                       x, module=DEBERTA_V3 + "relative_embedding")
+    block = {"num_heads": heads, "intermediate_dim": intermediate,
+             "max_position_embeddings": length, "bucket_size": buckets, "dropout": dropout,
+             "activation": "gelu", "layer_norm_epsilon": 1e-7}
+    for i in range(layers):
+        name = f"disentangled_attention_encoder_layer_{i}"
+        x = f.layer("DisentangledAttentionEncoder", name, block, x,
+                    module=DEBERTA_V3 + "disentangled_attention_encoder",
+                    rel_embeddings=relative, padding_mask=padding_mask)
+    f.outputs[name] = x

@@ -136,7 +136,7 @@ def _masked_lm(config: dict, f: Functional, backbone_class: str, task: str,
                              "registered_name": "keras_hub>ReversibleEmbedding"},
          "intermediate_activation": intermediate_activation, "activation": None,
          "layer_norm_epsilon": 1e-5},
-        outputs["sequence_output"], mask_positions)
+        _sequence_output(outputs), mask_positions)
     f.preprocessor(config.get("preprocessor"), task)
 
 
@@ -247,3 +247,37 @@ def vit_image_classifier(config: dict, f: Functional) -> None:
                                           "use_bias": True}, x))
     f.preprocessor(config.get("preprocessor"), "ViTImageClassifier",
                    "image converter: resizing, rescaling")
+
+
+# ---------------------------------------------------------------------- DeBERTa-v3
+
+
+def _sequence_output(outputs: dict) -> Tensor:
+    """A backbone's hidden states: its ``sequence_output``, or its only output (DeBERTa's
+    backbone returns one tensor, named after its last encoder)."""
+    return outputs["sequence_output"] if "sequence_output" in outputs else next(
+        iter(outputs.values()))
+
+
+@keras_hub_model("DebertaV3TextClassifier", CLASSIFIER_KEYS | {"hidden_dim"})
+def deberta_v3_text_classifier(config: dict, f: Functional) -> None:
+    """keras_hub's DebertaV3TextClassifier: the first token of the backbone's output,
+    Dropout(dropout) ``pooled_dropout``, Dense(hidden_dim or the backbone's, exact gelu)
+    ``pooled_dense``, Dropout(the backbone's dropout) ``classifier_dropout``,
+    Dense(num_classes, activation) ``logits``; the preprocessor noted."""
+    backbone = config.get("backbone")
+    _, outputs = f.backbone(backbone, "DebertaV3Backbone", "DebertaV3TextClassifier")
+    x = _first_token_dense(config, f, backbone["config"],
+                           {"sequence_output": _sequence_output(outputs)}, "gelu",
+                           "pooled_dropout")
+    x = f.layer("Dropout", "classifier_dropout", {"rate": backbone["config"]["dropout"]}, x)
+    classes = f.require(config, "num_classes", is_positive_int, "a positive int")
+    f.outputs.update(logits=f.layer("Dense", "logits",
+                                    {"units": classes, "activation": config.get("activation"),
+                                     "use_bias": True}, x))
+    f.preprocessor(config.get("preprocessor"), "DebertaV3TextClassifier")
+
+
+# DebertaV3MaskedLM: ``_masked_lm`` over its backbone (its head's activation exact gelu)
+keras_hub_model("DebertaV3MaskedLM", TASK_KEYS)(
+    lambda config, f: _masked_lm(config, f, "DebertaV3Backbone", "DebertaV3MaskedLM", "gelu"))

@@ -1156,3 +1156,103 @@ hub_kind("Phi3Decoder",
          output_mask=lambda node: node.input("decoder_sequence").mask,
          expand=_expand_phi3_decoder)(
     lambda node: [(node.input("decoder_sequence").shape, compute_dtype(node))])
+
+
+# ---------------------------------------------------------------------- DeBERTa-v3
+
+DEBERTA_V3 = "keras_hub.src.models.deberta_v3."
+
+
+def _relative_embedding_weights(node):
+    """The table (2 bucket_size, hidden_dim) and its LayerNormalization's gamma, beta."""
+    config = node.config
+    hidden = config["hidden_dim"]
+    return [WeightSpec("rel_embedding", "vars/0", (2 * config["bucket_size"], hidden)),
+            WeightSpec("layer_norm/gamma", "layer_norm/vars/0", (hidden,)),
+            WeightSpec("layer_norm/beta", "layer_norm/vars/1", (hidden,))]
+
+
+@hub_kind("RelativeEmbedding", weights=_relative_embedding_weights, output_mask=no_mask)
+def relative_embedding(node):
+    """LayerNormalization(layer_norm_epsilon) of the (2 bucket_size, hidden_dim) table,
+    repeated over the input's batch: (B, 2 bucket_size, hidden_dim)."""
+    config = node.config
+    return [((first_input(node).shape[0], 2 * config["bucket_size"], config["hidden_dim"]),
+             compute_dtype(node))]
+
+
+def _disentangled_attention_weights(node):
+    """query / key / value EinsumDense kernels (hidden, heads, head size) and biases
+    (heads, head size); the attention_output kernel (hidden, hidden) and bias."""
+    config = node.config
+    heads, hidden = config["num_heads"], config["hidden_dim"]
+    specs = []
+    for name in ("query", "key", "value"):
+        specs += [WeightSpec(f"{name}/kernel", f"{name}_dense/vars/0",
+                             (hidden, heads, hidden // heads)),
+                  WeightSpec(f"{name}/bias", f"{name}_dense/vars/1", (heads, hidden // heads))]
+    return specs + [WeightSpec("attention_output/kernel", "output_dense/vars/0",
+                               (hidden, hidden)),
+                    WeightSpec("attention_output/bias", "output_dense/vars/1", (hidden,))]
+
+
+# DisentangledSelfAttention: content-to-content, content-to-position and
+# position-to-content attention over relative-position buckets, lowered by hand
+# (emit/keras_hub.py).
+hub_kind("DisentangledSelfAttention",
+         signature=("inputs", "rel_embeddings", "attention_mask", "return_attention_scores",
+                    "training"),
+         weights=_disentangled_attention_weights, output_mask=no_mask)(
+    lambda node: [(first_input(node).shape[:-1] + (node.config["hidden_dim"],),
+                   compute_dtype(node))])
+
+
+def _expand_disentangled_encoder(node, e) -> list:
+    """KerasHub's DisentangledAttentionEncoder.call: DisentangledSelfAttention on the
+    inputs, the relative embeddings and the merged padding / attention mask, dropout,
+    residual, LayerNormalization; then the feed-forward block (Dense(intermediate_dim,
+    activation), Dense(hidden), dropout, residual, norm): TransformerEncoder's post-norm
+    blocks around another attention."""
+    config, inputs = e.config, node.input("inputs")
+    hidden = inputs.shape[-1]
+    epsilon, dropout = config.get("layer_norm_epsilon", 1e-5), config.get("dropout", 0)
+
+    def norm(attribute):
+        return e.sublayer(attribute, "LayerNormalization", {"epsilon": epsilon, "axis": -1})
+
+    def drop(attribute):
+        return e.sublayer(attribute, "Dropout", {"rate": dropout})
+
+    attention = e.sublayer("_self_attention_layer", "DisentangledSelfAttention",
+                           {"num_heads": config["num_heads"], "hidden_dim": hidden,
+                            "max_position_embeddings": config.get("max_position_embeddings",
+                                                                  512),
+                            "bucket_size": config.get("bucket_size", 256),
+                            "dropout": dropout},
+                           module=DEBERTA_V3 + "disentangled_self_attention")
+    layers = {"_self_attention_layer_norm": norm("_self_attention_layer_norm"),
+              "_self_attention_dropout": drop("_self_attention_dropout"),
+              "_feedforward_layer_norm": norm("_feedforward_layer_norm"),
+              "_feedforward_intermediate_dense": e.sublayer(
+                  "_feedforward_intermediate_dense", "Dense",
+                  {"units": config["intermediate_dim"],
+                   "activation": config.get("activation", "relu")}),
+              "_feedforward_output_dense": e.sublayer("_feedforward_output_dense", "Dense",
+                                                      {"units": hidden}),
+              "_feedforward_dropout": drop("_feedforward_dropout")}
+    mask = _merged_attention_mask(e, inputs, node.input("padding_mask"),
+                                  node.input("attention_mask"), "self_attention_mask")
+
+    def attend(h):
+        return e.call(attention, h, rel_embeddings=node.input("rel_embeddings"),
+                      attention_mask=mask)[0], None
+
+    h = _residual_block(e, layers, "_self_attention", inputs, attend)[0]
+    return [_feedforward(e, layers, h)]
+
+
+hub_kind("DisentangledAttentionEncoder",
+         signature=("inputs", "rel_embeddings", "padding_mask", "attention_mask"),
+         output_mask=lambda node: node.input("inputs").mask,
+         expand=_expand_disentangled_encoder)(
+    lambda node: [(node.input("inputs").shape, compute_dtype(node))])
