@@ -64,6 +64,13 @@ POSITION_INDEXED = {"PositionEmbedding", "SinePositionEncoding"} | ROTARY
 # Keras operations that do (elementwise, broadcasting a constant at most).
 POSITION_WISE_OPS = (ARITHMETIC | COMPARISONS | LOGICAL | SAME_DTYPE_UNARY
                      | FLOAT_UNARY - {"Softmax", "LogSoftmax"} | {"Cast"})
+# Layers on the stream that a key/value cache cannot carry, and why.
+NOT_CACHEABLE = {
+    "Phi3SuScaledRotaryEmbedding": "picks its rotary factors by the length of the sequence "
+                                   "it is called on, which a cache step does not see",
+    "Qwen3_5GatedDeltaNet": "is linear attention: it carries a recurrent state (and a "
+                            "convolution window), not keys and values",
+}
 MASK_ROLES_REFUSED = ("value_mask", "key_mask", "attention_mask")
 SELECTING_ROLES = MASK_ROLES + ("attention_mask",)
 
@@ -228,6 +235,9 @@ def _check_node(node: Node, stream: set, cached: bool, source: str) -> None:
     if (_position_wise(node) or _position_indexed(node)) and all(
             t in stream for t in inputs.values()):
         return
+    if node.class_name in NOT_CACHEABLE:
+        raise NotCausalDecoderError(f"{where} {NOT_CACHEABLE[node.class_name]}; export "
+                                    f"without --with-past")
     raise NotCausalDecoderError(
         f"{where} is not known to compute each position from that position alone, so "
         f"incremental decoding cannot be proven equal to the full model; --with-past "

@@ -160,8 +160,33 @@ def mistral_backbone(k):
                                             sliding_window=3)
 
 
+@DECODERS.register("keras3")
+def qwen3_causal_lm(k):
+    """KerasHub's Qwen3CausalLM: query and key RMS-normalized per head, a head_dim of its
+    own, rotary scaling, a sliding window (3) shorter than the decoded length."""
+    import keras_hub
+    backbone = keras_hub.models.Qwen3Backbone(
+        vocabulary_size=VOCAB, num_layers=2, num_query_heads=4, num_key_value_heads=2,
+        hidden_dim=8, intermediate_dim=16, head_dim=6, rope_max_wavelength=500,
+        rope_scaling_factor=2.0, sliding_window_size=3, layer_norm_epsilon=1e-5)
+    return keras_hub.models.Qwen3CausalLM(backbone, preprocessor=None)
+
+
+@DECODERS.register("keras3")
+def llama31_causal_lm(k):
+    """KerasHub's Llama3CausalLM with Llama 3.1's rotary frequency adjustment (a
+    pretraining length of 100: its frequencies in all three bands)."""
+    import keras_hub
+    backbone = keras_hub.models.Llama3Backbone(
+        vocabulary_size=VOCAB, num_layers=2, num_query_heads=4, num_key_value_heads=2,
+        hidden_dim=32, intermediate_dim=16, rope_max_wavelength=10000,
+        rope_frequency_adjustment_factor=8.0, rope_low_freq_factor=1.0,
+        rope_high_freq_factor=4.0, rope_pretraining_sequence_length=100)
+    return keras_hub.models.Llama3CausalLM(backbone, preprocessor=None)
+
+
 HUB_DECODERS = ("hub_decoder", "hub_sine_rotary_translator", "gpt2_causal_lm",
-                "llama_causal_lm", "mistral_backbone")
+                "llama_causal_lm", "mistral_backbone", "qwen3_causal_lm", "llama31_causal_lm")
 
 
 @pytest.fixture(scope="module")
@@ -337,6 +362,34 @@ def causal_dot_attention(k):
     return k.Model(tokens, k.layers.Attention(name="dot")([x, x], use_causal_mask=True))
 
 
+@REFUSED.register("keras3")
+def phi3_su_causal_lm(k):
+    """Phi-3's su-scaled rotary embedding picks its factors by the sequence length."""
+    import keras_hub
+    backbone = keras_hub.models.Phi3Backbone(
+        vocabulary_size=VOCAB, num_layers=1, num_query_heads=4, num_key_value_heads=2,
+        hidden_dim=32, intermediate_dim=16, pretraining_sequence_length=7,
+        max_sequence_length=28, rope_scaling_type="su",
+        rope_scaling_short_factor=[1.0, 1.5, 2.0, 4.0],
+        rope_scaling_long_factor=[1.0, 3.0, 8.0, 16.0])
+    return keras_hub.models.Phi3CausalLM(backbone, preprocessor=None)
+
+
+@REFUSED.register("keras3")
+def qwen3_5_causal_lm(k):
+    """Qwen 3.5's linear-attention layers (gated delta nets) carry a recurrent state, not
+    keys and values."""
+    import keras_hub
+    backbone = keras_hub.models.Qwen3_5Backbone(
+        vocabulary_size=VOCAB, hidden_dim=8, intermediate_dim=16, linear_key_head_dim=4,
+        num_layers=2, layer_types=["linear_attention", "full_attention"],
+        num_query_heads=2, num_key_value_heads=2, head_dim=4, partial_rotary_factor=1.0,
+        linear_num_key_heads=2, linear_num_value_heads=2, linear_value_head_dim=4)
+    return keras_hub.models.Qwen3_5CausalLM(backbone, preprocessor=None)
+
+
+HUB_REFUSED = ("phi3_su_causal_lm", "qwen3_5_causal_lm")
+
 REFUSALS = {
     "encoder_only": "has no causal self-attention",
     "causal_then_bidirectional": "'bidirectional' (MultiHeadAttention) attends over the "
@@ -347,6 +400,9 @@ REFUSALS = {
     "causal_attention_mask_input": "an attention_mask passed in cannot be proven causal",
     "causal_dot_attention": "'dot' (Attention) is causal, but --with-past caches only "
                             "MultiHeadAttention and GroupQueryAttention",
+    "phi3_su_causal_lm": "(Phi3SuScaledRotaryEmbedding) picks its rotary factors by the "
+                         "length of the sequence",
+    "qwen3_5_causal_lm": "(Qwen3_5GatedDeltaNet) is linear attention",
 }
 
 
@@ -356,7 +412,9 @@ def refused(tmp_path_factory):
 
 
 @requires_keras
-@pytest.mark.parametrize("name", sorted(REFUSALS))
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=[requires_keras_hub] if name in HUB_REFUSED else [])
+    for name in sorted(REFUSALS)])
 def test_models_that_are_not_causal_decoders_are_refused(refused, name):
     _, path = refused(name, "keras3")
     with pytest.raises(NotCausalDecoderError, match="--with-past") as error:
