@@ -47,7 +47,8 @@ from .layers.registry import normalize_axis
 
 PAST_PREFIX, PRESENT_PREFIX = "past_key_values.", "present."
 # Keras' attention layers, KerasHub's (CachedMultiHeadAttention in TransformerDecoder;
-# AttentionCore: the core of its Llama, Mistral and Qwen blocks, see layers/keras_hub.py).
+# AttentionCore: the core of its Llama, Mistral, Qwen, Phi-3 and Gemma blocks, see
+# layers/keras_hub.py).
 CACHED_CLASSES = ("MultiHeadAttention", "GroupQueryAttention", "CachedMultiHeadAttention",
                   "AttentionCore")
 ATTENTION_FAMILIES = ("attention", "keras_hub")  # Keras' own, KerasHub's (not keras-multi-head)

@@ -185,8 +185,37 @@ def llama31_causal_lm(k):
     return keras_hub.models.Llama3CausalLM(backbone, preprocessor=None)
 
 
+@DECODERS.register("keras3")
+def gemma_causal_lm(k):
+    """KerasHub's GemmaCausalLM with Gemma 2's options: attention and final logit soft
+    caps, a sliding window (3, shorter than the decoded length) on the even blocks, post
+    norms; 2 query heads over 1 key/value head."""
+    import keras_hub
+    backbone = keras_hub.models.GemmaBackbone(
+        vocabulary_size=VOCAB, num_layers=2, num_query_heads=2, num_key_value_heads=1,
+        hidden_dim=8, intermediate_dim=12, head_dim=4, query_head_dim_normalize=False,
+        use_post_ffw_norm=True, use_post_attention_norm=True, attention_logit_soft_cap=2.0,
+        final_logit_soft_cap=3.0, use_sliding_window_attention=True, sliding_window_size=3)
+    return keras_hub.models.GemmaCausalLM(backbone, preprocessor=None)
+
+
+@DECODERS.register("keras3")
+def gemma3_causal_lm(k):
+    """KerasHub's Gemma3CausalLM: five local blocks (sliding window 3, rotary wavelength
+    10^4, scaling 2), then a global one (10^6, scaling 4); query / key norms, soft caps."""
+    import keras_hub
+    backbone = keras_hub.models.Gemma3Backbone(
+        vocabulary_size=VOCAB, image_size=None, num_layers=6, num_query_heads=2, num_key_value_heads=1, hidden_dim=8, intermediate_dim=8,
+        head_dim=4, use_post_ffw_norm=True, use_post_attention_norm=True,
+        attention_logit_soft_cap=2.0, final_logit_soft_cap=3.0,
+        use_sliding_window_attention=True, sliding_window_size=3,
+        local_rope_scaling_factor=2.0, global_rope_scaling_factor=4.0)
+    return keras_hub.models.Gemma3CausalLM(backbone=backbone, preprocessor=None)
+
+
 HUB_DECODERS = ("hub_decoder", "hub_sine_rotary_translator", "gpt2_causal_lm",
-                "llama_causal_lm", "mistral_backbone", "qwen3_causal_lm", "llama31_causal_lm")
+                "llama_causal_lm", "mistral_backbone", "qwen3_causal_lm", "llama31_causal_lm",
+                "gemma_causal_lm", "gemma3_causal_lm")
 
 
 @pytest.fixture(scope="module")
