@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 import kerasonnx
 from conftest import requires_keras
-from keras_check import Cases, assert_same, keras_outputs, randomize
+from keras_check import Cases, assert_same, keras_outputs, model_cache, randomize
 from kerasonnx.cli import main
 from kerasonnx.convert import WITH_PAST_KEY
 from kerasonnx import NotCausalDecoderError
@@ -213,9 +213,29 @@ def gemma3_causal_lm(k):
     return keras_hub.models.Gemma3CausalLM(backbone=backbone, preprocessor=None)
 
 
+def phi3_su_causal_lm(pretraining_length: int):
+    """KerasHub's Phi3CausalLM with su-scaled rotary embeddings: the short factors up to
+    ``pretraining_length`` positions, the long ones beyond, cos and sin scaled."""
+    import keras_hub
+    backbone = keras_hub.models.Phi3Backbone(
+        vocabulary_size=VOCAB, num_layers=2, num_query_heads=4, num_key_value_heads=2,
+        hidden_dim=32, intermediate_dim=16, rope_max_wavelength=500,
+        pretraining_sequence_length=pretraining_length, max_sequence_length=28,
+        rope_scaling_type="su", rope_scaling_short_factor=[1.0, 1.5, 2.0, 4.0],
+        rope_scaling_long_factor=[1.0, 3.0, 8.0, 16.0])
+    return keras_hub.models.Phi3CausalLM(backbone, preprocessor=None)
+
+
+@DECODERS.register("keras3")
+def phi3_long_causal_lm(k):
+    """Phi-3 past its pretraining length (2) from the prompt on: the long factors at every
+    step, as in the full model."""
+    return phi3_su_causal_lm(2)
+
+
 HUB_DECODERS = ("hub_decoder", "hub_sine_rotary_translator", "gpt2_causal_lm",
                 "llama_causal_lm", "mistral_backbone", "qwen3_causal_lm", "llama31_causal_lm",
-                "gemma_causal_lm", "gemma3_causal_lm")
+                "gemma_causal_lm", "gemma3_causal_lm", "phi3_long_causal_lm")
 
 
 @pytest.fixture(scope="module")
@@ -276,6 +296,36 @@ def check_decoding(model, path, opsets=(23, 17), batches=(1, 3)) -> None:
     for name, dialect in DECODERS.params()])
 def test_incremental_decoding_equals_keras_at_every_step(decoders, name, dialect):
     check_decoding(*decoders(name, dialect))
+
+
+@requires_keras
+@requires_keras_hub
+def test_phi3_su_factors_follow_keras_hubs_cached_call(tmp_path):
+    """keras_hub's cached Phi-3 picks the su factors by past + new positions for the new
+    ones only: after the 3-token prompt (short factors) the steps to 5, 6, 7 exceed the
+    pretraining length 4 (long factors) while the cached keys keep their short-factor
+    rotation. Every step equals Phi3CausalLM.call_with_cache, at opsets 23 and 17."""
+    from keras import ops
+    model, path = model_cache(tmp_path, {"phi3": lambda k: phi3_su_causal_lm(4)})(
+        "phi3", "keras3")
+    backbone, length = model.backbone, sum(CHUNKS)
+    head_dim = backbone.hidden_dim // backbone.num_query_heads
+    tokens = np.random.default_rng(5).integers(1, VOCAB, (3, length)).astype("int32")
+    cache = ops.zeros((3, backbone.num_layers, 2, length, backbone.num_key_value_heads,
+                       head_dim))
+    expected, start = [], 0
+    for chunk in CHUNKS:
+        logits, _, cache = model.call_with_cache(tokens[:, start:start + chunk], cache, start)
+        expected.append(ops.convert_to_numpy(logits))
+        start += chunk
+    arrays = {"token_ids": tokens, "padding_mask": np.ones_like(tokens)}
+    for opset in (23, 17):
+        session = ort.InferenceSession(
+            kerasonnx.convert(path, opset=opset, with_past=True).model.SerializeToString(),
+            providers=["CPUExecutionProvider"])
+        steps = decode_incrementally(session, arrays, ["token_ids"], CHUNKS, ["padding_mask"])
+        for want, (start, end, outputs) in zip(expected, steps):
+            assert_same([want], outputs, f"opset {opset} positions {start}-{end}")
 
 
 @requires_keras
@@ -392,19 +442,6 @@ def causal_dot_attention(k):
 
 
 @REFUSED.register("keras3")
-def phi3_su_causal_lm(k):
-    """Phi-3's su-scaled rotary embedding picks its factors by the sequence length."""
-    import keras_hub
-    backbone = keras_hub.models.Phi3Backbone(
-        vocabulary_size=VOCAB, num_layers=1, num_query_heads=4, num_key_value_heads=2,
-        hidden_dim=32, intermediate_dim=16, pretraining_sequence_length=7,
-        max_sequence_length=28, rope_scaling_type="su",
-        rope_scaling_short_factor=[1.0, 1.5, 2.0, 4.0],
-        rope_scaling_long_factor=[1.0, 3.0, 8.0, 16.0])
-    return keras_hub.models.Phi3CausalLM(backbone, preprocessor=None)
-
-
-@REFUSED.register("keras3")
 def qwen3_5_causal_lm(k):
     """Qwen 3.5's linear-attention layers (gated delta nets) carry a recurrent state, not
     keys and values."""
@@ -417,7 +454,7 @@ def qwen3_5_causal_lm(k):
     return keras_hub.models.Qwen3_5CausalLM(backbone, preprocessor=None)
 
 
-HUB_REFUSED = ("phi3_su_causal_lm", "qwen3_5_causal_lm")
+HUB_REFUSED = ("qwen3_5_causal_lm",)
 
 REFUSALS = {
     "encoder_only": "has no causal self-attention",
@@ -429,8 +466,6 @@ REFUSALS = {
     "causal_attention_mask_input": "an attention_mask passed in cannot be proven causal",
     "causal_dot_attention": "'dot' (Attention) is causal, but --with-past caches only "
                             "MultiHeadAttention and GroupQueryAttention",
-    "phi3_su_causal_lm": "(Phi3SuScaledRotaryEmbedding) picks its rotary factors by the "
-                         "length of the sequence",
     "qwen3_5_causal_lm": "(Qwen3_5GatedDeltaNet) is linear attention",
 }
 
