@@ -28,10 +28,12 @@ do), at 17-22 a Concat along the sequence axis and an explicit offset causal mas
 Positions: inputs that carry positions (a ``positions`` input feeding a learned position
 Embedding) are decoder inputs like the tokens; the caller feeds past_length ... for them.
 KerasHub's position layers on the stream (learned, sine, rotary) count from past_length
-(``Builder.position_offsets``). Masks: a per-key ``attention_mask`` (batch, 1, keys) made
-from model inputs outside the stream (KerasHub's ``padding_mask``) covers past and new
-positions: the caller feeds it up to the last new position. Keras masks on the stream
-reaching a cached layer are refused: they cover only the new positions.
+(``Builder.position_offsets``); Phi-3's su-scaled rotary embedding picks its factors by
+past + new positions as keras_hub's cached call does (its cached keys keep theirs).
+Masks: a per-key ``attention_mask`` (batch, 1, keys) made from model inputs outside the
+stream (KerasHub's ``padding_mask``) covers past and new positions: the caller feeds it
+up to the last new position. Keras masks on the stream reaching a cached layer are
+refused: they cover only the new positions.
 """
 from __future__ import annotations
 
@@ -47,7 +49,8 @@ from .layers.registry import normalize_axis
 
 PAST_PREFIX, PRESENT_PREFIX = "past_key_values.", "present."
 # Keras' attention layers, KerasHub's (CachedMultiHeadAttention in TransformerDecoder;
-# AttentionCore: the core of its Llama, Mistral and Qwen blocks, see layers/keras_hub.py).
+# AttentionCore: the core of its Llama, Mistral, Qwen, Phi-3 and Gemma blocks, see
+# layers/keras_hub.py).
 CACHED_CLASSES = ("MultiHeadAttention", "GroupQueryAttention", "CachedMultiHeadAttention",
                   "AttentionCore")
 ATTENTION_FAMILIES = ("attention", "keras_hub")  # Keras' own, KerasHub's (not keras-multi-head)
@@ -57,13 +60,18 @@ POSITION_WISE = {"Dense", "Embedding", "Dropout", "Activation", "ReLU", "LeakyRe
                  "LayerNormalization", "RMSNormalization", "Softmax", "Concatenate",
                  "ReversibleEmbedding"}
 # KerasHub layers computed from the position index along axis 1: offset by past_length.
-# rotary embeddings whose angles come from the positions alone (Phi-3's su-scaled one also
-# reads the sequence length, so it is not cached)
-ROTARY = {"RotaryEmbedding", "LlamaRotaryEmbedding"}
+# rotary embeddings (Phi-3's su-scaled one picks its factors by past + new positions, as
+# keras_hub's cached call does)
+ROTARY = {"RotaryEmbedding", "LlamaRotaryEmbedding", "Phi3SuScaledRotaryEmbedding"}
 POSITION_INDEXED = {"PositionEmbedding", "SinePositionEncoding"} | ROTARY
 # Keras operations that do (elementwise, broadcasting a constant at most).
 POSITION_WISE_OPS = (ARITHMETIC | COMPARISONS | LOGICAL | SAME_DTYPE_UNARY
                      | FLOAT_UNARY - {"Softmax", "LogSoftmax"} | {"Cast"})
+# Layers on the stream that a key/value cache cannot carry, and why.
+NOT_CACHEABLE = {
+    "Qwen3_5GatedDeltaNet": "is linear attention: it carries a recurrent state (and a "
+                            "convolution window), not keys and values",
+}
 MASK_ROLES_REFUSED = ("value_mask", "key_mask", "attention_mask")
 SELECTING_ROLES = MASK_ROLES + ("attention_mask",)
 
@@ -228,6 +236,9 @@ def _check_node(node: Node, stream: set, cached: bool, source: str) -> None:
     if (_position_wise(node) or _position_indexed(node)) and all(
             t in stream for t in inputs.values()):
         return
+    if node.class_name in NOT_CACHEABLE:
+        raise NotCausalDecoderError(f"{where} {NOT_CACHEABLE[node.class_name]}; export "
+                                    f"without --with-past")
     raise NotCausalDecoderError(
         f"{where} is not known to compute each position from that position alone, so "
         f"incremental decoding cannot be proven equal to the full model; --with-past "

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 import kerasonnx
 from conftest import requires_keras
-from keras_check import Cases, assert_same, keras_outputs, randomize
+from keras_check import Cases, assert_same, keras_outputs, model_cache, randomize
 from kerasonnx.cli import main
 from kerasonnx.convert import WITH_PAST_KEY
 from kerasonnx import NotCausalDecoderError
@@ -160,8 +160,82 @@ def mistral_backbone(k):
                                             sliding_window=3)
 
 
+@DECODERS.register("keras3")
+def qwen3_causal_lm(k):
+    """KerasHub's Qwen3CausalLM: query and key RMS-normalized per head, a head_dim of its
+    own, rotary scaling, a sliding window (3) shorter than the decoded length."""
+    import keras_hub
+    backbone = keras_hub.models.Qwen3Backbone(
+        vocabulary_size=VOCAB, num_layers=2, num_query_heads=4, num_key_value_heads=2,
+        hidden_dim=8, intermediate_dim=16, head_dim=6, rope_max_wavelength=500,
+        rope_scaling_factor=2.0, sliding_window_size=3, layer_norm_epsilon=1e-5)
+    return keras_hub.models.Qwen3CausalLM(backbone, preprocessor=None)
+
+
+@DECODERS.register("keras3")
+def llama31_causal_lm(k):
+    """KerasHub's Llama3CausalLM with Llama 3.1's rotary frequency adjustment (a
+    pretraining length of 100: its frequencies in all three bands)."""
+    import keras_hub
+    backbone = keras_hub.models.Llama3Backbone(
+        vocabulary_size=VOCAB, num_layers=2, num_query_heads=4, num_key_value_heads=2,
+        hidden_dim=32, intermediate_dim=16, rope_max_wavelength=10000,
+        rope_frequency_adjustment_factor=8.0, rope_low_freq_factor=1.0,
+        rope_high_freq_factor=4.0, rope_pretraining_sequence_length=100)
+    return keras_hub.models.Llama3CausalLM(backbone, preprocessor=None)
+
+
+@DECODERS.register("keras3")
+def gemma_causal_lm(k):
+    """KerasHub's GemmaCausalLM with Gemma 2's options: attention and final logit soft
+    caps, a sliding window (3, shorter than the decoded length) on the even blocks, post
+    norms; 2 query heads over 1 key/value head."""
+    import keras_hub
+    backbone = keras_hub.models.GemmaBackbone(
+        vocabulary_size=VOCAB, num_layers=2, num_query_heads=2, num_key_value_heads=1,
+        hidden_dim=8, intermediate_dim=12, head_dim=4, query_head_dim_normalize=False,
+        use_post_ffw_norm=True, use_post_attention_norm=True, attention_logit_soft_cap=2.0,
+        final_logit_soft_cap=3.0, use_sliding_window_attention=True, sliding_window_size=3)
+    return keras_hub.models.GemmaCausalLM(backbone, preprocessor=None)
+
+
+@DECODERS.register("keras3")
+def gemma3_causal_lm(k):
+    """KerasHub's Gemma3CausalLM: five local blocks (sliding window 3, rotary wavelength
+    10^4, scaling 2), then a global one (10^6, scaling 4); query / key norms, soft caps."""
+    import keras_hub
+    backbone = keras_hub.models.Gemma3Backbone(
+        vocabulary_size=VOCAB, image_size=None, num_layers=6, num_query_heads=2, num_key_value_heads=1, hidden_dim=8, intermediate_dim=8,
+        head_dim=4, use_post_ffw_norm=True, use_post_attention_norm=True,
+        attention_logit_soft_cap=2.0, final_logit_soft_cap=3.0,
+        use_sliding_window_attention=True, sliding_window_size=3,
+        local_rope_scaling_factor=2.0, global_rope_scaling_factor=4.0)
+    return keras_hub.models.Gemma3CausalLM(backbone=backbone, preprocessor=None)
+
+
+def phi3_su_causal_lm(pretraining_length: int):
+    """KerasHub's Phi3CausalLM with su-scaled rotary embeddings: the short factors up to
+    ``pretraining_length`` positions, the long ones beyond, cos and sin scaled."""
+    import keras_hub
+    backbone = keras_hub.models.Phi3Backbone(
+        vocabulary_size=VOCAB, num_layers=2, num_query_heads=4, num_key_value_heads=2,
+        hidden_dim=32, intermediate_dim=16, rope_max_wavelength=500,
+        pretraining_sequence_length=pretraining_length, max_sequence_length=28,
+        rope_scaling_type="su", rope_scaling_short_factor=[1.0, 1.5, 2.0, 4.0],
+        rope_scaling_long_factor=[1.0, 3.0, 8.0, 16.0])
+    return keras_hub.models.Phi3CausalLM(backbone, preprocessor=None)
+
+
+@DECODERS.register("keras3")
+def phi3_long_causal_lm(k):
+    """Phi-3 past its pretraining length (2) from the prompt on: the long factors at every
+    step, as in the full model."""
+    return phi3_su_causal_lm(2)
+
+
 HUB_DECODERS = ("hub_decoder", "hub_sine_rotary_translator", "gpt2_causal_lm",
-                "llama_causal_lm", "mistral_backbone")
+                "llama_causal_lm", "mistral_backbone", "qwen3_causal_lm", "llama31_causal_lm",
+                "gemma_causal_lm", "gemma3_causal_lm", "phi3_long_causal_lm")
 
 
 @pytest.fixture(scope="module")
@@ -222,6 +296,36 @@ def check_decoding(model, path, opsets=(23, 17), batches=(1, 3)) -> None:
     for name, dialect in DECODERS.params()])
 def test_incremental_decoding_equals_keras_at_every_step(decoders, name, dialect):
     check_decoding(*decoders(name, dialect))
+
+
+@requires_keras
+@requires_keras_hub
+def test_phi3_su_factors_follow_keras_hubs_cached_call(tmp_path):
+    """keras_hub's cached Phi-3 picks the su factors by past + new positions for the new
+    ones only: after the 3-token prompt (short factors) the steps to 5, 6, 7 exceed the
+    pretraining length 4 (long factors) while the cached keys keep their short-factor
+    rotation. Every step equals Phi3CausalLM.call_with_cache, at opsets 23 and 17."""
+    from keras import ops
+    model, path = model_cache(tmp_path, {"phi3": lambda k: phi3_su_causal_lm(4)})(
+        "phi3", "keras3")
+    backbone, length = model.backbone, sum(CHUNKS)
+    head_dim = backbone.hidden_dim // backbone.num_query_heads
+    tokens = np.random.default_rng(5).integers(1, VOCAB, (3, length)).astype("int32")
+    cache = ops.zeros((3, backbone.num_layers, 2, length, backbone.num_key_value_heads,
+                       head_dim))
+    expected, start = [], 0
+    for chunk in CHUNKS:
+        logits, _, cache = model.call_with_cache(tokens[:, start:start + chunk], cache, start)
+        expected.append(ops.convert_to_numpy(logits))
+        start += chunk
+    arrays = {"token_ids": tokens, "padding_mask": np.ones_like(tokens)}
+    for opset in (23, 17):
+        session = ort.InferenceSession(
+            kerasonnx.convert(path, opset=opset, with_past=True).model.SerializeToString(),
+            providers=["CPUExecutionProvider"])
+        steps = decode_incrementally(session, arrays, ["token_ids"], CHUNKS, ["padding_mask"])
+        for want, (start, end, outputs) in zip(expected, steps):
+            assert_same([want], outputs, f"opset {opset} positions {start}-{end}")
 
 
 @requires_keras
@@ -337,6 +441,21 @@ def causal_dot_attention(k):
     return k.Model(tokens, k.layers.Attention(name="dot")([x, x], use_causal_mask=True))
 
 
+@REFUSED.register("keras3")
+def qwen3_5_causal_lm(k):
+    """Qwen 3.5's linear-attention layers (gated delta nets) carry a recurrent state, not
+    keys and values."""
+    import keras_hub
+    backbone = keras_hub.models.Qwen3_5Backbone(
+        vocabulary_size=VOCAB, hidden_dim=8, intermediate_dim=16, linear_key_head_dim=4,
+        num_layers=2, layer_types=["linear_attention", "full_attention"],
+        num_query_heads=2, num_key_value_heads=2, head_dim=4, partial_rotary_factor=1.0,
+        linear_num_key_heads=2, linear_num_value_heads=2, linear_value_head_dim=4)
+    return keras_hub.models.Qwen3_5CausalLM(backbone, preprocessor=None)
+
+
+HUB_REFUSED = ("qwen3_5_causal_lm",)
+
 REFUSALS = {
     "encoder_only": "has no causal self-attention",
     "causal_then_bidirectional": "'bidirectional' (MultiHeadAttention) attends over the "
@@ -347,6 +466,7 @@ REFUSALS = {
     "causal_attention_mask_input": "an attention_mask passed in cannot be proven causal",
     "causal_dot_attention": "'dot' (Attention) is causal, but --with-past caches only "
                             "MultiHeadAttention and GroupQueryAttention",
+    "qwen3_5_causal_lm": "(Qwen3_5GatedDeltaNet) is linear attention",
 }
 
 
@@ -356,7 +476,9 @@ def refused(tmp_path_factory):
 
 
 @requires_keras
-@pytest.mark.parametrize("name", sorted(REFUSALS))
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=[requires_keras_hub] if name in HUB_REFUSED else [])
+    for name in sorted(REFUSALS)])
 def test_models_that_are_not_causal_decoders_are_refused(refused, name):
     _, path = refused(name, "keras3")
     with pytest.raises(NotCausalDecoderError, match="--with-past") as error:

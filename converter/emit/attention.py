@@ -136,10 +136,12 @@ class Heads(NamedTuple):
 
 
 def matmul_attention(b: Builder, q: str, k: str, v: str, heads: Heads, mask4, masking: str,
-                     base: str, logsumexp: bool = False, past: tuple = None) -> tuple:
+                     base: str, logsumexp: bool = False, past: tuple = None,
+                     soft_cap: float = None) -> tuple:
     """softmax(q kᵀ (masked)) v per head on (B, T, heads*dim) tensors (q pre-scaled), key
     and value heads repeated to the query heads; ``mask4`` broadcasts to the logits
-    (B, heads, T, S). Returns the context (B, T, heads*value_dim), the probabilities and,
+    (B, heads, T, S); with ``soft_cap`` the logits are cap * tanh(logits / cap) before
+    the mask. Returns the context (B, T, heads*value_dim), the probabilities and,
     given the cached ``past`` (key, value) heads (B, kv_heads, P, dim), the present ones:
     past and new concatenated along the sequence axis, which the query attends.
 
@@ -174,6 +176,10 @@ def matmul_attention(b: Builder, q: str, k: str, v: str, heads: Heads, mask4, ma
     value = repeat(value, [0, heads.query, -1, heads.value_dim], "value")
     logits = b.op("MatMul", [split(q, heads.query, heads.key_dim, [0, 2, 1, 3], "query"), key],
                   f"{base}/logits")
+    if soft_cap is not None:
+        cap = b.constant(f"{base}/soft_cap", np.float32(soft_cap))
+        logits = b.op("Mul", [b.op("Tanh", [b.op("Div", [logits, cap], f"{base}/over_cap")],
+                                   f"{base}/tanh"), cap], f"{base}/capped")
     if mask4 is not None and masking == "add":
         logits = b.op("Add", [logits, additive_mask(b, mask4, KERAS_MASK_NEGATIVE,
                                                     f"{base}/adder")], f"{base}/masked")
@@ -350,7 +356,7 @@ def _project_and_attend(node: Node, b: Builder, heads: Heads, layout: _AxesLayou
     query, key, value = (node.input(r) for r in ("query", "key", "value"))
     want_scores = bool(node.arguments.get("return_attention_scores"))
     causal = bool(node.arguments.get("use_causal_mask"))
-    window = config.get("sliding_window")
+    window, soft_cap = config.get("sliding_window"), config.get("logit_soft_cap")
 
     explicit_path = not keras3_fused_path(node)
     slot = b.cache.get(node)  # with a key/value cache: this call's (with_past.CacheSlot)
@@ -416,8 +422,9 @@ def attention_core(node: Node, b: Builder) -> list:
     """softmax(q·kᵀ · scale, masked) v per head of (B, T, heads, dim) query and (B, S,
     kv_heads, dim) key and value (each key/value head shared by heads / kv_heads
     consecutive query heads), masked where the attention_mask (B|1, T|1, S) is zero, by the
-    causal mask (``use_causal_mask``) and the ``sliding_window``, as Keras' Softmax layer
-    masks: logits -1e9, probabilities 0 (a fully masked row gives zeros). With a cache
+    causal mask (``use_causal_mask``) and the ``sliding_window`` (|i - j| < window), as
+    Keras' Softmax layer masks: logits -1e9, probabilities 0 (a fully masked row gives
+    zeros); the logits soft-capped first with ``logit_soft_cap`` (Gemma). With a cache
     (with_past.py) the keys and values of earlier positions come first."""
     config, base = node.config, node.name
     heads = Heads(config["num_query_heads"], config["num_key_value_heads"],
@@ -425,7 +432,7 @@ def attention_core(node: Node, b: Builder) -> list:
     slot = b.cache.get(node)  # with a key/value cache: this call's (with_past.CacheSlot)
     past = None if slot is None else (b.value(slot.past_key), b.value(slot.past_value))
     query, key, given = node.input("query"), node.input("key"), node.input("attention_mask")
-    window = config.get("sliding_window")
+    window, soft_cap = config.get("sliding_window"), config.get("logit_soft_cap")
 
     def merged(role):
         return b.op("Reshape", [b.value(node.input(role)), b.ints(f"{base}/{role}_merged",
@@ -448,14 +455,17 @@ def attention_core(node: Node, b: Builder) -> list:
         parts.append(unsqueeze(b, band, [1], f"{base}/window4"))
     mask4 = combine_masks(b, parts, f"{base}/mask")
     causal_only = given is None and window is None and node.arguments.get("use_causal_mask")
-    if b.opset >= FUSED_ATTENTION_OPSET and (mask4 is None or causal_only):
+    # the operator soft-caps after adding the mask, which would lift masked logits to -cap
+    fusable = (mask4 is None or causal_only) and soft_cap is None
+    if b.opset >= FUSED_ATTENTION_OPSET and fusable:
         context, _, present = fused_attention(b, q, merged("key"), merged("value"), heads.query,
                                               None, "zero", bool(causal_only), False, 1.0,
                                               f"{base}/core", kv_heads=heads.key_value,
                                               past=past)
     else:
         context, _, present = matmul_attention(b, q, merged("key"), merged("value"), heads,
-                                               mask4, "zero", f"{base}/core", past=past)
+                                               mask4, "zero", f"{base}/core", past=past,
+                                               soft_cap=soft_cap)
     if slot is not None:
         b.bind(slot.present_key, present[0])
         b.bind(slot.present_value, present[1])

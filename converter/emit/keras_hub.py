@@ -546,9 +546,12 @@ def phi3_su_scaled_rotary_embedding(node: Node, b: Builder) -> list:
     plain θ divided by ``inverese_freq_long_factor`` when start_index + the sequence
     length exceeds ``pretraining_sequence_length`` (chosen at run time: both folded, an
     ONNX Where picks one), else by ``inverese_freq_short_factor``; cos and sin times
-    ``phi3_amplitude``."""
+    ``phi3_amplitude``. With a key/value cache start_index is past_length, as keras_hub's
+    cached call passes cache_update_index: the factor follows past + new positions, and
+    the cached keys keep the factor they were rotated with."""
     config, base = node.config, node.name
     start = _start_index(node)
+    offset = b.position_offsets.get(node)
 
     def inverse_of(x, dim):
         plain = rotary_inverse_frequencies(config, dim)
@@ -557,6 +560,8 @@ def phi3_su_scaled_rotary_embedding(node: Node, b: Builder) -> list:
                        for which, key in (("short", "inverese_freq_short_factor"),
                                           ("long", "inverese_freq_long_factor")))
         length = b.op("Shape", [x], f"{base}/sequence_length", start=1, end=2)
+        if offset is not None:
+            length = b.op("Add", [length, offset], f"{base}/total_length")
         longer = b.op("Greater", [length, b.ints(
             f"{base}/pretraining_length_left",
             [config.get("pretraining_sequence_length", 4096) - start])], f"{base}/longer")

@@ -109,8 +109,8 @@ INTERNAL_MODULE = "kerasonnx"
             matches=lambda module, config: module == INTERNAL_MODULE, internal=True)
 def attention_core(node):
     """The attention core of a KerasHub block that computes it from raw operations
-    (Llama, Mistral, Qwen): (B, T, heads, head_dim) query, (B, S, kv_heads, head_dim) key
-    and value in, the (B, T, heads, head_dim) context out."""
+    (Llama, Mistral, Qwen, Phi-3, Gemma): (B, T, heads, head_dim) query, (B, S, kv_heads,
+    head_dim) key and value in, the (B, T, heads, head_dim) context out."""
     return [(node.input("query").shape, compute_dtype(node))]
 
 

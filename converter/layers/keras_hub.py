@@ -566,15 +566,17 @@ def _decoder_padding_mask(node, e, x):
 
 
 def _attention_core(e, heads: int, groups: int, head_dim: int, window,
-                    attention: str = "_self_attention_layer"):
+                    attention: str = "_self_attention_layer", soft_cap: float = None):
     """kerasonnx's AttentionCore inside a decoder's ``attention`` sublayer: softmax of
-    q·k / sqrt(head_dim) over the keys, each key/value head shared by ``heads / groups``
-    query heads, on the mask it is called with AND causal (sliding ``window``); a key/value
-    cache can extend it (``--with-past``)."""
+    q·k / sqrt(head_dim) (soft-capped cap * tanh(logits / cap) with ``soft_cap``) over the
+    keys, each key/value head shared by ``heads / groups`` query heads, on the mask it is
+    called with AND causal (sliding ``window``: |i - j| < window); a key/value cache can
+    extend it (``--with-past``)."""
     return e.sublayer(f"{attention}/attention_core", "AttentionCore",
                       {"num_query_heads": heads, "num_key_value_heads": groups,
                        "head_dim": head_dim, "scale": 1.0 / math.sqrt(head_dim),
-                       "sliding_window": window}, module=INTERNAL_MODULE)
+                       "sliding_window": window, "logit_soft_cap": soft_cap},
+                      module=INTERNAL_MODULE)
 
 
 def _rotary_sublayer(e, scaling: float):
@@ -844,38 +846,19 @@ def _expand_gemma_decoder(node, e) -> list:
     return [e.op("Add", h, x, label="feedforward_residual")]
 
 
-def _causal_mask(e, sequence, label: str, window=None):
-    """KerasHub's ``compute_causal_mask`` without a cache as int32 (B, T, T): position
-    i >= position j (and, with a sliding ``window``, i < j + window), positions counted by
-    a cumulative sum of ones over the sequence."""
-    column = e.op("GetItem", sequence, [_ALL, _ALL, 0], label=f"{label}/column")
-    ones = e.op("Add", e.op("Multiply", column, 0.0, label=f"{label}/zeros"), 1.0,
-                label=f"{label}/ones")
-    positions = e.op("Cumsum", ones, axis=1, label=f"{label}/positions")
-    i = e.op("ExpandDims", positions, axis=2, label=f"{label}/i")
-    j = e.op("ExpandDims", positions, axis=1, label=f"{label}/j")
-    causal = e.op("Cast", e.op("GreaterEqual", i, j, label=f"{label}/later"), dtype="int32",
-                  label=f"{label}/causal")
-    if window is None:
-        return causal
-    near = e.op("Less", i, e.op("Add", j, float(window), label=f"{label}/window_end"),
-                label=f"{label}/near")
-    return e.op("Minimum", causal, e.op("Cast", near, dtype="int32", label=f"{label}/window"),
-                label=f"{label}/causal_window")
-
-
 def _gemma_attention(node, e, h):
     """CachedGemmaAttention without a cache (its non-fused path): EinsumDense query / key /
     value (Gemma 3: query and key RMS-normalized per head with ``use_query_key_norm``,
     epsilon 1e-6, as its block builds them), rotary embedding (max_wavelength 10000;
-    Gemma 3: ``rope_wavelength``, ``rope_scaling_factor``) of query and key, the query times
-    1 / sqrt(head_dim) (GemmaDecoderBlock always passes query_head_dim_normalize=True),
-    key and value repeated to the query heads, logits soft-capped cap * tanh(logits / cap)
-    with ``logit_soft_cap``, softmax on the padding AND causal mask (AND the sliding window
-    |i - j| < sliding_window_size with ``use_sliding_window_attention``), the heads of
-    query positions that attend no key zeroed, attention_output EinsumDense. Gemma's
-    re-interleaving of the rotated halves permutes the features of query and key alike,
-    which leaves every q·k, so the graph leaves it out."""
+    Gemma 3: ``rope_wavelength``, ``rope_scaling_factor``) of query and key, then
+    ``_attention_core``: q·k / sqrt(head_dim) (GemmaDecoderBlock always passes
+    query_head_dim_normalize=True), each key/value head shared by heads / kv_heads query
+    heads, soft-capped with ``logit_soft_cap``, softmax on the padding AND causal mask (AND
+    |i - j| < sliding_window_size with ``use_sliding_window_attention``) as Keras' Softmax
+    layer masks it: zero where a whole row is masked, so Gemma's wiping of the query
+    positions that attend no key changes nothing; attention_output EinsumDense.
+    Gemma's re-interleaving of the rotated halves permutes the features of query and key
+    alike, which leaves every q·k, so the graph leaves it out."""
     config = e.config
     heads, groups = config["num_query_heads"], config["num_key_value_heads"]
     head_dim = config["head_dim"]
@@ -888,14 +871,10 @@ def _gemma_attention(node, e, h):
 
     padding = _merged_attention_mask(e, h, node.input("padding_mask"), None,
                                      "attention_mask")
-    causal = _causal_mask(e, h, "attention_mask")
-    mask = causal if padding is None else e.op("Minimum", padding, causal,
-                                               label="attention_mask/merged_causal")
     window = (config.get("sliding_window_size", 4096)
               if config.get("use_sliding_window_attention") else None)
-    softmax_mask = mask if window is None else e.op(
-        "Minimum", mask, _causal_mask(e, h, "attention_mask/sliding", window),
-        label="attention_mask/sliding_window")
+    core = _attention_core(e, heads, groups, head_dim, window, attention="attention",
+                           soft_cap=config.get("logit_soft_cap"))
     rope = e.sublayer("attention/rope_layer", "RotaryEmbedding",
                       {"max_wavelength": config.get("rope_wavelength", 10000.0),
                        "scaling_factor": config.get("rope_scaling_factor", 1.0),
@@ -911,27 +890,8 @@ def _gemma_attention(node, e, h):
         query, key = (e.call(_gemma_norm(node, e, f"attention/{role}_norm", 1e-6,
                                          (f"attention/{role}_norm/",) * 2), projected)[0]
                       for role, projected in (("query", query), ("key", key)))
-    query = e.op("Multiply", e.call(rope, query)[0], 1 / math.sqrt(head_dim),
-                 label="scaled_query")
-    key = e.op("Repeat", e.call(rope, key)[0], repeats=heads // groups, axis=2,
-               label="repeat_key")
-    value = e.op("Repeat", value, repeats=heads // groups, axis=2, label="repeat_value")
-    logits = e.op("Einsum", query, key, subscripts="btnh,bsnh->bnts", label="logits")
-    cap = config.get("logit_soft_cap")
-    if cap is not None:
-        logits = e.op("Multiply", e.op("Tanh", e.op("Divide", logits, float(cap),
-                                                    label="logits_over_cap"),
-                                       label="logits_tanh"),
-                      float(cap), label="capped_logits")
-    softmax = e.sublayer("attention/softmax", "Softmax", {"axis": -1, "name": "softmax"})
-    attend = e.op("Cast", e.op("ExpandDims", softmax_mask, axis=1, label="heads_mask"),
-                  dtype="bool", label="heads_mask_bool")
-    weights = e.call(softmax, logits, mask=attend)[0]
-    attended = e.op("Einsum", weights, value, subscripts="bnts,bsnh->btnh", label="combine")
-    unattended = e.op("All", e.op("Equal", mask, 0, label="masked_keys"), axis=-1,
-                      keepdims=True, label="attends_nothing")
-    unattended = e.op("ExpandDims", unattended, axis=-1, label="attends_nothing_heads")
-    attended = e.op("Where", unattended, 0.0, attended, label="attended_or_zero")
+    attended = e.call(core, e.call(rope, query)[0], e.call(rope, key)[0], value,
+                      attention_mask=padding, use_causal_mask=True)[0]
     return e.call(projection("output_dense", "attention_output", "btnh,nhd->btd",
                              [None, h.shape[-1]]), attended)[0]
 
