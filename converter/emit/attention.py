@@ -356,7 +356,7 @@ def _project_and_attend(node: Node, b: Builder, heads: Heads, layout: _AxesLayou
     query, key, value = (node.input(r) for r in ("query", "key", "value"))
     want_scores = bool(node.arguments.get("return_attention_scores"))
     causal = bool(node.arguments.get("use_causal_mask"))
-    window, soft_cap = config.get("sliding_window"), config.get("logit_soft_cap")
+    window = config.get("sliding_window")
 
     explicit_path = not keras3_fused_path(node)
     slot = b.cache.get(node)  # with a key/value cache: this call's (with_past.CacheSlot)
