@@ -644,14 +644,15 @@ for _name, _expand in (("LlamaTransformerDecoder", _expand_llama_decoder),
 def _expand_qwen3_decoder(node, e) -> list:
     """KerasHub's Qwen3TransformerDecoder.call (see ``_gqa_decoder``): Llama's block with
     ``head_dim``, ``rope_scaling_factor``, query and key RMS-normalized per head before the
-    rotary embedding, and Qwen3Attention's ``sliding_window_size``: position i attends to
-    j when i - window < j <= i, as its unfused path computes (the one the TensorFlow
-    backend runs; where keras_hub fuses attention, JAX, it ignores the window)."""
+    rotary embedding (with Qwen3Attention's own epsilon, 1e-5: the decoder does not pass
+    its ``layer_norm_epsilon`` on), and Qwen3Attention's ``sliding_window_size``: position
+    i attends to j when i - window < j <= i, as its unfused path computes (the one the
+    TensorFlow backend runs; where keras_hub fuses attention, JAX, it ignores the
+    window)."""
     config = e.config
     return _gqa_decoder(node, e, config.get("head_dim"),
                         config.get("rope_scaling_factor", 1.0),
-                        config.get("sliding_window_size") or None,
-                        head_norm_epsilon=config.get("layer_norm_epsilon", 1e-5))
+                        config.get("sliding_window_size") or None, head_norm_epsilon=1e-5)
 
 
 gqa_decoder_kind("Qwen3TransformerDecoder", _expand_qwen3_decoder)
