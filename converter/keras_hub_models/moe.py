@@ -7,7 +7,7 @@ training), are accepted: they do not change inference."""
 from __future__ import annotations
 
 from ..errors import ModelConfigError
-from .builder import Functional, is_positive_int, is_rate, keras_hub_model
+from .builder import Functional, is_positive_int, keras_hub_model
 from .decoders import _gqa_backbone
 from .qwen import _qwen_options, checked, is_positive_number, positive_int_or_null
 
@@ -47,7 +47,6 @@ def mixtral_backbone(config: dict, f: Functional) -> None:
         checked(config, f, key, is_positive_number, "a positive number", default)
     window = checked(config, f, "sliding_window", positive_int_or_null,
                      "a positive int or null", 512)
-    checked(config, f, "dropout", is_rate, "a rate in [0, 1)", 0)
     _gqa_backbone(dict(config, dropout=config.get("dropout", 0)), f,
                   "MixtralTransformerDecoder", "keras_hub.src.models.mixtral.mixtral_decoder",
                   "layers/mixtral_layer_normalization", False,
