@@ -58,7 +58,9 @@ ATTENTION_FAMILIES = ("attention", "keras_hub")  # Keras' own, KerasHub's (not k
 POSITION_WISE = {"Dense", "Embedding", "Dropout", "Activation", "ReLU", "LeakyReLU", "ELU",
                  "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum",
                  "LayerNormalization", "RMSNormalization", "Softmax", "Concatenate",
-                 "ReversibleEmbedding"}
+                 "ReversibleEmbedding", "MixtralSparseMoeBlock", "Qwen3SparseMoeBlock"}
+# (the sparse mixtures of experts route each token by its own hidden state: their
+# softmax and top-k run over the experts)
 # KerasHub layers computed from the position index along axis 1: offset by past_length.
 # rotary embeddings (Phi-3's su-scaled one picks its factors by past + new positions, as
 # keras_hub's cached call does)

@@ -227,6 +227,17 @@ def phi3_su_causal_lm(pretraining_length: int):
 
 
 @DECODERS.register("keras3")
+def mixtral_causal_lm(k):
+    """KerasHub's MixtralCausalLM: Mistral's attention with a sliding window (3) shorter
+    than the decoded length, a sparse mixture of 4 experts (top 2) as feed-forward."""
+    import keras_hub
+    backbone = keras_hub.models.MixtralBackbone(
+        vocabulary_size=VOCAB, num_layers=2, num_query_heads=4, num_key_value_heads=2,
+        hidden_dim=8, intermediate_dim=12, num_experts=4, top_k=2, sliding_window=3)
+    return keras_hub.models.MixtralCausalLM(backbone, preprocessor=None)
+
+
+@DECODERS.register("keras3")
 def phi3_long_causal_lm(k):
     """Phi-3 past its pretraining length (2) from the prompt on: the long factors at every
     step, as in the full model."""
@@ -235,7 +246,8 @@ def phi3_long_causal_lm(k):
 
 HUB_DECODERS = ("hub_decoder", "hub_sine_rotary_translator", "gpt2_causal_lm",
                 "llama_causal_lm", "mistral_backbone", "qwen3_causal_lm", "llama31_causal_lm",
-                "gemma_causal_lm", "gemma3_causal_lm", "phi3_long_causal_lm")
+                "gemma_causal_lm", "gemma3_causal_lm", "phi3_long_causal_lm",
+                "mixtral_causal_lm")
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,8 @@
 """Emitters for KerasHub's layers (see converter/layers/keras_hub.py). Its transformer
 blocks and TokenAndPositionEmbedding are composite layers, emitted through the layers they
 expand into; what remains here has no composition of known layers: the position encodings,
-ReversibleEmbedding, the RMS norms, AlibiBias, ViT's patch embedding, and
-CachedMultiHeadAttention (Keras' MultiHeadAttention emitter)."""
+ReversibleEmbedding, the RMS norms, AlibiBias, ViT's patch embedding, the sparse
+mixtures of experts, and CachedMultiHeadAttention (Keras' MultiHeadAttention emitter)."""
 from __future__ import annotations
 
 import math
@@ -731,3 +731,50 @@ def disentangled_self_attention(node: Node, b: Builder) -> list:
                     f"{base}/joined")
     return [project(b, attended, weights["attention_output/kernel"],
                     weights["attention_output/bias"], base)]
+
+
+@emits("MixtralSparseMoeBlock", "Qwen3SparseMoeBlock")
+def sparse_mixture_of_experts(node: Node, b: Builder) -> list:
+    """keras_hub's sparse mixture-of-experts feed-forward, in its arithmetic order: router
+    probabilities p = softmax(x W_router) over the experts; the top_k largest (TopK, ties
+    to the lower expert as ops.top_k breaks them), divided by their sum with
+    ``norm_top_k_prob`` (Mixtral always); the routing weights r (B, T, experts) =
+    sum over the k picks of one_hot(expert) * p, zero outside the top k. Every expert
+    runs densely: y_e = (silu(x G_e) * x U_e) O_e; the output is sum over e of y_e * r_e
+    (exact: an expert outside the top k adds 0 * y_e = 0)."""
+    config, base = node.config, node.name
+    weights = {k: np.asarray(v, np.float32) for k, v in named_weights(node).items()}
+    experts, size = config["num_experts"], config["intermediate_dim"]
+    if "gate_up" in weights:
+        weights["gate"], weights["up"] = np.split(weights.pop("gate_up"), [size], axis=-1)
+    x = b.value(node.input("hidden_states"))
+    probabilities = b.op("Softmax", [b.op("MatMul", [x, b.constant(f"{base}/router/kernel",
+                                                                    weights["router"])],
+                                          f"{base}/router_logits")],
+                         f"{base}/router_probabilities", axis=-1)
+    top, picked = b.op("TopK", [probabilities, b.ints(f"{base}/k", [config["top_k"]])],
+                       f"{base}/top", outputs=2, axis=-1, largest=1, sorted=1)
+    if config["norm_top_k_prob"]:
+        top = b.op("Div", [top, b.reduce("ReduceSum", top, [-1], f"{base}/top_sum")],
+                   f"{base}/top_normalized")
+    one_hot = b.op("OneHot", [picked, b.constant(f"{base}/experts", np.int64(experts)),
+                              b.constant(f"{base}/off_on", np.array([0, 1], np.float32))],
+                   f"{base}/one_hot", axis=-1)
+    routing = b.reduce("ReduceSum", b.op("Mul", [one_hot, unsqueeze(b, top, [-1],
+                                                                     f"{base}/top_column")],
+                                         f"{base}/picked_weights"),
+                       [-2], f"{base}/routing", keepdims=0)
+    routing = unsqueeze(b, b.op("Transpose", [routing], f"{base}/routing_by_expert",
+                                perm=[0, 2, 1]), [-1], f"{base}/routing_column")
+    x = unsqueeze(b, x, [1], f"{base}/per_expert")  # (B, 1, T, hidden)
+
+    def project(name, h):
+        return b.op("MatMul", [h, b.constant(f"{base}/{name}/kernel", weights[name])],
+                    f"{base}/{name}")
+
+    gate = project("gate", x)
+    gate = b.op("Mul", [gate, b.op("Sigmoid", [gate], f"{base}/gate_sigmoid")],
+                f"{base}/gate_silu")
+    expert_outputs = project("output", b.op("Mul", [project("up", x), gate], f"{base}/gated"))
+    weighted = b.op("Mul", [expert_outputs, routing], f"{base}/weighted")
+    return [b.reduce("ReduceSum", weighted, [1], base, keepdims=0)]

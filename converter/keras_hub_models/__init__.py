@@ -16,9 +16,10 @@ The package: ``builder`` writes the Functional config and holds the registry and
 checks every model shares; ``encoders`` (BERT-style text encoders), ``decoders`` (causal
 language-model backbones), ``vision`` (image backbones) and ``tasks`` (task models over
 those backbones) register one build function per keras_hub class; ``qwen`` holds the newest
-Qwen backbones, ``phi3`` the Phi-3 backbone, ``gemma3`` Gemma 3's.
+Qwen backbones, ``phi3`` the Phi-3 backbone, ``gemma3`` Gemma 3's, ``moe`` the
+mixture-of-experts ones (Mixtral, Qwen 3 MoE).
 """
-from . import decoders, encoders, gemma3, phi3, qwen, tasks, vision  # noqa: F401  (they register)
+from . import decoders, encoders, gemma3, moe, phi3, qwen, tasks, vision  # noqa: F401  (they register)
 from .builder import functional_config, supported_models
 
 __all__ = ["functional_config", "supported_models"]

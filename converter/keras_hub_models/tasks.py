@@ -106,7 +106,8 @@ CAUSAL_LMS = {"GPT2CausalLM": "GPT2Backbone", "OPTCausalLM": "OPTBackbone",
               "QwenCausalLM": "QwenBackbone", "Qwen3CausalLM": "Qwen3Backbone",
               "Qwen3_5CausalLM": "Qwen3_5Backbone", "GemmaCausalLM": "GemmaBackbone",
               "Llama3CausalLM": "Llama3Backbone", "Phi3CausalLM": "Phi3Backbone",
-              "Gemma3CausalLM": "Gemma3Backbone"}
+              "Gemma3CausalLM": "Gemma3Backbone", "MixtralCausalLM": "MixtralBackbone",
+              "Qwen3MoeCausalLM": "Qwen3MoeBackbone"}
 for _task, _backbone in CAUSAL_LMS.items():
     keras_hub_model(_task, TASK_KEYS)(
         lambda config, f, backbone=_backbone, task=_task:

@@ -7,9 +7,9 @@ constructor arguments, their weights sit under the attribute names of their subl
 TransformerDecoder, TokenAndPositionEmbedding, MaskedLMHead and FNetEncoder are composite
 layers (converter/composite.py): their calls expand into the Keras layers and operations
 KerasHub's ``call`` runs; so are the model-specific blocks its backbones build (Llama's,
-Mistral's, Qwen's and Gemma's decoders, ViT's encoder). The position encodings,
-ReversibleEmbedding, RMSNormalization, AlibiBias and ViT's patch embedding are lowered by
-hand (emit/keras_hub.py).
+Mistral's, Mixtral's, Qwen's, Qwen 3 MoE's and Gemma's decoders, ViT's encoder). The
+position encodings, ReversibleEmbedding, RMSNormalization, AlibiBias, ViT's patch
+embedding and the sparse mixtures of experts are lowered by hand (emit/keras_hub.py).
 
 An expansion function is ``expand(node, e)``: ``e`` is the ``composite.Expansion`` that
 makes the inner calls. Masks as KerasHub moves them: a TransformerEncoder/Decoder reads its
@@ -510,13 +510,15 @@ def _expand_qwen_decoder(node, e) -> list:
 
 
 def _gqa_decoder(node, e, head_dim, scaling: float, window, biases: bool = False,
-                 head_norms: bool = False, rope=None) -> list:
+                 head_norm_epsilon: float = None, rope=None, feedforward=None) -> list:
     """Llama / Mistral / Qwen decoder block: pre-norm (an RMS norm) self-attention
-    (EinsumDense query / key / value, biased with ``biases``, with ``head_norms`` query and
-    key RMS-normalized over each head (Qwen 3), rotary embedding of query and key (the
-    ``rope`` sublayer, by default a RotaryEmbedding scaled by ``scaling``), then
-    ``_attention_core`` on the merged padding mask, causal (sliding ``window``),
-    attention_output EinsumDense), dropout, residual; then ``_swiglu_block``."""
+    (EinsumDense query / key / value, biased with ``biases``, with a
+    ``head_norm_epsilon`` query and key RMS-normalized over each head with it (Qwen 3),
+    rotary embedding of query and key (the ``rope`` sublayer, by default a RotaryEmbedding
+    scaled by ``scaling``), then ``_attention_core`` on the merged padding mask, causal
+    (sliding ``window``), attention_output EinsumDense), dropout, residual; then
+    ``feedforward(e, x, norm)`` (by default ``_swiglu_block``) after the
+    ``_feedforward_layernorm``."""
     config = e.config
     x = node.input("decoder_sequence")
     hidden = x.shape[-1]
@@ -537,10 +539,10 @@ def _gqa_decoder(node, e, head_dim, scaling: float, window, biases: bool = False
                              "vh" if biases else None), h)[0]
     value = e.call(_projection(e, "_value_dense", "bkm,mvh->bkvh", [None, groups, head_dim],
                                "vh" if biases else None), h)[0]
-    if head_norms:
+    if head_norm_epsilon is not None:
         query, key = (e.call(e.sublayer(
             f"_self_attention_layer/_{role}_dense_layer_norm", "RMSNormalization",
-            {"epsilon": epsilon, "axis": -1, "name": f"{role}_dense_layernorm"},
+            {"epsilon": head_norm_epsilon, "axis": -1, "name": f"{role}_dense_layernorm"},
             prefixes=(f"self_attention/{role}_dense_layernorm/",
                       f"self_attention_layer/{role}_dense_layer_norm/")), projected)[0]
             for role, projected in (("query", query), ("key", key)))
@@ -552,7 +554,7 @@ def _gqa_decoder(node, e, head_dim, scaling: float, window, biases: bool = False
     attended = e.call(e.sublayer("_self_attention_dropout", "Dropout", {"rate": dropout}),
                       attended)[0]
     x = e.op("Add", attended, x, label="self_attention_residual")
-    return [_swiglu_block(e, x, norm("_feedforward_layernorm"))]
+    return [(feedforward or _swiglu_block)(e, x, norm("_feedforward_layernorm"))]
 
 
 def _decoder_padding_mask(node, e, x):
@@ -596,12 +598,17 @@ def _projection(e, attribute: str, equation: str, shape: list, bias_axes=None):
                       prefixes=(f"self_attention/{name}/", f"self_attention_layer/{name}/"))
 
 
-def _swiglu_block(e, x, norm):
-    """x + output_dense(intermediate_dense(h) * silu(gate_dense(h))), h = norm(x)."""
+def _swiglu_block(e, x, norm, holder: str = ""):
+    """x + output_dense(intermediate_dense(h) * silu(gate_dense(h))), h = norm(x); the
+    Dense layers are the block's own, or its sublayer ``holder``'s (Qwen3MoeMLP's
+    ``mlp``)."""
     intermediate = e.config["intermediate_dim"]
 
     def dense(attribute, units):
-        return e.sublayer(attribute, "Dense", {"units": units, "use_bias": False})
+        name = attribute.lstrip("_")
+        return e.sublayer(f"{holder}/{attribute}" if holder else attribute, "Dense",
+                          {"units": units, "use_bias": False, "name": name},
+                          prefixes=(f"{holder}/{name}/" if holder else f"{name}/",) * 2)
 
     h = e.call(norm, x)[0]
     gate = e.op("Silu", e.call(dense("_feedforward_gate_dense", intermediate), h)[0],
@@ -637,16 +644,97 @@ for _name, _expand in (("LlamaTransformerDecoder", _expand_llama_decoder),
 def _expand_qwen3_decoder(node, e) -> list:
     """KerasHub's Qwen3TransformerDecoder.call (see ``_gqa_decoder``): Llama's block with
     ``head_dim``, ``rope_scaling_factor``, query and key RMS-normalized per head before the
-    rotary embedding, and Qwen3Attention's ``sliding_window_size``: position i attends to
-    j when i - window < j <= i, as its unfused path computes (the one the TensorFlow
-    backend runs; where keras_hub fuses attention, JAX, it ignores the window)."""
+    rotary embedding (with Qwen3Attention's own epsilon, 1e-5: the decoder does not pass
+    its ``layer_norm_epsilon`` on), and Qwen3Attention's ``sliding_window_size``: position
+    i attends to j when i - window < j <= i, as its unfused path computes (the one the
+    TensorFlow backend runs; where keras_hub fuses attention, JAX, it ignores the
+    window)."""
     config = e.config
     return _gqa_decoder(node, e, config.get("head_dim"),
                         config.get("rope_scaling_factor", 1.0),
-                        config.get("sliding_window_size") or None, head_norms=True)
+                        config.get("sliding_window_size") or None, head_norm_epsilon=1e-5)
 
 
 gqa_decoder_kind("Qwen3TransformerDecoder", _expand_qwen3_decoder)
+
+
+# ---------------------------------------------------------------------- mixtures of experts
+
+
+def _expand_mixtral_decoder(node, e) -> list:
+    """KerasHub's MixtralTransformerDecoder.call without a cache (see ``_gqa_decoder``):
+    Mistral's attention (head_dim = hidden / heads, ``rope_scaling_factor``,
+    ``sliding_window``), the feed-forward its MixtralSparseMoeBlock ``_sparse_moe_block``
+    (see ``_sparse_moe``; always renormalising the top-k). ``router_jitter_noise`` and
+    ``router_aux_loss_coef`` act only in training (the noise only when training, the loss
+    is only added to the model's losses): inference ignores them."""
+    config = e.config
+    return _gqa_decoder(node, e, None, config.get("rope_scaling_factor", 1.0),
+                        config.get("sliding_window"),
+                        feedforward=lambda e, x, norm: _sparse_moe(
+                            e, x, norm, "_sparse_moe_block", "MixtralSparseMoeBlock",
+                            "mixtral.mixtral_decoder", config["intermediate_dim"], True))
+
+
+def _expand_qwen3_moe_decoder(node, e) -> list:
+    """KerasHub's Qwen3MoeTransformerDecoder.call without a cache: Qwen 3's block (see
+    ``_expand_qwen3_decoder``; its per-head query / key norms with Qwen3MoeAttention's
+    own epsilon, 1e-6, which the decoder does not pass on), the feed-forward ``mlp``: a
+    Qwen3SparseMoeBlock (``is_sparse_mlp``, see ``_sparse_moe``; the top-k renormalised
+    with ``norm_top_k_prob``) or Qwen3MoeMLP (``_swiglu_block``). The aux-loss
+    coefficient only scales a training loss."""
+    config = e.config
+    if config.get("is_sparse_mlp"):
+        def feedforward(e, x, norm):
+            return _sparse_moe(e, x, norm, "mlp", "Qwen3SparseMoeBlock",
+                               "qwen3_moe.qwen3_moe_decoder", config["moe_intermediate_dim"],
+                               config["norm_top_k_prob"])
+    else:
+        def feedforward(e, x, norm):
+            return _swiglu_block(e, x, norm, holder="mlp")
+    return _gqa_decoder(node, e, config.get("head_dim"),
+                        config.get("rope_scaling_factor", 1.0),
+                        config.get("sliding_window_size") or None, head_norm_epsilon=1e-6,
+                        feedforward=feedforward)
+
+
+def _sparse_moe(e, x, norm, attribute: str, class_name: str, module: str, intermediate: int,
+                renormalize: bool):
+    """x + the sparse mixture of experts ``attribute`` (a ``class_name`` of keras_hub's
+    ``models.<module>``, lowered by hand: see emit/keras_hub.py) of norm(x)."""
+    config = e.config
+    moe = e.sublayer(attribute, class_name,
+                     {"hidden_dim": x.shape[-1], "intermediate_dim": intermediate,
+                      "num_experts": config["num_experts"], "top_k": config["top_k"],
+                      "norm_top_k_prob": renormalize},
+                     module=f"keras_hub.src.models.{module}")
+    return e.op("Add", e.call(moe, e.call(norm, x)[0])[0], x, label="feedforward_residual")
+
+
+def _moe_weights(node):
+    """The router's kernel (hidden, experts) and the experts' stacked kernels: gate and
+    up (experts, hidden, intermediate), Mixtral's stored apart, Qwen 3's as one
+    (experts, hidden, 2 intermediate), gate first; output (experts, intermediate, hidden)."""
+    config = node.config
+    hidden, experts, size = config["hidden_dim"], config["num_experts"], config[
+        "intermediate_dim"]
+    router = WeightSpec("router", "sparse_feedforward_gate_dense/vars/0", (hidden, experts))
+    if node.class_name == "MixtralSparseMoeBlock":
+        return [router, WeightSpec("gate", "expert_bank/vars/0", (experts, hidden, size)),
+                WeightSpec("up", "expert_bank/vars/1", (experts, hidden, size)),
+                WeightSpec("output", "expert_bank/vars/2", (experts, size, hidden))]
+    return [router, WeightSpec("gate_up", "expert_bank/vars/0", (experts, hidden, 2 * size)),
+            WeightSpec("output", "expert_bank/vars/1", (experts, size, hidden))]
+
+
+# the sparse mixture-of-experts blocks: called on the normalized hidden states only (the
+# mask they take feeds the training loss); their second output, the router logits, is
+# not modelled (the decoders drop it)
+hub_kind("MixtralSparseMoeBlock", "Qwen3SparseMoeBlock",
+         signature=("hidden_states", "attention_mask", "training"), weights=_moe_weights,
+         output_mask=no_mask)(lambda node: [(first_input(node).shape, compute_dtype(node))])
+gqa_decoder_kind("MixtralTransformerDecoder", _expand_mixtral_decoder)
+gqa_decoder_kind("Qwen3MoeTransformerDecoder", _expand_qwen3_moe_decoder)
 
 
 # ---------------------------------------------------------------------- Qwen 3.5
