@@ -180,7 +180,7 @@ def _check_fully_masked_rows(graph: Graph, cached: list, stream: set, source: st
     each longer prefix, a cache keeps them as they were. (Masked "zero", the rows are zeros;
     read only at their own positions, they are computed on the same keys as Keras'.)"""
     for node in cached:
-        if node.class_name not in KEY_MASKS_CACHED or mha_masking(node) == "zero" or not any(
+        if not _caches_key_masks(node) or mha_masking(node) == "zero" or not any(
                 node.input(role) in stream for role in MASK_ROLES):
             continue
         reached = set(node.outputs)
@@ -198,6 +198,10 @@ def _check_fully_masked_rows(graph: Graph, cached: list, stream: set, source: st
                     f"is cached, when the layer has dropout > 0)")
             if any(t in reached for t in inputs.values()):
                 reached.update(later.outputs + later.mask_outputs)
+
+
+def _caches_key_masks(node: Node) -> bool:
+    return node.class_name in KEY_MASKS_CACHED and node.layer.kind.family == "attention"
 
 
 def _is_causal_self_attention(node: Node) -> bool:
@@ -253,9 +257,9 @@ def _check_node(node: Node, stream: set, cached: bool, source: str) -> None:
         return
     where = f"{source}: --with-past: layer {node.name!r} ({node.class_name})"
     if cached:
-        keras_own = node.class_name in KEY_MASKS_CACHED and node.layer.kind.family == "attention"
         for role in KEY_MASK_ROLES + ("attention_mask",):
-            if node.input(role) in stream and (role == "attention_mask" or not keras_own):
+            if node.input(role) in stream and (role == "attention_mask"
+                                               or not _caches_key_masks(node)):
                 raise NotCausalDecoderError(
                     f"{where} is masked by its {role.replace('_', ' ')}, which covers only "
                     f"the new positions, not the cached ones; export without --with-past, "
