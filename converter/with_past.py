@@ -194,8 +194,10 @@ def _check_fully_masked_rows(graph: Graph, cached: list, stream: set, source: st
                     f"query (a padded position) averages over every key, later ones "
                     f"included; the keys and values of {later.name!r} computed from it "
                     f"would change with every new token, which a cache cannot reproduce. "
-                    f"Export without --with-past (Keras 3 computes such rows as zeros, and "
-                    f"is cached, when the layer has dropout > 0)")
+                    f"Export without --with-past" + (
+                        "" if node.layer.dialect == "keras2" else
+                        " (Keras 3 computes such rows as zeros, which a cache can follow, "
+                        "when the layer has dropout > 0)"))
             if any(t in reached for t in inputs.values()):
                 reached.update(later.outputs + later.mask_outputs)
 
