@@ -455,8 +455,8 @@ def _generate_uncached(s, prompt) -> tuple:
 
 def _generate_cached(s, prompt) -> tuple:
     """The prompt on an empty cache, then one token and the cache at a time."""
-    past = {i.name: np.zeros((1, i.shape[1], 0, i.shape[3]), np.float32)
-            for i in s.get_inputs() if i.name.startswith("past_key_values.")}
+    from kerasonnx.with_past import empty_cache
+    past = empty_cache(s, 1)
     names = [o.name for o in s.get_outputs()]
     tokens, new, steps = prompt, prompt, []
     for _ in range(GENERATED):

@@ -136,8 +136,11 @@ WEIGHTS_HELP = ("Weights file for a JSON model (.weights.h5 or legacy .h5); repl
                    "inputs past_key_values.{i}.key/.value (batch, kv_heads, past_length, "
                    "head_dim) and outputs present.{i}.key/.value (past and new positions) "
                    "for the i-th causal self-attention layer; feed only the new tokens (and "
-                   "positions past_length...). An empty cache runs the prompt. Refused, "
-                   "saying why, for models that are not causal decoders.")
+                   "positions past_length...). A layer masked by Embedding(mask_zero=True) "
+                   "also caches its key mask: past_key_values.{i}.mask (batch, past_length) "
+                   "bool in, present.{i}.mask out. Feed each present.* back as "
+                   "past_key_values.*; an empty cache runs the prompt. Refused, saying why, "
+                   "for models that are not causal decoders.")
 @click.option("-q", "--quiet", is_flag=True,
               help="No progress bar or messages (shown on stderr when it is a terminal).")
 @user_errors

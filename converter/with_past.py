@@ -32,17 +32,36 @@ KerasHub's position layers on the stream (learned, sine, rotary) count from past
 past + new positions as keras_hub's cached call does (its cached keys keep theirs).
 Masks: a per-key ``attention_mask`` (batch, 1, keys) made from model inputs outside the
 stream (KerasHub's ``padding_mask``) covers past and new positions: the caller feeds it
-up to the last new position. Keras masks on the stream reaching a cached layer are
-refused: they cover only the new positions.
+up to the last new position. Keras masks on the stream (``Embedding(mask_zero=True)``)
+reaching a cached MultiHeadAttention or GroupQueryAttention are cached with its keys:
+
+    past_key_values.{i}.mask   (batch, past_length) bool                   input
+    present.{i}.mask           (batch, past_length + new) bool              output
+
+the AND of its value and key masks (Keras computes them on the stream, position by
+position, so a past position's mask is the one computed at its step); the query mask
+covers the new positions only. A loop that feeds every ``present.*`` back as
+``past_key_values.*`` (an empty one, (batch, 0), for the prompt) needs nothing else.
+Not Optimum's ``attention_mask`` (batch, past_length + new): Keras derives the mask from
+the token ids, a mask fed beside them could disagree with it, and a Keras model may
+have an input of that name. Fully masked rows (a padded query) come out as Keras computes
+them, but with "add" (Keras 2) and "replace" (Keras 3's fused path) masking they average
+over every key of the prefix, later ones included: such a layer is refused when its
+output reaches another cached layer's keys or values (cached, they would not follow the
+prefix as Keras' do); "zero" masking (Keras 3's explicit path, dropout > 0) gives zeros.
+Other Keras masks on a cached layer (an ``attention_mask`` computed on the stream,
+KerasHub's and keras-multi-head's layers) are refused: they cover only the new positions.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
 from .errors import NotCausalDecoderError
 from .ir import MASK_ROLES, Graph, Node, Tensor
+from .layers.attention import mha_masking
 from .layers.operations import (ARITHMETIC, COMPARISONS, FLOAT_UNARY, LOGICAL,
                                 SAME_DTYPE_UNARY, operation)
 from .layers.registry import normalize_axis
@@ -74,7 +93,10 @@ NOT_CACHEABLE = {
     "Qwen3_5GatedDeltaNet": "is linear attention: it carries a recurrent state (and a "
                             "convolution window), not keys and values",
 }
-MASK_ROLES_REFUSED = ("value_mask", "key_mask", "attention_mask")
+KEY_MASK_ROLES = ("value_mask", "key_mask")
+# Keras' own MultiHeadAttention and GroupQueryAttention: their Keras masks on the keys are
+# carried in the cache (past_key_values.{i}.mask).
+KEY_MASKS_CACHED = ("MultiHeadAttention", "GroupQueryAttention")
 SELECTING_ROLES = MASK_ROLES + ("attention_mask",)
 
 
@@ -92,13 +114,16 @@ class CachePlan:
 
 @dataclass
 class CacheSlot:
-    """One cached layer's cache: graph inputs ``past_*``, graph outputs ``present_*``."""
+    """One cached layer's cache: graph inputs ``past_*``, graph outputs ``present_*``; the
+    key mask (B, positions) bool when Keras masks the layer's keys (``mask_zero``)."""
 
     index: int
     past_key: Tensor
     past_value: Tensor
     present_key: Tensor
     present_value: Tensor
+    past_mask: Optional[Tensor] = None
+    present_mask: Optional[Tensor] = None
 
 
 def plan_cache(graph: Graph, source: str) -> CachePlan:
@@ -114,6 +139,7 @@ def plan_cache(graph: Graph, source: str) -> CachePlan:
     stream = _stream(graph, cached)
     for node in graph.nodes:
         _check_node(node, stream, node in cached, source)
+    _check_fully_masked_rows(graph, cached, stream, source)
     key_masks = set()
     for node in cached:
         if node.input("attention_mask") is not None:
@@ -133,14 +159,53 @@ def plan_cache(graph: Graph, source: str) -> CachePlan:
                          tensor(f"{PAST_PREFIX}{index}.value", value_dim),
                          tensor(f"{PRESENT_PREFIX}{index}.key", head_dim),
                          tensor(f"{PRESENT_PREFIX}{index}.value", value_dim))
-        graph.inputs += [slot.past_key, slot.past_value]
-        graph.outputs += [slot.present_key, slot.present_value]
-        graph.output_names += [slot.present_key.name, slot.present_value.name]
+        if any(node.input(role) in stream for role in KEY_MASK_ROLES):
+            slot.past_mask = Tensor(f"{PAST_PREFIX}{index}.mask", (None, None), "bool")
+            slot.present_mask = Tensor(f"{PRESENT_PREFIX}{index}.mask", (None, None), "bool")
+        pasts = [t for t in (slot.past_key, slot.past_value, slot.past_mask) if t is not None]
+        presents = [t for t in (slot.present_key, slot.present_value, slot.present_mask)
+                    if t is not None]
+        graph.inputs += pasts
+        graph.outputs += presents
+        graph.output_names += [t.name for t in presents]
         slots[node] = slot
     return CachePlan(slots, [n for n in graph.nodes if n.class_name in POSITION_INDEXED
                              and n.input("inputs") in stream],
                      [t.name for t in graph.inputs if t in stream],
                      [t.name for t in graph.inputs if t in key_masks])
+
+
+def _check_fully_masked_rows(graph: Graph, cached: list, stream: set, source: str) -> None:
+    """Refuse a cached layer masked by Keras masks whose fully masked rows average over
+    every key ("add", "replace": see emit/attention.py), later positions included, when its
+    output reaches another cached layer's keys or values: Keras recomputes those rows on
+    each longer prefix, a cache keeps them as they were. (Masked "zero", the rows are zeros;
+    read only at their own positions, they are computed on the same keys as Keras'.)"""
+    for node in cached:
+        if not _caches_key_masks(node) or mha_masking(node) == "zero" or not any(
+                node.input(role) in stream for role in MASK_ROLES):
+            continue
+        reached = set(node.outputs)
+        for later in graph.nodes:
+            inputs = dict(later.input_tensors())
+            if later in cached and later is not node and any(
+                    inputs.get(role) in reached for role in ("key", "value") + KEY_MASK_ROLES):
+                raise NotCausalDecoderError(
+                    f"{source}: --with-past: layer {node.name!r} ({node.class_name}) is "
+                    f"masked by Keras masks (Embedding(mask_zero=True)), and a fully masked "
+                    f"query (a padded position) averages over every key, later ones "
+                    f"included; the keys and values of {later.name!r} computed from it "
+                    f"would change with every new token, which a cache cannot reproduce. "
+                    f"Export without --with-past" + (
+                        "" if node.layer.dialect == "keras2" else
+                        " (Keras 3 computes such rows as zeros, which a cache can follow, "
+                        "when the layer has dropout > 0)"))
+            if any(t in reached for t in inputs.values()):
+                reached.update(later.outputs + later.mask_outputs)
+
+
+def _caches_key_masks(node: Node) -> bool:
+    return node.class_name in KEY_MASKS_CACHED and node.layer.kind.family == "attention"
 
 
 def _is_causal_self_attention(node: Node) -> bool:
@@ -196,8 +261,9 @@ def _check_node(node: Node, stream: set, cached: bool, source: str) -> None:
         return
     where = f"{source}: --with-past: layer {node.name!r} ({node.class_name})"
     if cached:
-        for role in MASK_ROLES_REFUSED:
-            if node.input(role) in stream:
+        for role in KEY_MASK_ROLES + ("attention_mask",):
+            if node.input(role) in stream and (role == "attention_mask"
+                                               or not _caches_key_masks(node)):
                 raise NotCausalDecoderError(
                     f"{where} is masked by its {role.replace('_', ' ')}, which covers only "
                     f"the new positions, not the cached ones; export without --with-past, "
@@ -305,10 +371,7 @@ def decode_incrementally(session, arrays: dict, decoder_inputs: list, chunks: tu
     ``past_and_new_inputs`` (padding masks) up to its last position, and the other inputs
     whole. Yields ``(start, end, outputs)``: the model's own outputs (no cache) for
     positions start ... end - 1."""
-    batch = len(next(iter(arrays.values())))
-    past = {i.name: np.zeros((batch, i.shape[1], 0, i.shape[3]),
-                             np.float16 if i.type == "tensor(float16)" else np.float32)
-            for i in session.get_inputs() if i.name.startswith(PAST_PREFIX)}
+    past = empty_cache(session, len(next(iter(arrays.values()))))
     names = [o.name for o in session.get_outputs()]
     start = 0
     for length in chunks:
@@ -322,3 +385,13 @@ def decode_incrementally(session, arrays: dict, decoder_inputs: list, chunks: tu
         yield start, end, [value for name, value in zip(names, outputs)
                            if not name.startswith(PRESENT_PREFIX)]
         start = end
+
+
+def empty_cache(session, batch: int) -> dict:
+    """The ``past_key_values.*`` feeds of the prompt: keys and values (batch, heads, 0, dim),
+    key masks (batch, 0)."""
+    dtypes = {"tensor(float16)": np.float16, "tensor(bool)": np.bool_}
+    return {i.name: np.zeros((batch, 0) if len(i.shape) == 2 else (batch, i.shape[1], 0,
+                                                                     i.shape[3]),
+                             dtypes.get(i.type, np.float32))
+            for i in session.get_inputs() if i.name.startswith(PAST_PREFIX)}

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 from click.testing import CliRunner
@@ -96,6 +97,43 @@ def encoder_decoder(k):
     x = post_norm_block(k, embedded(k, tokens, positions), memory)
     x = post_norm_block(k, x, memory)
     return k.Model([source, tokens, positions], L.Dense(VOCAB)(x))
+
+
+def masked_block(k, x, **attention):
+    """Causal self-attention on Embedding(mask_zero=True)'s mask, residual, LayerNorm."""
+    attended = k.layers.MultiHeadAttention(2, 8, **attention)(x, x, use_causal_mask=True)
+    return k.layers.LayerNormalization()(k.layers.Add()([x, attended]))
+
+
+@DECODERS.register()
+def masked_decoder(k):
+    """Token ids with padding (0, Embedding(mask_zero=True)): Keras' masks on the query and
+    the cached keys and values (fused path in Keras 3: a padded query averages every key,
+    as in Keras 2, which adds -1e9)."""
+    tokens, = token_inputs(k, "tokens")
+    x = masked_block(k, k.layers.Embedding(VOCAB, 16, mask_zero=True)(tokens))
+    return k.Model(tokens, k.layers.Dense(VOCAB)(k.layers.Dense(32, activation="relu")(x)))
+
+
+@DECODERS.register("keras3")
+def masked_dropout_decoder(k):
+    """Keras 3, two blocks: the first masked on its explicit path (dropout: a padded query
+    gives zeros, so its row does not depend on later keys), the second unmasked (Keras 3's
+    MultiHeadAttention takes the mask off its inputs: the residual Add has none)."""
+    tokens, = token_inputs(k, "tokens")
+    x = masked_block(k, k.layers.Embedding(VOCAB, 16, mask_zero=True)(tokens), dropout=0.1)
+    return k.Model(tokens, k.layers.Dense(VOCAB)(masked_block(k, x)))
+
+
+@DECODERS.register("keras3")
+def masked_gqa_decoder(k):
+    """GroupQueryAttention (a sliding window of 3) on Embedding(mask_zero=True)'s mask."""
+    tokens, = token_inputs(k, "tokens")
+    x = k.layers.Embedding(VOCAB, 16, mask_zero=True)(tokens)
+    attention = k.layers.GroupQueryAttention(head_dim=4, num_query_heads=4,
+                                             num_key_value_heads=2, sliding_window=3)
+    x = k.layers.Add()([x, attention(x, x, use_causal_mask=True)])
+    return k.Model(tokens, k.layers.Dense(VOCAB)(k.layers.RMSNormalization()(x)))
 
 
 requires_keras_hub = pytest.mark.skipif(importlib.util.find_spec("keras_hub") is None,
@@ -255,10 +293,15 @@ def decoders(tmp_path_factory):
     return DECODERS.cache(tmp_path_factory.mktemp("with_past"))
 
 
+# Padded token ids (0) of a model with Embedding(mask_zero=True), by row: the prompt's end
+# and a later step; the first 2 (left padding); the prompt's middle.
+PADDED_POSITIONS = ([2, 5], [0, 1], [1])
+
+
 def generation_inputs(model, batch: int, length: int, rng) -> dict:
     """Token ids for every input, positions 0 ... length - 1 for ``positions``; a
     ``padding_mask`` pads row 1 on the left (its first 2 tokens), as batched generation
-    does."""
+    does; a model that masks zeros (``mask_zero``) gets the ``PADDED_POSITIONS``."""
     arrays = {}
     for tensor in model.inputs:
         name = tensor.name.split(":")[0]
@@ -269,6 +312,9 @@ def generation_inputs(model, batch: int, length: int, rng) -> dict:
         arrays["padding_mask"] = np.ones((batch, length), "int32")
         if batch > 1:
             arrays["padding_mask"][1, :2] = arrays["token_ids"][1, :2] = 0
+    if any(getattr(layer, "mask_zero", False) for layer in model.layers):
+        for row, padded in zip(range(batch), PADDED_POSITIONS):
+            arrays["tokens"][row, padded] = 0
     return arrays
 
 
@@ -369,6 +415,28 @@ def test_cache_interface_uses_optimum_names(decoders):
 
 
 @requires_keras
+@pytest.mark.parametrize("dialect", ["keras3", "keras2"])
+def test_keras_mask_is_cached_with_the_keys(decoders, dialect):
+    """Embedding(mask_zero=True)'s mask on the cached keys: input past_key_values.0.mask
+    (batch, past) bool after the layer's keys and values, output present.0.mask."""
+    _, path = decoders("masked_decoder", dialect)
+    graph = kerasonnx.convert(path, with_past=True).model.graph
+    bool_type = onnx.TensorProto.BOOL
+
+    def signature(values):
+        return {v.name: (v.type.tensor_type.elem_type,
+                         [d.dim_value or None for d in v.type.tensor_type.shape.dim])
+                for v in values}
+
+    inputs, outputs = signature(graph.input), signature(graph.output)
+    assert list(inputs) == ["tokens", "past_key_values.0.key", "past_key_values.0.value",
+                            "past_key_values.0.mask"]
+    assert inputs["past_key_values.0.mask"] == (bool_type, [None, None])
+    assert list(outputs)[1:] == ["present.0.key", "present.0.value", "present.0.mask"]
+    assert outputs["present.0.mask"] == (bool_type, [None, None])
+
+
+@requires_keras
 def test_fixed_length_decoder_gets_a_dynamic_sequence_axis(tmp_path):
     """A model saved for 8 tokens exactly: with the cache its token axis is dynamic, and
     (the model being causal) every step equals Keras' full 8-token run at its positions."""
@@ -428,12 +496,14 @@ def causal_then_convolution(k):
     return k.Model(tokens, k.layers.Conv1D(16, 3, padding="same", name="convolution")(x))
 
 
-@REFUSED.register("keras3")
-def padding_mask_on_keys(k):
+@REFUSED.register()
+def masked_then_attended(k):
+    """A padded query of the masked layer averages every key, later ones included (Keras
+    2 adds -1e9; Keras 3's fused path), and the second layer attends its output."""
     tokens, = token_inputs(k, "tokens")
     x = k.layers.Embedding(VOCAB, 16, mask_zero=True)(tokens)
-    return k.Model(tokens, k.layers.MultiHeadAttention(2, 8, name="masked")(
-        x, x, use_causal_mask=True))
+    x = k.layers.MultiHeadAttention(2, 8, name="masked")(x, x, use_causal_mask=True)
+    return k.Model(tokens, k.layers.MultiHeadAttention(2, 8)(x, x, use_causal_mask=True))
 
 
 @REFUSED.register("keras3")
@@ -474,7 +544,7 @@ REFUSALS = {
                                  "decoder's positions without use_causal_mask=True",
     "causal_then_convolution": "'convolution' (Conv1D) is not known to compute each position "
                                "from that position alone",
-    "padding_mask_on_keys": "'masked' (MultiHeadAttention) is masked by its value mask",
+    "masked_then_attended": "'masked' (MultiHeadAttention) is masked by Keras masks",
     "causal_attention_mask_input": "an attention_mask passed in cannot be proven causal",
     "causal_dot_attention": "'dot' (Attention) is causal, but --with-past caches only "
                             "MultiHeadAttention and GroupQueryAttention",
@@ -488,11 +558,11 @@ def refused(tmp_path_factory):
 
 
 @requires_keras
-@pytest.mark.parametrize("name", [
-    pytest.param(name, marks=[requires_keras_hub] if name in HUB_REFUSED else [])
-    for name in sorted(REFUSALS)])
-def test_models_that_are_not_causal_decoders_are_refused(refused, name):
-    _, path = refused(name, "keras3")
+@pytest.mark.parametrize("name,dialect", [
+    pytest.param(name, dialect, marks=[requires_keras_hub] if name in HUB_REFUSED else [])
+    for name, dialect in REFUSED.params()])
+def test_models_that_are_not_causal_decoders_are_refused(refused, name, dialect):
+    _, path = refused(name, dialect)
     with pytest.raises(NotCausalDecoderError, match="--with-past") as error:
         kerasonnx.convert(path, with_past=True)
     assert REFUSALS[name] in str(error.value)
@@ -535,11 +605,12 @@ def test_cli_help_explains_with_past():
 
 @requires_keras
 @pytest.mark.parametrize("name,dialect", [
-    ("mha_decoder", "keras2"), ("encoder_decoder", "keras3"),
+    ("mha_decoder", "keras2"), ("encoder_decoder", "keras3"), ("masked_decoder", "keras2"),
     pytest.param("gpt2_causal_lm", "keras3", marks=requires_keras_hub)])
 def test_verify_with_past_compares_every_step(decoders, name, dialect):
     """A prompt of 3, then one token at a time to 5; Keras in its own process (GPT2: its
-    padding_mask up to the last position)."""
+    padding_mask up to the last position; the masked decoder: padding tails, the cached
+    key mask fed back)."""
     _, path = decoders(name, dialect)
     model = kerasonnx.convert(path, with_past=True).model
     report = kerasonnx.verify(path, model, batches=(1, 3), lengths=(3, 5), with_past=True)
@@ -552,7 +623,6 @@ def test_verify_with_past_compares_every_step(decoders, name, dialect):
 def test_verify_with_past_fails_on_a_wrong_cache(decoders, tmp_path):
     """The same graph with every present value scaled: the prompt still agrees, the next
     steps do not."""
-    import onnx
     _, path = decoders("mha_decoder", "keras3")
     model = kerasonnx.convert(path, with_past=True).model
     scaled = onnx.helper.make_tensor("scale", onnx.TensorProto.FLOAT, [], [1.5])

@@ -30,7 +30,7 @@ from onnx import TensorProto
 
 from ..errors import ConversionError
 from ..ir import Node
-from ..layers.attention import attention_axes, mha_output_dims
+from ..layers.attention import attention_axes, keras3_fused_path, mha_masking, mha_output_dims
 from ..model import named_weights
 from .builder import Builder
 from .registry import emits
@@ -339,14 +339,6 @@ def grouped_query_attention(node: Node, b: Builder) -> list:
     return _project_and_attend(node, b, heads, _AxesLayout(3, (1,)), (query.shape[-1],))
 
 
-def keras3_fused_path(node: Node) -> bool:
-    """Whether Keras 3's MultiHeadAttention / GroupQueryAttention call takes
-    ``ops.dot_product_attention`` (its fused path): no scores returned, no dropout, and 3-D
-    inputs (projected to 4-D; attention over axes of N-D inputs takes the explicit path)."""
-    return not (node.arguments.get("return_attention_scores")
-                or node.config.get("dropout", 0) > 0 or node.input("query").rank != 3)
-
-
 def _project_and_attend(node: Node, b: Builder, heads: Heads, layout: _AxesLayout,
                         out_dims: tuple) -> list:
     """The body MultiHeadAttention and GroupQueryAttention share: query/key/value
@@ -361,10 +353,8 @@ def _project_and_attend(node: Node, b: Builder, heads: Heads, layout: _AxesLayou
     explicit_path = not keras3_fused_path(node)
     slot = b.cache.get(node)  # with a key/value cache: this call's (with_past.CacheSlot)
     past = None if slot is None else (b.value(slot.past_key), b.value(slot.past_value))
-    mask4 = _mha_mask(node, b, layout, heads.query, causal, window, explicit_path,
-                      None if past is None else past[0])
-    masking = ("add" if node.layer.dialect == "keras2"
-               else ("zero" if explicit_path else "replace"))
+    mask4 = _mha_mask(node, b, layout, heads.query, causal, window, explicit_path, slot)
+    masking = mha_masking(node)
     causal_only = causal and window is None and layout.trivial and not any(
         node.input(r) is not None for r in ("query_mask", "value_mask", "key_mask",
                                              "attention_mask"))
@@ -474,7 +464,7 @@ def attention_core(node: Node, b: Builder) -> list:
 
 
 def _mha_mask(node: Node, b: Builder, layout: _AxesLayout, heads: int, causal: bool,
-              window, explicit_path: bool, past_key: str = None):
+              window, explicit_path: bool, slot=None):
     """Keras' bool mask from the inputs' masks, the attention_mask, the causal flag and
     the sliding window, expanded as Keras expands it against the scores, then folded
     like the logits: (B'|1, N|1, T|1, S). None when nothing masks.
@@ -486,17 +476,30 @@ def _mha_mask(node: Node, b: Builder, layout: _AxesLayout, heads: int, causal: b
     scores, one at a time, as ``_masked_softmax`` does. GroupQueryAttention leaves an
     attention_mask that is the only mask uncast, and on its explicit path Keras' Softmax
     keeps a non-bool mask where it is > 0.5 (> 0 for ints) instead. With a cache
-    (``past_key``), the causal and window masks cover the cached keys too."""
+    (``slot``, a with_past.CacheSlot), the causal and window masks cover the cached keys
+    too, and the value and key masks (B, S) of the new positions, ANDed, follow the cached
+    positions' (``slot.past_mask``) as ``slot.present_mask``."""
     base = f"{node.name}/mask"
     keras2 = node.layer.dialect == "keras2"
-    parts, ranks = [], []
+    past_key = None if slot is None else b.value(slot.past_key)
+    parts, ranks, key_side = [], [], []
     for role, axis in (("query_mask", 2 if keras2 else -1), ("value_mask", 1 if keras2 else -2),
                        ("key_mask", 1 if keras2 else -2)):
         tensor = node.input(role)
         if tensor is not None:
-            parts.append(unsqueeze(b, as_bool(b, b.value(tensor), tensor.dtype,
-                                              f"{base}/{role}"), [axis], f"{base}/{role}_3d"))
+            mask = as_bool(b, b.value(tensor), tensor.dtype, f"{base}/{role}")
+            if slot is not None and slot.past_mask is not None and role != "query_mask":
+                key_side.append(mask)  # (B, S): axis 1 in either dialect
+                continue
+            parts.append(unsqueeze(b, mask, [axis], f"{base}/{role}_3d"))
             ranks.append(len(tensor.shape) + 1)
+    if key_side:
+        present = b.op("Concat", [b.value(slot.past_mask),
+                                  combine_masks(b, key_side, f"{base}/new_keys")],
+                       f"{base}/present_keys", axis=1)
+        b.bind(slot.present_mask, present)
+        parts.append(unsqueeze(b, present, [1], f"{base}/present_keys_3d"))
+        ranks.append(3)
     explicit = node.input("attention_mask")
     if explicit is not None:
         if (node.class_name == "GroupQueryAttention" and explicit_path and not parts

@@ -31,9 +31,9 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ..ir import Graph, Node
+from ..layers.attention import keras3_fused_path
 from ..layers.operations import operation_dtypes
 from ..layers.registry import compute_dtype
-from .attention import keras3_fused_path
 
 MODES = ("keras", "float32", "float16")
 FLOAT32, ROUNDED = "float32", "rounded"  # how special nodes compute (special_nodes)

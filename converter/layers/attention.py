@@ -13,6 +13,23 @@ def _is_keras_mha(module: str, config: dict) -> bool:
     return "num_heads" in config
 
 
+def keras3_fused_path(node: Node) -> bool:
+    """Whether Keras 3's MultiHeadAttention / GroupQueryAttention call takes
+    ``ops.dot_product_attention`` (its fused path): no scores returned, no dropout, and 3-D
+    inputs (projected to 4-D; attention over axes of N-D inputs takes the explicit path)."""
+    return not (node.arguments.get("return_attention_scores")
+                or node.config.get("dropout", 0) > 0 or node.input("query").rank != 3)
+
+
+def mha_masking(node) -> str:
+    """How MultiHeadAttention / GroupQueryAttention mask the logits (see emit/attention.py):
+    "add" (Keras 2: + -1e9) and "replace" (Keras 3's fused path) give a fully masked row
+    the average over every key; "zero" (Keras 3's explicit path) gives it zeros."""
+    if node.layer.dialect == "keras2":
+        return "add"
+    return "replace" if keras3_fused_path(node) else "zero"
+
+
 def attention_axes(node) -> tuple:
     """The axes attention runs over (input axes, batch excluded); Keras' default is every
     axis between batch and features."""
