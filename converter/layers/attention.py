@@ -13,7 +13,7 @@ def _is_keras_mha(module: str, config: dict) -> bool:
     return "num_heads" in config
 
 
-def keras3_fused_path(node: Node) -> bool:
+def keras3_fused_path(node) -> bool:
     """Whether Keras 3's MultiHeadAttention / GroupQueryAttention call takes
     ``ops.dot_product_attention`` (its fused path): no scores returned, no dropout, and 3-D
     inputs (projected to 4-D; attention over axes of N-D inputs takes the explicit path)."""
