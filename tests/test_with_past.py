@@ -23,6 +23,7 @@ from conftest import requires_keras
 from keras_check import Cases, assert_same, keras_outputs, model_cache, randomize
 from kerasonnx.cli import main
 from kerasonnx.convert import WITH_PAST_KEY
+from kerasonnx.emit.precision import TOLERANCES
 from kerasonnx import NotCausalDecoderError
 from kerasonnx.with_past import decode_incrementally
 
@@ -318,11 +319,13 @@ def generation_inputs(model, batch: int, length: int, rng) -> dict:
     return arrays
 
 
-def check_decoding(model, path, opsets=(23, 17), batches=(1, 3)) -> None:
-    """Every step of the generation loop equals Keras on the prefix, at the new positions."""
+def check_decoding(model, path, opsets=(23, 17), batches=(1, 3), precision: str = "keras",
+                   tolerance: dict = None) -> None:
+    """Every step of the generation loop equals Keras on the prefix, at the new positions
+    (within ``tolerance``, atol / rtol, where given: a half-precision conversion)."""
     sessions = []
     for opset in opsets:
-        result = kerasonnx.convert(path, opset=opset, with_past=True)
+        result = kerasonnx.convert(path, opset=opset, with_past=True, precision=precision)
         recorded = next(json.loads(p.value) for p in result.model.metadata_props
                         if p.key == WITH_PAST_KEY)
         sessions.append((opset, ort.InferenceSession(result.model.SerializeToString(),
@@ -345,7 +348,8 @@ def check_decoding(model, path, opsets=(23, 17), batches=(1, 3)) -> None:
                         prefix.values())
                     expected[end] = [o[:, start:end] for o in keras_outputs(model, prefix)]
                 assert_same(expected[end], outputs,
-                            f"{path.name} opset {opset} batch {batch} positions {start}-{end}")
+                            f"{path.name} opset {opset} batch {batch} positions {start}-{end}",
+                            **(tolerance or {}))
 
 
 @requires_keras
@@ -354,6 +358,16 @@ def check_decoding(model, path, opsets=(23, 17), batches=(1, 3)) -> None:
     for name, dialect in DECODERS.params()])
 def test_incremental_decoding_equals_keras_at_every_step(decoders, name, dialect):
     check_decoding(*decoders(name, dialect))
+
+
+@requires_keras
+@pytest.mark.parametrize("name", ["mha_decoder", "masked_decoder"])
+def test_half_precision_decoding_follows_keras(decoders, name):
+    """--precision float16 with a cache: its past_length is computed before any layer
+    (once a KeyError in the precision pass); every step within float16's tolerance."""
+    atol, rtol = TOLERANCES["float16"]
+    check_decoding(*decoders(name, "keras3"), precision="float16",
+                   tolerance={"atol": atol, "rtol": rtol})
 
 
 @requires_keras

@@ -200,9 +200,11 @@ class _Rewriter:
 
     def run(self) -> None:
         emitted, owner = {k: [] for k in self.graph.nodes}, None
+        emitted[None] = []  # before any emitter: --with-past's past_length (int shapes)
         for n in self.b.nodes:  # a node added outside an emitter goes with the one before
             owner = self.b.emitted_by.get(n.name) or owner
             emitted[owner].append(n)
+        self.out.extend(emitted[None])
         original = {t: self.b.value(t) for t in self.graph.inputs}
         original.update({t: self.b.value(t) for k in self.graph.nodes
                          for t in k.outputs + k.mask_outputs if self.b.has_value(t)})
