@@ -236,7 +236,8 @@ def _progress(quiet: bool):
 @click.option("--batch", "batches", default="1,4", show_default=True,
               help="Batch sizes to generate inputs for.")
 @click.option("--length", "lengths", default="7,32", show_default=True,
-              help="Lengths for the None dims (sequence lengths) of generated inputs.")
+              help="Comma-separated lengths for the None dims (sequence lengths) of "
+                   "generated inputs, e.g. 3,6 (given twice, the last one counts).")
 @click.option("--atol", type=float, default=None,
               help="Absolute tolerance: an element passes if |onnx - keras| <= atol + "
                    "rtol * |keras| [default: by the least precise dtype either side computes "
