@@ -448,24 +448,23 @@ def _delta_rule_step(b: Builder, base: str) -> onnx.GraphProto:
                              [value_info("new_state"), value_info("output")])
 
 
-@emits("ViTPatchingAndEmbedding")
-def vit_patching_and_embedding(node: Node, b: Builder) -> list:
+def _patch_embedding(node: Node, b: Builder, image_size, patch_size, kernel: np.ndarray,
+                     bias, leading: np.ndarray, table: np.ndarray) -> str:
     """Conv2D(hidden, kernel = strides = patch) on (B, H, W, C) images is one MatMul of
     each patch's (patch h, patch w, C) pixels with the kernel folded to (p·p·C, hidden):
     the images reshaped to (B, H/p, p, W/p, p, C), transposed to (B, H/p, W/p, p, p, C),
     flattened to (B, patches, p·p·C) in Keras' row-major patch order, times the kernel,
-    plus the bias; the class token tiled over the batch and prepended; plus the position
-    table (every row: the positions are 0 .. num_positions - 1)."""
-    config, base = node.config, node.name
-    tensor = node.input("inputs")
-    (height, width), (patch_h, patch_w) = config["image_size"], config["patch_size"]
-    channels, hidden = config["num_channels"], config["hidden_dim"]
+    plus the bias (when given), plus the position ``table`` (patches, hidden); the
+    ``leading`` rows (k, hidden: tokens with their positions already added, the same
+    float32 sums) tiled over the batch and prepended."""
+    base, tensor = node.name, node.input("inputs")
+    (height, width), (patch_h, patch_w) = image_size, patch_size
+    hidden = kernel.shape[-1]
+    channels = kernel.shape[2]
     if tuple(tensor.shape[1:]) != (height, width, channels):
-        raise ConversionError(f"layer {base!r}: ViTPatchingAndEmbedding expects "
+        raise ConversionError(f"layer {base!r}: {node.class_name} expects "
                               f"(batch, {height}, {width}, {channels}) images, the model "
                               f"gives it {tensor.shape}")
-    weights = {name: np.asarray(value, np.float32)
-               for name, value in named_weights(node).items()}
     rows, columns = height // patch_h, width // patch_w
     x = b.op("Reshape", [b.value(tensor), b.ints(f"{base}/patch_grid",
                                                  [0, rows, patch_h, columns, patch_w,
@@ -474,21 +473,79 @@ def vit_patching_and_embedding(node: Node, b: Builder) -> list:
     x = b.op("Reshape", [x, b.ints(f"{base}/patch_shape",
                                    [0, rows * columns, patch_h * patch_w * channels])],
              f"{base}/patches")
-    kernel = weights["patch_embedding/kernel"].reshape(-1, hidden)
-    x = b.op("MatMul", [x, b.constant(f"{base}/patch_kernel", kernel)],
+    x = b.op("MatMul", [x, b.constant(f"{base}/patch_kernel", kernel.reshape(-1, hidden))],
              f"{base}/patch_embedding")
-    if "patch_embedding/bias" in weights:
-        x = b.op("Add", [x, b.constant(f"{base}/patch_bias", weights["patch_embedding/bias"])],
+    if bias is not None:
+        x = b.op("Add", [x, b.constant(f"{base}/patch_bias", bias)],
                  f"{base}/patch_embedding_biased")
-    if "class_token" in weights:
-        batch = b.op("Shape", [x], f"{base}/batch", start=0, end=1)
-        shape = b.op("Concat", [batch, b.ints(f"{base}/token_rest", [1, hidden])],
-                     f"{base}/token_shape", axis=0)
-        token = b.op("Expand", [b.constant(f"{base}/class_token", weights["class_token"]),
-                                shape], f"{base}/class_tokens")
-        x = b.op("Concat", [token, x], f"{base}/with_class_token", axis=1)
+    if not len(leading):
+        return b.op("Add", [x, b.constant(f"{base}/position_embedding", table)], base)
+    x = b.op("Add", [x, b.constant(f"{base}/position_embedding", table)],
+             f"{base}/positioned")
+    batch = b.op("Shape", [x], f"{base}/batch", start=0, end=1)
+    shape = b.op("Concat", [batch, b.ints(f"{base}/token_rest", list(leading.shape))],
+                 f"{base}/token_shape", axis=0)
+    tokens = b.op("Expand", [b.constant(f"{base}/leading_tokens", leading[None]), shape],
+                  f"{base}/tokens")
+    return b.op("Concat", [tokens, x], base, axis=1)
+
+
+def _float_weights(node: Node) -> dict:
+    return {name: np.asarray(value, np.float32) for name, value in named_weights(node).items()}
+
+
+@emits("ViTPatchingAndEmbedding")
+def vit_patching_and_embedding(node: Node, b: Builder) -> list:
+    """``_patch_embedding``; the class token (with ``use_class_token``) plus the
+    position table's first row leads."""
+    config, weights = node.config, _float_weights(node)
     table = weights["position_embedding/embeddings"]
-    return [b.op("Add", [x, b.constant(f"{base}/position_embedding", table)], base)]
+    leading = weights["class_token"].reshape(1, -1) + table[:1] if (
+        "class_token" in weights) else table[:0]
+    return [_patch_embedding(node, b, config["image_size"], config["patch_size"],
+                             weights["patch_embedding/kernel"],
+                             weights.get("patch_embedding/bias"), leading,
+                             table[len(leading):])]
+
+
+@emits("DeiTEmbeddings")
+def deit_embeddings(node: Node, b: Builder) -> list:
+    """``_patch_embedding``; the class and distillation tokens plus the position table's
+    first two rows lead."""
+    config, weights = node.config, _float_weights(node)
+    table = weights["position_embedding"][0]
+    tokens = np.concatenate([weights["class_token"][0], weights["distillation_token"][0]])
+    return [_patch_embedding(node, b, config["image_size"], config["patch_size"],
+                             weights["patch_embedding/kernel"], weights["patch_embedding/bias"],
+                             tokens + table[:2], table[2:])]
+
+
+@emits("DINOV2Embedding")
+def dinov2_embedding(node: Node, b: Builder) -> list:
+    """``_patch_embedding``; the class token plus the position table's first row, then the
+    register tokens (inserted after it, with no position), lead. The table is the saved
+    pretraining one, which keras_hub copies at load when the image size is the pretraining
+    size (the rebuilt config refuses other sizes)."""
+    config, weights = node.config, _float_weights(node)
+    if list(config["image_shape"]) != list(config["position_embedding_shape"]):
+        raise ConversionError(f"layer {node.name!r}: DINOV2Embedding resizes its position "
+                              f"table to the image size, which kerasonnx does not reproduce")
+    table = weights["position_embeddings"][0]
+    leading = [weights["cls_token"][0] + table[:1]]
+    if "register_tokens" in weights:
+        leading.append(weights["register_tokens"][0])
+    patch = config["patch_size"]
+    return [_patch_embedding(node, b, config["image_shape"], (patch, patch),
+                             weights["projection/kernel"], weights["projection/bias"],
+                             np.concatenate(leading), table[1:])]
+
+
+@emits("DINOV2LayerScale")
+def dinov2_layer_scale(node: Node, b: Builder) -> list:
+    """x * lambda1, per feature."""
+    scale = np.asarray(named_weights(node)["lambda1"], np.float32)
+    return [b.op("Mul", [b.value(node.input("inputs")),
+                         b.constant(f"{node.name}/lambda1", scale)], node.name)]
 
 
 # ---------------------------------------------------------------------- Llama 3.1 rotary
