@@ -1090,8 +1090,9 @@ def _dinov2_embedding_weights(node):
     """patch_embeddings/projection kernel (patch, patch, channels, hidden) and bias; then
     in build order the class token (1, 1, hidden), the mask token (1, hidden) with
     ``use_mask_token``, the register tokens (1, num_register_tokens, hidden) when there
-    are any, the pretraining position table (1, pretraining patches + 1, hidden) and the
-    interpolated one (1, patches + 1, hidden)."""
+    are any, the interpolated position table (1, patches + 1, hidden), then the
+    pretraining one (1, pretraining patches + 1, hidden): Keras saves trainable variables
+    before non-trainable ones, and only the pretraining table is not trainable."""
     config = node.config
     hidden, patch = config["hidden_dim"], config["patch_size"]
     registers = config.get("num_register_tokens", 0)
@@ -1102,10 +1103,10 @@ def _dinov2_embedding_weights(node):
         own.append(("mask_token", (1, hidden)))
     if registers:
         own.append(("register_tokens", (1, registers, hidden)))
-    own += [("position_embeddings", (1, (pre_height // patch) * (pre_width // patch) + 1,
-                                     hidden)),
-            ("interpolated_position_embeddings",
-             (1, (height // patch) * (width // patch) + 1, hidden))]
+    own += [("interpolated_position_embeddings",
+             (1, (height // patch) * (width // patch) + 1, hidden)),
+            ("position_embeddings", (1, (pre_height // patch) * (pre_width // patch) + 1,
+                                     hidden))]
     return [WeightSpec("projection/kernel", "patch_embeddings/projection/vars/0",
                        (patch, patch, first_input(node).shape[-1], hidden)),
             WeightSpec("projection/bias", "patch_embeddings/projection/vars/1", (hidden,))] + [
