@@ -54,13 +54,12 @@ def deit_gap_classifier(keras_hub):
 
 
 def dinov2_backbone(keras_hub, **options):
-    """3 x 3 patches of 4 over a 12 x 12 image, at the pretraining size (the position
-    table is used as saved); the MLP feed-forward, no register tokens."""
-    options = {"use_mask_token": False, **options}
+    """3 x 3 patches of 4 over a 12 x 12 image, by default at the pretraining size (the
+    position table is used as saved); the MLP feed-forward, no register tokens."""
+    options = {"use_mask_token": False, "position_embedding_shape": DINOV2_IMAGE, **options}
     return keras_hub.models.DINOV2Backbone(patch_size=4, num_layers=2, hidden_dim=8,
                                            num_heads=2, intermediate_dim=16,
-                                           image_shape=DINOV2_IMAGE,
-                                           position_embedding_shape=DINOV2_IMAGE, **options)
+                                           image_shape=DINOV2_IMAGE, **options)
 
 
 def dinov2_swiglu_registers(keras_hub):
@@ -72,10 +71,25 @@ def dinov2_swiglu_registers(keras_hub):
                            apply_layernorm=True, name="dino")
 
 
+def dinov2_resized_table(keras_hub):
+    """Pretrained at 20 x 20 (a 5 x 5 patch grid), run at 12 x 12 (3 x 3): keras_hub
+    resizes the position table bicubically at load."""
+    return dinov2_backbone(keras_hub, position_embedding_shape=(20, 20, 3))
+
+
+def dinov2_enlarged_table(keras_hub):
+    """Pretrained at 8 x 8 (2 x 2 patches), run at 12 x 12: the table enlarged, the
+    edge taps renormalised, with register tokens."""
+    return dinov2_backbone(keras_hub, position_embedding_shape=(8, 8, 3),
+                           num_register_tokens=1)
+
+
 MODELS = {"deit_backbone_without_attention_bias": deit_backbone_without_attention_bias,
           "deit_image_classifier": deit_image_classifier,
           "deit_gap_classifier": deit_gap_classifier, "dinov2_backbone": dinov2_backbone,
-          "dinov2_swiglu_registers": dinov2_swiglu_registers}
+          "dinov2_swiglu_registers": dinov2_swiglu_registers,
+          "dinov2_resized_table": dinov2_resized_table,
+          "dinov2_enlarged_table": dinov2_enlarged_table}
 
 
 def image_inputs(model, batch: int, size, rng) -> dict:
@@ -133,6 +147,23 @@ def test_mlp_gelu_is_exact(saved_models, name, count, opset, op_type):
     assert all(a.s == b"none" for n in nodes for a in n.attribute if a.name == "approximate")
 
 
+@pytest.mark.parametrize("grid, size", [((37, 37), (16, 16)), ((5, 5), (3, 3)),
+                                        ((2, 2), (7, 7)), ((16, 16), (37, 37)),
+                                        ((1, 1), (3, 3)), ((6, 4), (4, 9))])
+def test_bicubic_resize_is_tensorflows(grid, size):
+    """The position table's resize folded in NumPy equals TensorFlow's ResizeBicubic (the
+    Keras TensorFlow backend's ``ops.image.resize``) bit for bit on these grids, shrunk
+    (DINOV2's 518 / 14 = 37 to 224 / 14 = 16) and enlarged."""
+    import numpy as np
+    tf = pytest.importorskip("tensorflow")
+
+    from kerasonnx.emit.keras_hub import tf_bicubic_resize
+
+    table = np.random.default_rng(3).normal(0, 1, (*grid, 24)).astype("float32")
+    expected = tf.image.resize(table[None], size, method="bicubic").numpy()[0]
+    assert np.array_equal(tf_bicubic_resize(table, size), expected)
+
+
 def test_preprocessor_note_names_the_image_converter(saved_models):
     from kerasonnx.report import inspect
 
@@ -156,9 +187,12 @@ def test_preprocessor_note_names_the_image_converter(saved_models):
      "or 'gap'"),
     ("deit_gap_classifier", lambda c: c.update(head_dtype="float32"),
      "DeiTImageClassifier config key 'head_dtype' is not one kerasonnx knows"),
-    ("dinov2_backbone", lambda c: c.update(position_embedding_shape=[16, 16, 3]),
-     "DINOV2Backbone config key 'position_embedding_shape' ([16, 16, 3]) is not the "
-     "image_shape ([12, 12, 3]): keras_hub resizes the position table"),
+    ("dinov2_resized_table", lambda c: c.update(antialias_in_interpolation=True),
+     "DINOV2Backbone config key 'antialias_in_interpolation' is true with an image_shape "
+     "([12, 12, 3]) other than position_embedding_shape ([20, 20, 3])"),
+    ("dinov2_backbone", lambda c: c.update(position_embedding_shape=[12, 16, 3]),
+     "DINOV2Backbone config key 'position_embedding_shape' is [12, 16, 3]; keras_hub "
+     "resizes a square position table only"),
     ("dinov2_backbone", lambda c: c.update(image_shape=[12, 8, 3]),
      "DINOV2Backbone config key 'image_shape' is [12, 8, 3]; keras_hub builds it square"),
     ("dinov2_backbone", lambda c: c.update(num_register_tokens=-1),

@@ -523,21 +523,71 @@ def deit_embeddings(node: Node, b: Builder) -> list:
 @emits("DINOV2Embedding")
 def dinov2_embedding(node: Node, b: Builder) -> list:
     """``_patch_embedding``; the class token plus the position table's first row, then the
-    register tokens (inserted after it, with no position), lead. The table is the saved
-    pretraining one, which keras_hub copies at load when the image size is the pretraining
-    size (the rebuilt config refuses other sizes)."""
+    register tokens (inserted after it, with no position), lead. The table is the one
+    keras_hub computes at load from the saved pretraining table: a copy at the
+    pretraining size, else its patch rows resized to the image's patch grid by
+    ``tf_bicubic_resize`` (the rebuilt config refuses antialiased resizing)."""
     config, weights = node.config, _float_weights(node)
-    if list(config["image_shape"]) != list(config["position_embedding_shape"]):
-        raise ConversionError(f"layer {node.name!r}: DINOV2Embedding resizes its position "
-                              f"table to the image size, which kerasonnx does not reproduce")
     table = weights["position_embeddings"][0]
+    patch = config["patch_size"]
+    if list(config["image_shape"]) != list(config["position_embedding_shape"]):
+        side = math.isqrt(len(table) - 1)
+        grid = (config["image_shape"][0] // patch, config["image_shape"][1] // patch)
+        table = np.concatenate([table[:1], tf_bicubic_resize(
+            table[1:].reshape(side, side, -1), grid).reshape(-1, table.shape[-1])])
     leading = [weights["cls_token"][0] + table[:1]]
     if "register_tokens" in weights:
         leading.append(weights["register_tokens"][0])
-    patch = config["patch_size"]
     return [_patch_embedding(node, b, config["image_shape"], (patch, patch),
                              weights["projection/kernel"], weights["projection/bias"],
                              np.concatenate(leading), table[1:])]
+
+
+KEYS_CUBIC_TABLE_SIZE = 1024
+
+
+def _keys_cubic_taps(in_size: int, out_size: int) -> tuple:
+    """(indices, weights), both (out_size, 4), of TensorFlow's ResizeBicubic with half-pixel
+    centers: output i samples t = (i + 0.5) · in / out - 0.5 (float32) at the pixels
+    floor(t) - 1 .. floor(t) + 2, weighted by Keys' cubic (a = -0.5) at distance
+    1 + d, d, 1 - d, 2 - d, d = t - floor(t) rounded to 1/1024 (TF's table); taps
+    outside the image get weight 0 and the rest are renormalised to sum 1."""
+    f32, a, size = np.float32, -0.5, KEYS_CUBIC_TABLE_SIZE
+    x = np.arange(size + 1) / size
+    near = (((a + 2) * x - (a + 3)) * x * x + 1).astype(f32)
+    far = (((a * (x + 1) - 5 * a) * (x + 1) + 8 * a) * (x + 1) - 4 * a).astype(f32)
+    location = (np.arange(out_size, dtype=f32) + f32(0.5)) * (f32(in_size) / f32(out_size)) \
+        - f32(0.5)
+    start = np.floor(location)
+    offset = np.rint((location - start) * f32(size)).astype(np.int64)
+    weights = np.stack([far[offset], near[offset], near[size - offset], far[size - offset]],
+                       axis=1)
+    wanted = start.astype(np.int64)[:, None] + np.arange(-1, 3)
+    indices = np.clip(wanted, 0, in_size - 1)
+    weights = np.where(indices == wanted, weights, f32(0))
+    total = weights[:, 0] + weights[:, 1] + weights[:, 2] + weights[:, 3]
+    usable = np.abs(total) >= f32(1000) * np.finfo(f32).tiny
+    scale = np.where(usable, f32(1) / np.where(usable, total, f32(1)), f32(1))
+    return indices, (weights * scale[:, None]).astype(f32)
+
+
+def tf_bicubic_resize(grid: np.ndarray, size: tuple) -> np.ndarray:
+    """``tf.image.resize(grid, size, "bicubic")`` (no antialiasing) of a constant
+    (h, w, c) float32 grid, as TensorFlow's ResizeBicubic computes it (bit for bit on the
+    grids tested): ``_keys_cubic_taps`` along the height, then along the width, each
+    4-tap sum taken in order in float32."""
+    grid = np.asarray(grid, np.float32)
+    rows, row_weights = _keys_cubic_taps(grid.shape[0], size[0])
+    columns, column_weights = _keys_cubic_taps(grid.shape[1], size[1])
+    taps = grid[rows]  # (out h, 4, w, c)
+    along_height = taps[:, 0] * row_weights[:, 0, None, None]
+    for k in range(1, 4):
+        along_height = along_height + taps[:, k] * row_weights[:, k, None, None]
+    taps = along_height[:, columns]  # (out h, out w, 4, c)
+    resized = taps[:, :, 0] * column_weights[None, :, 0, None]
+    for k in range(1, 4):
+        resized = resized + taps[:, :, k] * column_weights[None, :, k, None]
+    return resized
 
 
 @emits("DINOV2LayerScale")

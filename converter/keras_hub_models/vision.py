@@ -132,20 +132,24 @@ def dinov2_backbone(config: dict, f: Functional) -> None:
     prefixes the layer names with the model's name). ``layer_scale_init_value`` only
     initialises lambda1; ``apply_layernorm`` only changes the pyramid outputs, which are
     not model outputs; ``use_mask_token`` only adds a weight used in training.
-    keras_hub resizes the position table (bicubic) when ``image_shape`` is not
-    ``position_embedding_shape``: refused, as kerasonnx does not reproduce that resize."""
+    keras_hub resizes the position table (bicubic, with the backend's resize) when
+    ``image_shape`` is not ``position_embedding_shape``: folded as TensorFlow's
+    ResizeBicubic computes it; antialiased resizing is refused."""
     height, width, channels = _image_shape(config, f, "image_shape")
     pretraining = _image_shape(config, f, "position_embedding_shape")
     if height != width:
         raise ModelConfigError(f"{f.source}: DINOV2Backbone config key 'image_shape' is "
                                f"{config['image_shape']!r}; keras_hub builds it square only")
-    if pretraining[:2] != [height, width]:
+    resized = pretraining[:2] != [height, width]
+    if resized and config.get("antialias_in_interpolation"):
         raise ModelConfigError(
-            f"{f.source}: DINOV2Backbone config key 'position_embedding_shape' "
-            f"({pretraining}) is not the image_shape ({config['image_shape']}): keras_hub "
-            f"resizes the position table to the image size (bicubic), which kerasonnx does "
-            f"not reproduce; save the backbone with image_shape equal to "
-            f"position_embedding_shape")
+            f"{f.source}: DINOV2Backbone config key 'antialias_in_interpolation' is true with "
+            f"an image_shape ({config['image_shape']}) other than position_embedding_shape "
+            f"({pretraining}): kerasonnx resizes the position table without antialiasing only")
+    if pretraining[0] != pretraining[1]:
+        raise ModelConfigError(f"{f.source}: DINOV2Backbone config key "
+                               f"'position_embedding_shape' is {pretraining!r}; keras_hub "
+                               f"resizes a square position table only")
     patch = f.require(config, "patch_size", is_positive_int, "a positive int")
     if height % patch:
         raise ModelConfigError(f"{f.source}: DINOV2Backbone config key 'patch_size' "
