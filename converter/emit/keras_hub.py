@@ -1,8 +1,8 @@
 """Emitters for KerasHub's layers (see converter/layers/keras_hub.py). Its transformer
 blocks and TokenAndPositionEmbedding are composite layers, emitted through the layers they
 expand into; what remains here has no composition of known layers: the position encodings,
-ReversibleEmbedding, the RMS norms, AlibiBias, ViT's patch embedding, and
-CachedMultiHeadAttention (Keras' MultiHeadAttention emitter)."""
+ReversibleEmbedding, the RMS norms, AlibiBias, ViT's, DeiT's and DINOV2's patch embeddings,
+DINOV2's layer scale, and CachedMultiHeadAttention (Keras' MultiHeadAttention emitter)."""
 from __future__ import annotations
 
 import math

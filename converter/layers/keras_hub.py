@@ -7,9 +7,9 @@ constructor arguments, their weights sit under the attribute names of their subl
 TransformerDecoder, TokenAndPositionEmbedding, MaskedLMHead and FNetEncoder are composite
 layers (converter/composite.py): their calls expand into the Keras layers and operations
 KerasHub's ``call`` runs; so are the model-specific blocks its backbones build (Llama's,
-Mistral's, Qwen's and Gemma's decoders, ViT's encoder). The position encodings,
-ReversibleEmbedding, RMSNormalization, AlibiBias and ViT's patch embedding are lowered by
-hand (emit/keras_hub.py).
+Mistral's, Qwen's and Gemma's decoders, ViT's, DeiT's and DINOV2's encoders). The position
+encodings, ReversibleEmbedding, RMSNormalization, AlibiBias, the image models' patch
+embeddings and DINOV2's layer scale are lowered by hand (emit/keras_hub.py).
 
 An expansion function is ``expand(node, e)``: ``e`` is the ``composite.Expansion`` that
 makes the inner calls. Masks as KerasHub moves them: a TransformerEncoder/Decoder reads its
