@@ -1,8 +1,9 @@
 """Emitters for KerasHub's layers (see converter/layers/keras_hub.py). Its transformer
 blocks and TokenAndPositionEmbedding are composite layers, emitted through the layers they
 expand into; what remains here has no composition of known layers: the position encodings,
-ReversibleEmbedding, the RMS norms, AlibiBias, ViT's patch embedding, the sparse
-mixtures of experts, and CachedMultiHeadAttention (Keras' MultiHeadAttention emitter)."""
+ReversibleEmbedding, the RMS norms, AlibiBias, ViT's, DeiT's and DINOV2's patch embeddings,
+DINOV2's layer scale, the sparse mixtures of experts, and CachedMultiHeadAttention (Keras'
+MultiHeadAttention emitter)."""
 from __future__ import annotations
 
 import math
@@ -448,24 +449,23 @@ def _delta_rule_step(b: Builder, base: str) -> onnx.GraphProto:
                              [value_info("new_state"), value_info("output")])
 
 
-@emits("ViTPatchingAndEmbedding")
-def vit_patching_and_embedding(node: Node, b: Builder) -> list:
+def _patch_embedding(node: Node, b: Builder, image_size, patch_size, kernel: np.ndarray,
+                     bias, leading: np.ndarray, table: np.ndarray) -> str:
     """Conv2D(hidden, kernel = strides = patch) on (B, H, W, C) images is one MatMul of
     each patch's (patch h, patch w, C) pixels with the kernel folded to (p·p·C, hidden):
     the images reshaped to (B, H/p, p, W/p, p, C), transposed to (B, H/p, W/p, p, p, C),
     flattened to (B, patches, p·p·C) in Keras' row-major patch order, times the kernel,
-    plus the bias; the class token tiled over the batch and prepended; plus the position
-    table (every row: the positions are 0 .. num_positions - 1)."""
-    config, base = node.config, node.name
-    tensor = node.input("inputs")
-    (height, width), (patch_h, patch_w) = config["image_size"], config["patch_size"]
-    channels, hidden = config["num_channels"], config["hidden_dim"]
+    plus the bias (when given), plus the position ``table`` (patches, hidden); the
+    ``leading`` rows (k, hidden: tokens with their positions already added, the same
+    float32 sums) tiled over the batch and prepended."""
+    base, tensor = node.name, node.input("inputs")
+    (height, width), (patch_h, patch_w) = image_size, patch_size
+    hidden = kernel.shape[-1]
+    channels = kernel.shape[2]
     if tuple(tensor.shape[1:]) != (height, width, channels):
-        raise ConversionError(f"layer {base!r}: ViTPatchingAndEmbedding expects "
+        raise ConversionError(f"layer {base!r}: {node.class_name} expects "
                               f"(batch, {height}, {width}, {channels}) images, the model "
                               f"gives it {tensor.shape}")
-    weights = {name: np.asarray(value, np.float32)
-               for name, value in named_weights(node).items()}
     rows, columns = height // patch_h, width // patch_w
     x = b.op("Reshape", [b.value(tensor), b.ints(f"{base}/patch_grid",
                                                  [0, rows, patch_h, columns, patch_w,
@@ -474,21 +474,129 @@ def vit_patching_and_embedding(node: Node, b: Builder) -> list:
     x = b.op("Reshape", [x, b.ints(f"{base}/patch_shape",
                                    [0, rows * columns, patch_h * patch_w * channels])],
              f"{base}/patches")
-    kernel = weights["patch_embedding/kernel"].reshape(-1, hidden)
-    x = b.op("MatMul", [x, b.constant(f"{base}/patch_kernel", kernel)],
+    x = b.op("MatMul", [x, b.constant(f"{base}/patch_kernel", kernel.reshape(-1, hidden))],
              f"{base}/patch_embedding")
-    if "patch_embedding/bias" in weights:
-        x = b.op("Add", [x, b.constant(f"{base}/patch_bias", weights["patch_embedding/bias"])],
+    if bias is not None:
+        x = b.op("Add", [x, b.constant(f"{base}/patch_bias", bias)],
                  f"{base}/patch_embedding_biased")
-    if "class_token" in weights:
-        batch = b.op("Shape", [x], f"{base}/batch", start=0, end=1)
-        shape = b.op("Concat", [batch, b.ints(f"{base}/token_rest", [1, hidden])],
-                     f"{base}/token_shape", axis=0)
-        token = b.op("Expand", [b.constant(f"{base}/class_token", weights["class_token"]),
-                                shape], f"{base}/class_tokens")
-        x = b.op("Concat", [token, x], f"{base}/with_class_token", axis=1)
+    if not len(leading):
+        return b.op("Add", [x, b.constant(f"{base}/position_embedding", table)], base)
+    x = b.op("Add", [x, b.constant(f"{base}/position_embedding", table)],
+             f"{base}/positioned")
+    batch = b.op("Shape", [x], f"{base}/batch", start=0, end=1)
+    shape = b.op("Concat", [batch, b.ints(f"{base}/token_rest", list(leading.shape))],
+                 f"{base}/token_shape", axis=0)
+    tokens = b.op("Expand", [b.constant(f"{base}/leading_tokens", leading[None]), shape],
+                  f"{base}/tokens")
+    return b.op("Concat", [tokens, x], base, axis=1)
+
+
+def _float_weights(node: Node) -> dict:
+    return {name: np.asarray(value, np.float32) for name, value in named_weights(node).items()}
+
+
+@emits("ViTPatchingAndEmbedding")
+def vit_patching_and_embedding(node: Node, b: Builder) -> list:
+    """``_patch_embedding``; the class token (with ``use_class_token``) plus the
+    position table's first row leads."""
+    config, weights = node.config, _float_weights(node)
     table = weights["position_embedding/embeddings"]
-    return [b.op("Add", [x, b.constant(f"{base}/position_embedding", table)], base)]
+    leading = weights["class_token"].reshape(1, -1) + table[:1] if (
+        "class_token" in weights) else table[:0]
+    return [_patch_embedding(node, b, config["image_size"], config["patch_size"],
+                             weights["patch_embedding/kernel"],
+                             weights.get("patch_embedding/bias"), leading,
+                             table[len(leading):])]
+
+
+@emits("DeiTEmbeddings")
+def deit_embeddings(node: Node, b: Builder) -> list:
+    """``_patch_embedding``; the class and distillation tokens plus the position table's
+    first two rows lead."""
+    config, weights = node.config, _float_weights(node)
+    table = weights["position_embedding"][0]
+    tokens = np.concatenate([weights["class_token"][0], weights["distillation_token"][0]])
+    return [_patch_embedding(node, b, config["image_size"], config["patch_size"],
+                             weights["patch_embedding/kernel"], weights["patch_embedding/bias"],
+                             tokens + table[:2], table[2:])]
+
+
+@emits("DINOV2Embedding")
+def dinov2_embedding(node: Node, b: Builder) -> list:
+    """``_patch_embedding``; the class token plus the position table's first row, then the
+    register tokens (inserted after it, with no position), lead. The table is the one
+    keras_hub computes at load from the saved pretraining table: a copy at the
+    pretraining size, else its patch rows resized to the image's patch grid by
+    ``tf_bicubic_resize`` (the rebuilt config refuses antialiased resizing)."""
+    config, weights = node.config, _float_weights(node)
+    table = weights["position_embeddings"][0]
+    patch = config["patch_size"]
+    if list(config["image_shape"]) != list(config["position_embedding_shape"]):
+        side = math.isqrt(len(table) - 1)
+        grid = (config["image_shape"][0] // patch, config["image_shape"][1] // patch)
+        table = np.concatenate([table[:1], tf_bicubic_resize(
+            table[1:].reshape(side, side, -1), grid).reshape(-1, table.shape[-1])])
+    leading = [weights["cls_token"][0] + table[:1]]
+    if "register_tokens" in weights:
+        leading.append(weights["register_tokens"][0])
+    return [_patch_embedding(node, b, config["image_shape"], (patch, patch),
+                             weights["projection/kernel"], weights["projection/bias"],
+                             np.concatenate(leading), table[1:])]
+
+
+KEYS_CUBIC_TABLE_SIZE = 1024
+
+
+def _keys_cubic_taps(in_size: int, out_size: int) -> tuple:
+    """(indices, weights), both (out_size, 4), of TensorFlow's ResizeBicubic with half-pixel
+    centers: output i samples t = (i + 0.5) · in / out - 0.5 (float32) at the pixels
+    floor(t) - 1 .. floor(t) + 2, weighted by Keys' cubic (a = -0.5) at distance
+    1 + d, d, 1 - d, 2 - d, d = t - floor(t) rounded to 1/1024 (TF's table); taps
+    outside the image get weight 0 and the rest are renormalised to sum 1."""
+    f32, a, size = np.float32, -0.5, KEYS_CUBIC_TABLE_SIZE
+    x = np.arange(size + 1) / size
+    near = (((a + 2) * x - (a + 3)) * x * x + 1).astype(f32)
+    far = (((a * (x + 1) - 5 * a) * (x + 1) + 8 * a) * (x + 1) - 4 * a).astype(f32)
+    location = (np.arange(out_size, dtype=f32) + f32(0.5)) * (f32(in_size) / f32(out_size)) \
+        - f32(0.5)
+    start = np.floor(location)
+    offset = np.rint((location - start) * f32(size)).astype(np.int64)
+    weights = np.stack([far[offset], near[offset], near[size - offset], far[size - offset]],
+                       axis=1)
+    wanted = start.astype(np.int64)[:, None] + np.arange(-1, 3)
+    indices = np.clip(wanted, 0, in_size - 1)
+    weights = np.where(indices == wanted, weights, f32(0))
+    total = weights[:, 0] + weights[:, 1] + weights[:, 2] + weights[:, 3]
+    usable = np.abs(total) >= f32(1000) * np.finfo(f32).tiny
+    scale = np.where(usable, f32(1) / np.where(usable, total, f32(1)), f32(1))
+    return indices, (weights * scale[:, None]).astype(f32)
+
+
+def tf_bicubic_resize(grid: np.ndarray, size: tuple) -> np.ndarray:
+    """``tf.image.resize(grid, size, "bicubic")`` (no antialiasing) of a constant
+    (h, w, c) float32 grid, as TensorFlow's ResizeBicubic computes it (bit for bit on the
+    grids tested): ``_keys_cubic_taps`` along the height, then along the width, each
+    4-tap sum taken in order in float32."""
+    grid = np.asarray(grid, np.float32)
+    rows, row_weights = _keys_cubic_taps(grid.shape[0], size[0])
+    columns, column_weights = _keys_cubic_taps(grid.shape[1], size[1])
+    taps = grid[rows]  # (out h, 4, w, c)
+    along_height = taps[:, 0] * row_weights[:, 0, None, None]
+    for k in range(1, 4):
+        along_height = along_height + taps[:, k] * row_weights[:, k, None, None]
+    taps = along_height[:, columns]  # (out h, out w, 4, c)
+    resized = taps[:, :, 0] * column_weights[None, :, 0, None]
+    for k in range(1, 4):
+        resized = resized + taps[:, :, k] * column_weights[None, :, k, None]
+    return resized
+
+
+@emits("DINOV2LayerScale")
+def dinov2_layer_scale(node: Node, b: Builder) -> list:
+    """x * lambda1, per feature."""
+    scale = np.asarray(named_weights(node)["lambda1"], np.float32)
+    return [b.op("Mul", [b.value(node.input("inputs")),
+                         b.constant(f"{node.name}/lambda1", scale)], node.name)]
 
 
 # ---------------------------------------------------------------------- Llama 3.1 rotary

@@ -282,3 +282,31 @@ def deberta_v3_text_classifier(config: dict, f: Functional) -> None:
 # DebertaV3MaskedLM: ``_masked_lm`` over its backbone (its head's activation exact gelu)
 keras_hub_model("DebertaV3MaskedLM", TASK_KEYS)(
     lambda config, f: _masked_lm(config, f, "DebertaV3Backbone", "DebertaV3MaskedLM", "gelu"))
+
+
+# ---------------------------------------------------------------------- DeiT
+
+
+@keras_hub_model("DeiTImageClassifier", TASK_KEYS | {"num_classes", "pooling", "activation",
+                                                      "dropout"})
+def deit_image_classifier(config: dict, f: Functional) -> None:
+    """keras_hub 0.32's DeiTImageClassifier: one head, Dense(num_classes, activation)
+    ``predictions`` of the backbone's output pooled (``pooling`` "token": the class
+    token's row; "gap": the mean over the sequence, both extra tokens included). The
+    distillation token's row feeds no head, and the ``output_dropout`` it builds is
+    never called (``dropout`` is checked, not applied); the image preprocessor noted."""
+    _, outputs = f.backbone(config.get("backbone"), "DeiTBackbone", "DeiTImageClassifier")
+    x = outputs["sequence_output"]
+    pooling = f.require(config, "pooling", lambda v: v in ("token", "gap"), "'token' or 'gap'")
+    if pooling == "token":
+        x = f.op("GetItem", "get_item", x, [slice(None), 0])
+    else:
+        x = f.op("Mean", "mean", x, axis=[1], keepdims=False)
+    f.require(config, "dropout", is_rate, "a rate in [0, 1)")
+    classes = f.require(config, "num_classes", is_positive_int, "a positive int")
+    f.outputs.update(predictions=f.layer("Dense", "predictions",
+                                         {"units": classes,
+                                          "activation": config.get("activation"),
+                                          "use_bias": True}, x))
+    f.preprocessor(config.get("preprocessor"), "DeiTImageClassifier",
+                   "image converter: resizing, rescaling")

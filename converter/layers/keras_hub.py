@@ -7,9 +7,10 @@ constructor arguments, their weights sit under the attribute names of their subl
 TransformerDecoder, TokenAndPositionEmbedding, MaskedLMHead and FNetEncoder are composite
 layers (converter/composite.py): their calls expand into the Keras layers and operations
 KerasHub's ``call`` runs; so are the model-specific blocks its backbones build (Llama's,
-Mistral's, Mixtral's, Qwen's, Qwen 3 MoE's and Gemma's decoders, ViT's encoder). The
-position encodings, ReversibleEmbedding, RMSNormalization, AlibiBias, ViT's patch
-embedding and the sparse mixtures of experts are lowered by hand (emit/keras_hub.py).
+Mistral's, Mixtral's, Qwen's, Qwen 3 MoE's and Gemma's decoders, ViT's, DeiT's and DINOV2's
+encoders). The position encodings, ReversibleEmbedding, RMSNormalization, AlibiBias, the
+image models' patch embeddings, DINOV2's layer scale and the sparse mixtures of experts are
+lowered by hand (emit/keras_hub.py).
 
 An expansion function is ``expand(node, e)``: ``e`` is the ``composite.Expansion`` that
 makes the inner calls. Masks as KerasHub moves them: a TransformerEncoder/Decoder reads its
@@ -1039,60 +1040,271 @@ def vit_patching_and_embedding(node):
               node.config["hidden_dim"]), compute_dtype(node))]
 
 
-def _expand_vit_encoder(node, e) -> list:
-    """KerasHub's ViTEncoder: ``num_layers`` ViTEncoderBlocks ``transformer_block_<i+1>``
-    (their weights saved under ``encoder_layers/vi_t_encoder_block[_i]``), then
-    LayerNormalization ``ln``."""
+def _vit_style_encoder(node, e, block_class: str, module: str, saved: str,
+                       block_keys: tuple) -> list:
+    """``num_layers`` blocks ``transformer_block_<i+1>`` of ``block_class`` (their
+    ``block_keys`` of the encoder's config; weights saved under ``saved[_i]``), then
+    LayerNormalization ``ln``: ViT's and DeiT's encoders."""
     config = e.config
-    block = {key: config[key] for key in ("num_heads", "hidden_dim", "mlp_dim",
-                                          "use_mha_bias", "use_mlp_bias", "dropout_rate",
-                                          "attention_dropout", "layer_norm_epsilon")}
-    x = node.input("inputs")
+    block = {key: config[key] for key in block_keys}
+    x = first_input(node)
     for i in range(config["num_layers"]):
-        saved = "encoder_layers/vi_t_encoder_block" + (f"_{i}" if i else "")
         name = f"transformer_block_{i + 1}"
-        layer = e.sublayer(name, "ViTEncoderBlock", dict(block, name=name),
-                           module="keras_hub.src.models.vit.vit_layers",
-                           prefixes=(f"{name}/", f"{saved}/"))
+        layer = e.sublayer(name, block_class, dict(block, name=name), module=module,
+                           prefixes=(f"{name}/", f"{saved}{f'_{i}' if i else ''}/"))
         x = e.call(layer, x)[0]
     norm = e.sublayer("layer_norm", "LayerNormalization",
                       {"name": "ln", "axis": -1, "epsilon": config["layer_norm_epsilon"]})
     return e.call(norm, x)
 
 
-def _expand_vit_encoder_block(node, e) -> list:
-    """KerasHub's ViTEncoderBlock: x = inputs + MultiHeadAttention(ln_1(inputs)) (self-
-    attention, no mask, key_dim hidden / heads, biased with ``use_mha_bias``); then
-    x + MLP(ln_2(x)), MLP = Dense(hidden)(Dense(mlp_dim, exact gelu)) (biased with
-    ``use_mlp_bias``). Dropout is the identity at inference."""
+def _vit_style_block(node, e, mlp_dim: int, mlp_bias: bool, dense_paths: tuple) -> list:
+    """x = inputs + MultiHeadAttention(ln_1(inputs)) (self-attention, no mask, key_dim
+    hidden / heads, biased with ``use_mha_bias``); then x + Dense(hidden)(Dense(mlp_dim,
+    exact gelu)(ln_2(x))), the two Dense at ``dense_paths`` (biased with ``mlp_bias``).
+    Dropout is the identity at inference."""
     config = e.config
     heads, hidden = config["num_heads"], config["hidden_dim"]
-    epsilon, bias = config["layer_norm_epsilon"], config["use_mlp_bias"]
+    epsilon = config["layer_norm_epsilon"]
 
     def norm(attribute, name):
         return e.sublayer(attribute, "LayerNormalization",
                           {"name": name, "axis": -1, "epsilon": epsilon})
 
-    def dense(name, units, activation):
-        return e.sublayer(f"mlp/{name}", "Dense",
-                          {"name": name, "units": units, "activation": activation,
-                           "use_bias": bias}, prefixes=(f"mlp/{name}/", f"mlp/{name}/"))
+    def dense(path, units, activation):
+        return e.sublayer(path, "Dense", {"name": path.rsplit("/", 1)[-1], "units": units,
+                                          "activation": activation, "use_bias": mlp_bias},
+                          prefixes=(f"{path}/", f"{path}/"))
 
     attention = e.sublayer("mha", "MultiHeadAttention",
                            {"num_heads": heads, "key_dim": hidden // heads,
                             "use_bias": config["use_mha_bias"],
                             "dropout": config["attention_dropout"]})
-    inputs = node.input("inputs")
+    inputs = first_input(node)
     h = e.call(norm("layer_norm_1", "ln_1"), inputs)[0]
     x = e.op("Add", e.call(attention, query=h, value=h)[0], inputs, label="attention_residual")
     h = e.call(norm("layer_norm_2", "ln_2"), x)[0]
-    h = e.call(dense("dense_2", hidden, None),
-               e.call(dense("dense_1", config["mlp_dim"], "gelu"), h)[0])[0]
+    h = e.call(dense(dense_paths[1], hidden, None),
+               e.call(dense(dense_paths[0], mlp_dim, "gelu"), h)[0])[0]
     return [e.op("Add", x, h, label="mlp_residual")]
+
+
+def _expand_vit_encoder(node, e) -> list:
+    """KerasHub's ViTEncoder: ``num_layers`` ViTEncoderBlocks (weights under
+    ``encoder_layers/vi_t_encoder_block[_i]``), then LayerNormalization ``ln``."""
+    return _vit_style_encoder(node, e, "ViTEncoderBlock", "keras_hub.src.models.vit.vit_layers",
+                              "encoder_layers/vi_t_encoder_block",
+                              ("num_heads", "hidden_dim", "mlp_dim", "use_mha_bias",
+                               "use_mlp_bias", "dropout_rate", "attention_dropout",
+                               "layer_norm_epsilon"))
+
+
+def _expand_vit_encoder_block(node, e) -> list:
+    """KerasHub's ViTEncoderBlock: ``_vit_style_block`` with its MLP ``mlp/dense_1``,
+    ``mlp/dense_2`` (biased with ``use_mlp_bias``)."""
+    return _vit_style_block(node, e, e.config["mlp_dim"], e.config["use_mlp_bias"],
+                            ("mlp/dense_1", "mlp/dense_2"))
 
 
 for _name, _expand in (("ViTEncoder", _expand_vit_encoder),
                        ("ViTEncoderBlock", _expand_vit_encoder_block)):
+    hub_kind(_name, output_mask=no_mask, expand=_expand)(
+        lambda node: [(first_input(node).shape, compute_dtype(node))])
+
+
+# ---------------------------------------------------------------------- DeiT
+
+DEIT_LAYERS = "keras_hub.src.models.deit.deit_layers"
+
+
+def _deit_embedding_weights(node):
+    """patch_embedding kernel (patch h, patch w, channels, hidden) and bias; the mask
+    token (1, 1, hidden) with ``use_mask_token``, the class and distillation tokens
+    (1, 1, hidden), the position table (1, num_positions, hidden), in build order."""
+    config = node.config
+    hidden, (height, width) = config["hidden_dim"], config["patch_size"]
+    tokens = (["mask_token"] if config.get("use_mask_token") else []) + [
+        "class_token", "distillation_token"]
+    specs = [WeightSpec("patch_embedding/kernel", "patch_embedding/vars/0",
+                        (height, width, config["num_channels"], hidden)),
+             WeightSpec("patch_embedding/bias", "patch_embedding/vars/1", (hidden,))]
+    specs += [WeightSpec(token, f"vars/{i}", (1, 1, hidden)) for i, token in enumerate(tokens)]
+    return specs + [WeightSpec("position_embedding", f"vars/{len(tokens)}",
+                               (1, config["num_positions"], hidden))]
+
+
+@hub_kind("DeiTEmbeddings", signature=("inputs", "bool_masked_pos"),
+          weights=_deit_embedding_weights, output_mask=no_mask)
+def deit_embeddings(node):
+    """patches = Conv2D(hidden, kernel = strides = patch_size)(images) flattened row by
+    row; the class and distillation tokens prepended; plus the position table."""
+    return [((first_input(node).shape[0], node.config["num_positions"],
+              node.config["hidden_dim"]), compute_dtype(node))]
+
+
+def _expand_deit_encoder(node, e) -> list:
+    """KerasHub's DeiTEncoder without masks: ``num_layers`` DeiTEncoderBlocks (weights
+    under ``encoder_layers/dei_t_encoder_block[_i]``), then LayerNormalization ``ln``;
+    its other outputs (hidden states, scores) are empty."""
+    return _vit_style_encoder(node, e, "DeiTEncoderBlock", DEIT_LAYERS,
+                              "encoder_layers/dei_t_encoder_block",
+                              ("num_heads", "hidden_dim", "intermediate_dim", "use_mha_bias",
+                               "dropout_rate", "attention_dropout", "layer_norm_epsilon"))
+
+
+def _expand_deit_encoder_block(node, e) -> list:
+    """KerasHub's DeiTEncoderBlock without a mask: ``_vit_style_block`` with its MLP
+    DeiTIntermediate ``mlp/dense`` (intermediate_dim, exact gelu) and DeiTOutput
+    ``output_layer/dense``, both biased."""
+    return _vit_style_block(node, e, e.config["intermediate_dim"], True,
+                            ("mlp/dense", "output_layer/dense"))
+
+
+hub_kind("DeiTEncoder", signature=("hidden_states", "attention_masks",
+                                   "output_hidden_states", "return_attention_scores"),
+         output_mask=no_mask, expand=_expand_deit_encoder)(
+    lambda node: [(first_input(node).shape, compute_dtype(node))])
+hub_kind("DeiTEncoderBlock", signature=("hidden_states", "attention_mask",
+                                        "return_attention_scores"),
+         output_mask=no_mask, expand=_expand_deit_encoder_block)(
+    lambda node: [(first_input(node).shape, compute_dtype(node))])
+
+
+# ---------------------------------------------------------------------- DINOV2
+
+DINOV2_LAYERS = "keras_hub.src.models.dinov2.dinov2_layers"
+
+
+def _dinov2_embedding_weights(node):
+    """patch_embeddings/projection kernel (patch, patch, channels, hidden) and bias; then
+    in build order the class token (1, 1, hidden), the mask token (1, hidden) with
+    ``use_mask_token``, the register tokens (1, num_register_tokens, hidden) when there
+    are any, the interpolated position table (1, patches + 1, hidden), then the
+    pretraining one (1, pretraining patches + 1, hidden): Keras saves trainable variables
+    before non-trainable ones, and only the pretraining table is not trainable."""
+    config = node.config
+    hidden, patch = config["hidden_dim"], config["patch_size"]
+    registers = config.get("num_register_tokens", 0)
+    (height, width), (pre_height, pre_width) = (config["image_shape"],
+                                                config["position_embedding_shape"])
+    own = [("cls_token", (1, 1, hidden))]
+    if config.get("use_mask_token", True):
+        own.append(("mask_token", (1, hidden)))
+    if registers:
+        own.append(("register_tokens", (1, registers, hidden)))
+    own += [("interpolated_position_embeddings",
+             (1, (height // patch) * (width // patch) + 1, hidden)),
+            ("position_embeddings", (1, (pre_height // patch) * (pre_width // patch) + 1,
+                                     hidden))]
+    return [WeightSpec("projection/kernel", "patch_embeddings/projection/vars/0",
+                       (patch, patch, first_input(node).shape[-1], hidden)),
+            WeightSpec("projection/bias", "patch_embeddings/projection/vars/1", (hidden,))] + [
+        WeightSpec(name, f"vars/{i}", shape) for i, (name, shape) in enumerate(own)]
+
+
+@hub_kind("DINOV2Embedding", signature=("inputs", "masks"),
+          weights=_dinov2_embedding_weights, output_mask=no_mask)
+def dinov2_embedding(node):
+    """patches = Conv2D(hidden, kernel = strides = patch_size)(images) flattened row by
+    row; the class token prepended; plus the position table; the register tokens
+    inserted after the class token."""
+    config = node.config
+    height, width = config["image_shape"]
+    patches = (height // config["patch_size"]) * (width // config["patch_size"])
+    return [((first_input(node).shape[0], 1 + config.get("num_register_tokens", 0) + patches,
+              config["hidden_dim"]), compute_dtype(node))]
+
+
+@hub_kind("DINOV2LayerScale",
+          weights=lambda node: [WeightSpec("lambda1", "vars/0", (node.config["hidden_dim"],))],
+          output_mask=no_mask)
+def dinov2_layer_scale(node):
+    """x * lambda1 (hidden,)."""
+    return [(first_input(node).shape, compute_dtype(node))]
+
+
+def _expand_dinov2_encoder(node, e) -> list:
+    """KerasHub's DINOV2Encoder: ``num_layers`` DINOV2Layers ``layers_<i>`` (weights
+    under ``layers/dinov2_layer[_i]``); its second output (the per-stage outputs) is not
+    a model output."""
+    config = e.config
+    block = {key: config[key] for key in ("hidden_dim", "num_heads", "intermediate_dim",
+                                          "layer_scale_init_value", "use_swiglu_ffn",
+                                          "dropout_rate", "drop_path_rate")}
+    x = first_input(node)
+    for i in range(config["num_layers"]):
+        name = f"layers_{i}"
+        layer = e.sublayer(f"layers_{i}", "DINOV2Layer", dict(block, name=name),
+                           module=DINOV2_LAYERS,
+                           prefixes=(f"{name}/",
+                                     "layers/dinov2_layer" + (f"_{i}/" if i else "/")))
+        x = e.call(layer, x)[0]
+    return [x]
+
+
+def _dinov2_swiglu(e, h):
+    """DINOV2SwiGLUFFN: weights_out(silu(x1) * x2), x1, x2 the halves of weights_in(h)
+    (2 d units, d = (int(intermediate_dim * 2 / 3) + 7) // 8 * 8): two Dense reading the
+    halves of weights_in's kernel and bias."""
+    d = (int(e.config["intermediate_dim"] * 2 / 3) + 7) // 8 * 8
+    own = e.node.layer.weights
+
+    def half(index):
+        pieces = slice(index * d, (index + 1) * d)
+        weights = None if own is None else e.derived_weights(own.layout, {
+            "vars/0": (own, "mlp/weights_in/vars/0", lambda kernel: kernel[:, pieces]),
+            "vars/1": (own, "mlp/weights_in/vars/1", lambda bias: bias[pieces])})
+        return e.sublayer(f"mlp/weights_in/half_{index}", "Dense",
+                          {"name": f"weights_in_{index}", "units": d}, weights=weights)
+
+    gate = e.op("Silu", e.call(half(0), h)[0], label="mlp/gate")
+    gated = e.op("Multiply", gate, e.call(half(1), h)[0], label="mlp/gated")
+    out = e.sublayer("mlp/weights_out", "Dense", {"name": "weights_out",
+                                                   "units": e.config["hidden_dim"]},
+                     prefixes=("mlp/weights_out/", "mlp/weights_out/"))
+    return e.call(out, gated)[0]
+
+
+def _expand_dinov2_layer(node, e) -> list:
+    """KerasHub's DINOV2Layer: h = x + layer_scale1(attention(norm1(x))) (self-attention,
+    biased, key_dim hidden / heads); h + layer_scale2(mlp(norm2(h))), mlp DINOV2MLP
+    (fc2(fc1(.)), fc1 exact gelu) or, with ``use_swiglu_ffn``, ``_dinov2_swiglu``.
+    Norms LayerNormalization(1e-6); dropout and drop path are the identity at
+    inference."""
+    config = e.config
+    heads, hidden = config["num_heads"], config["hidden_dim"]
+
+    def sublayer(path, class_name, layer_config, module="keras.layers"):
+        return e.sublayer(path, class_name,
+                          dict(layer_config, name=path.rsplit("/", 1)[-1]), module=module,
+                          prefixes=(f"{path}/", f"{path}/"))
+
+    def norm(name):
+        return sublayer(name, "LayerNormalization", {"axis": -1, "epsilon": 1e-6})
+
+    def scale(name):
+        return sublayer(name, "DINOV2LayerScale", {"hidden_dim": hidden}, DINOV2_LAYERS)
+
+    attention = sublayer("attention/attention", "MultiHeadAttention",
+                         {"num_heads": heads, "key_dim": hidden // heads,
+                          "dropout": config["dropout_rate"]})
+    x = first_input(node)
+    h = e.call(norm("norm1"), x)[0]
+    h = e.call(scale("layer_scale1"), e.call(attention, query=h, value=h, key=h)[0])[0]
+    x = e.op("Add", h, x, label="attention_residual")
+    h = e.call(norm("norm2"), x)[0]
+    if config["use_swiglu_ffn"]:
+        h = _dinov2_swiglu(e, h)
+    else:
+        h = e.call(sublayer("mlp/fc1", "Dense", {"units": config["intermediate_dim"],
+                                                  "activation": "gelu"}), h)[0]
+        h = e.call(sublayer("mlp/fc2", "Dense", {"units": hidden}), h)[0]
+    h = e.call(scale("layer_scale2"), h)[0]
+    return [e.op("Add", h, x, label="mlp_residual")]
+
+
+for _name, _expand in (("DINOV2Encoder", _expand_dinov2_encoder),
+                       ("DINOV2Layer", _expand_dinov2_layer)):
     hub_kind(_name, output_mask=no_mask, expand=_expand)(
         lambda node: [(first_input(node).shape, compute_dtype(node))])
 
