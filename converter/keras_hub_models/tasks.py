@@ -215,6 +215,17 @@ VIT_CLASSIFIER_KEYS = TASK_KEYS | {"num_classes", "pooling", "intermediate_dim",
                                    "dropout"}
 
 
+def _predictions(config: dict, f: Functional, x, task: str) -> None:
+    """An image classifier's Dense(num_classes, activation) ``predictions``; the image
+    preprocessor noted."""
+    classes = f.require(config, "num_classes", is_positive_int, "a positive int")
+    f.outputs.update(predictions=f.layer("Dense", "predictions",
+                                         {"units": classes,
+                                          "activation": config.get("activation"),
+                                          "use_bias": True}, x))
+    f.preprocessor(config.get("preprocessor"), task, "image converter: resizing, rescaling")
+
+
 @keras_hub_model("ViTImageClassifier", VIT_CLASSIFIER_KEYS)
 def vit_image_classifier(config: dict, f: Functional) -> None:
     """keras_hub's ViTImageClassifier: the backbone's output pooled (``pooling`` "token":
@@ -241,13 +252,7 @@ def vit_image_classifier(config: dict, f: Functional) -> None:
                                             "use_bias": True}, x)
     x = f.layer("Dropout", "output_dropout",
                 {"rate": f.require(config, "dropout", is_rate, "a rate in [0, 1)")}, x)
-    classes = f.require(config, "num_classes", is_positive_int, "a positive int")
-    f.outputs.update(predictions=f.layer("Dense", "predictions",
-                                         {"units": classes,
-                                          "activation": config.get("activation"),
-                                          "use_bias": True}, x))
-    f.preprocessor(config.get("preprocessor"), "ViTImageClassifier",
-                   "image converter: resizing, rescaling")
+    _predictions(config, f, x, "ViTImageClassifier")
 
 
 # ---------------------------------------------------------------------- DeBERTa-v3
@@ -303,10 +308,4 @@ def deit_image_classifier(config: dict, f: Functional) -> None:
     else:
         x = f.op("Mean", "mean", x, axis=[1], keepdims=False)
     f.require(config, "dropout", is_rate, "a rate in [0, 1)")
-    classes = f.require(config, "num_classes", is_positive_int, "a positive int")
-    f.outputs.update(predictions=f.layer("Dense", "predictions",
-                                         {"units": classes,
-                                          "activation": config.get("activation"),
-                                          "use_bias": True}, x))
-    f.preprocessor(config.get("preprocessor"), "DeiTImageClassifier",
-                   "image converter: resizing, rescaling")
+    _predictions(config, f, x, "DeiTImageClassifier")
