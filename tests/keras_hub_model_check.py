@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 import zipfile
@@ -17,6 +18,7 @@ from conftest import requires_keras
 from keras_check import ATOL, assert_same, randomize, run_onnx
 
 from kerasonnx.convert import convert
+from kerasonnx.errors import ConversionError
 from kerasonnx.model import load
 
 requires_keras_hub = [requires_keras, pytest.mark.skipif(
@@ -49,6 +51,17 @@ def saved_model_cache(folder, builders: dict, scale: float = 0.5):
         return cache[name]
 
     return get
+
+
+def saved_models_fixture(folder: str, builders: dict, scale: float = 0.5):
+    """A module-scoped pytest fixture giving ``saved_model_cache(builders, scale)`` in a new
+    temporary folder named after ``folder``: a test module's ``saved_models``."""
+
+    @pytest.fixture(scope="module")
+    def saved_models(tmp_path_factory):
+        return saved_model_cache(tmp_path_factory.mktemp(folder), builders, scale)
+
+    return saved_models
 
 
 def token_inputs(model, batch: int, length: int, rng) -> dict:
@@ -126,14 +139,11 @@ def resaved(path, tmp_path, change):
 
 
 def assert_config_error(path, tmp_path, change, message: str) -> None:
-    """Converting a copy of the saved model whose constructor arguments (its config's
-    ``config``) ``change`` edits is a one-line ConversionError containing ``message``."""
-    import re
-
-    from kerasonnx.errors import ConversionError
-
-    with pytest.raises(ConversionError, match=re.escape(message)):
-        convert(resaved(path, tmp_path, lambda config: change(config["config"])))
+    """Converting the copy of the saved model ``change`` edits (see ``resaved``) is a
+    one-line ConversionError containing ``message``."""
+    with pytest.raises(ConversionError, match=re.escape(message)) as raised:
+        convert(resaved(path, tmp_path, change))
+    assert "\n" not in str(raised.value)
 
 
 def output_names_fresh_and_converted(paths) -> tuple:

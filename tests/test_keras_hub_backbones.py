@@ -4,16 +4,13 @@ converted at opset 23 and 17, run in onnxruntime at batch 1 and 3 and two sequen
 lengths on padded token ids, every output compared with keras_hub's by name."""
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pytest
 
-from keras_hub_model_check import (OPSETS, SMALL, VOCABULARY, check_by_name,
-                                   requires_keras_hub, resaved, saved_model_cache)
+from keras_hub_model_check import (OPSETS, SMALL, VOCABULARY, assert_config_error,
+                                   check_by_name, requires_keras_hub, saved_models_fixture)
 
 from kerasonnx.convert import convert
-from kerasonnx.errors import ConversionError
 from kerasonnx.model import load
 
 pytestmark = requires_keras_hub
@@ -137,9 +134,7 @@ MODELS = {"bert_backbone": bert_backbone, "gpt2_backbone": gpt2_backbone,
           "opt_causal_lm": opt_causal_lm, "llama_causal_lm": llama_causal_lm}
 
 
-@pytest.fixture(scope="module")
-def saved_models(tmp_path_factory):
-    return saved_model_cache(tmp_path_factory.mktemp("keras_hub_backbones"), MODELS)
+saved_models = saved_models_fixture("keras_hub_backbones", MODELS)
 
 
 @pytest.mark.parametrize("opset", OPSETS)
@@ -175,8 +170,7 @@ def test_bert_keeps_keras_hub_names_and_weight_paths(saved_models):
 ])
 def test_unknown_config_is_one_line_error(saved_models, tmp_path, change, message):
     _, path = saved_models("gpt2_backbone")
-    with pytest.raises(ConversionError, match=re.escape(message)):
-        convert(resaved(path, tmp_path, change))
+    assert_config_error(path, tmp_path, change, message)
 
 
 def test_task_model_says_its_preprocessor_was_left_out(saved_models, tmp_path):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from keras_hub_model_check import (OPSETS, VOCABULARY, assert_config_error, check_by_name,
-                                   requires_keras_hub, saved_model_cache)
+                                   requires_keras_hub, saved_models_fixture)
 
 from kerasonnx.emit.keras_hub import llama_inverse_frequencies
 
@@ -72,9 +72,7 @@ MODELS = {"llama3_backbone": llama3_backbone, "llama3_causal_lm": llama3_causal_
           "phi3_backbone": phi3_backbone, "phi3_causal_lm": phi3_causal_lm}
 
 
-@pytest.fixture(scope="module")
-def saved_models(tmp_path_factory):
-    return saved_model_cache(tmp_path_factory.mktemp("keras_hub_llama3_phi3"), MODELS)
+saved_models = saved_models_fixture("keras_hub_llama3_phi3", MODELS)
 
 
 @pytest.mark.parametrize("opset", OPSETS)
@@ -144,4 +142,5 @@ def test_llama31_frequencies_span_the_three_bands_as_keras_hub_adjusts_them():
 ])
 def test_config_outside_the_contract_is_one_line_error(saved_models, tmp_path, name, change,
                                                        message):
-    assert_config_error(saved_models(name)[1], tmp_path, change, message)
+    assert_config_error(saved_models(name)[1], tmp_path,
+                        lambda config: change(config["config"]), message)

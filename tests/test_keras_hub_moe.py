@@ -11,7 +11,7 @@ import pytest
 
 from keras_check import randomize, run_onnx
 from keras_hub_model_check import (OPSETS, VOCABULARY, assert_config_error, check_by_name,
-                                   requires_keras_hub, resaved, saved_model_cache,
+                                   requires_keras_hub, resaved, saved_models_fixture,
                                    token_inputs)
 
 from kerasonnx.convert import convert
@@ -61,9 +61,7 @@ MODELS = {"mixtral_backbone": mixtral_backbone, "mixtral_causal_lm": mixtral_cau
           "qwen3_moe_causal_lm": qwen3_moe_causal_lm}
 
 
-@pytest.fixture(scope="module")
-def saved_models(tmp_path_factory):
-    return saved_model_cache(tmp_path_factory.mktemp("keras_hub_moe"), MODELS)
+saved_models = saved_models_fixture("keras_hub_moe", MODELS)
 
 
 @pytest.mark.parametrize("opset", OPSETS)
@@ -135,4 +133,4 @@ def test_top_k_ties_go_to_the_lower_expert(tmp_path):
 def test_moe_config_outside_the_contract_is_one_line_error(saved_models, tmp_path, name,
                                                             change, message):
     _, path = saved_models(name)
-    assert_config_error(path, tmp_path, change, message)
+    assert_config_error(path, tmp_path, lambda config: change(config["config"]), message)

@@ -4,17 +4,14 @@ as ``.keras``, converted at opset 23 and 17, run in onnxruntime at batch 1 and 3
 sequence lengths on padded token ids, every output compared with keras_hub's by name."""
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from keras_check import ATOL
 from keras_hub_model_check import LENGTHS as DEFAULT_LENGTHS
-from keras_hub_model_check import (OPSETS, VOCABULARY, check_by_name, requires_keras_hub,
-                                   resaved, saved_model_cache)
+from keras_hub_model_check import (OPSETS, VOCABULARY, assert_config_error, check_by_name,
+                                   requires_keras_hub, saved_models_fixture)
 
 from kerasonnx.convert import convert
-from kerasonnx.errors import ConversionError
 from kerasonnx.model import load
 
 pytestmark = requires_keras_hub
@@ -80,9 +77,7 @@ TOLERANCES = {"qwen3_5_backbone": 1e-4, "qwen3_5_causal_lm": 1e-4}
 LENGTHS = {"qwen3_5_backbone": (5, 9, 70)}
 
 
-@pytest.fixture(scope="module")
-def saved_models(tmp_path_factory):
-    return saved_model_cache(tmp_path_factory.mktemp("keras_hub_qwen"), MODELS)
+saved_models = saved_models_fixture("keras_hub_qwen", MODELS)
 
 
 @pytest.mark.parametrize("opset", OPSETS)
@@ -117,8 +112,7 @@ def test_qwen3_reads_its_head_norms(saved_models):
 def test_qwen3_config_outside_the_contract_is_one_line_error(saved_models, tmp_path, change,
                                                               message):
     _, path = saved_models("qwen3_backbone")
-    with pytest.raises(ConversionError, match=re.escape(message)):
-        convert(resaved(path, tmp_path, lambda config: change(config["config"])))
+    assert_config_error(path, tmp_path, lambda config: change(config["config"]), message)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -142,8 +136,7 @@ def test_qwen3_config_outside_the_contract_is_one_line_error(saved_models, tmp_p
 def test_qwen3_5_config_outside_the_contract_is_one_line_error(saved_models, tmp_path,
                                                                 change, message):
     _, path = saved_models("qwen3_5_backbone")
-    with pytest.raises(ConversionError, match=re.escape(message)):
-        convert(resaved(path, tmp_path, lambda config: change(config["config"])))
+    assert_config_error(path, tmp_path, lambda config: change(config["config"]), message)
 
 
 def test_qwen3_5_delta_net_is_one_scan(saved_models):
