@@ -590,6 +590,28 @@ def _rotary_sublayer(e, scaling: float):
                       module="keras_hub.src.layers.modeling.rotary_embedding")
 
 
+def _attention_projection(e, attribute: str, name: str, equation: str, shape: list):
+    """Unbiased EinsumDense ``name`` saved as the ``attention`` sublayer's ``attribute``
+    (Gemma's and Phi-3's attention)."""
+    return e.sublayer(f"attention/{attribute}", "EinsumDense",
+                      {"equation": equation, "output_shape": shape, "bias_axes": None,
+                       "name": name},
+                      prefixes=(f"attention/{name}/", f"attention/{attribute}/"))
+
+
+def _attention_qkv(e, h, heads: int, groups: int, head_dim: int, query_equation: str,
+                   key_value_equation: str) -> tuple:
+    """Query (B, T, heads, head_dim), key and value (B, T, groups, head_dim) of ``h`` by
+    the ``attention`` sublayer's query_dense / key_dense / value_dense (see
+    ``_attention_projection``), their kernels laid out as the equations say."""
+    query = e.call(_attention_projection(e, "query_dense", "query", query_equation,
+                                         [None, heads, head_dim]), h)[0]
+    key, value = (e.call(_attention_projection(e, f"{role}_dense", role, key_value_equation,
+                                               [None, groups, head_dim]), h)[0]
+                  for role in ("key", "value"))
+    return query, key, value
+
+
 def _projection(e, attribute: str, equation: str, shape: list, bias_axes=None):
     """EinsumDense ``attribute`` of the decoder's ``_self_attention_layer``."""
     name = attribute.lstrip("_")
@@ -952,12 +974,6 @@ def _gemma_attention(node, e, h):
     heads, groups = config["num_query_heads"], config["num_key_value_heads"]
     head_dim = config["head_dim"]
 
-    def projection(attribute, name, equation, shape):
-        return e.sublayer(f"attention/{attribute}", "EinsumDense",
-                          {"equation": equation, "output_shape": shape, "bias_axes": None,
-                           "name": name},
-                          prefixes=(f"attention/{name}/", f"attention/{attribute}/"))
-
     padding = _merged_attention_mask(e, h, node.input("padding_mask"), None,
                                      "attention_mask")
     window = (config.get("sliding_window_size", 4096)
@@ -969,20 +985,16 @@ def _gemma_attention(node, e, h):
                        "scaling_factor": config.get("rope_scaling_factor", 1.0),
                        "sequence_axis": 1, "feature_axis": -1, "name": "rotary_embedding"},
                       module="keras_hub.src.layers.modeling.rotary_embedding")
-    query = e.call(projection("query_dense", "query", "btd,ndh->btnh",
-                              [None, heads, head_dim]), h)[0]
-    key = e.call(projection("key_dense", "key", "bsd,kdh->bskh", [None, groups, head_dim]),
-                 h)[0]
-    value = e.call(projection("value_dense", "value", "bsd,kdh->bskh",
-                              [None, groups, head_dim]), h)[0]
+    query, key, value = _attention_qkv(e, h, heads, groups, head_dim, "btd,ndh->btnh",
+                                       "bsd,kdh->bskh")
     if config.get("use_query_key_norm"):
         query, key = (e.call(_gemma_norm(node, e, f"attention/{role}_norm", 1e-6,
                                          (f"attention/{role}_norm/",) * 2), projected)[0]
                       for role, projected in (("query", query), ("key", key)))
     attended = e.call(core, e.call(rope, query)[0], e.call(rope, key)[0], value,
                       attention_mask=padding, use_causal_mask=True)[0]
-    return e.call(projection("output_dense", "attention_output", "btnh,nhd->btd",
-                             [None, h.shape[-1]]), attended)[0]
+    return e.call(_attention_projection(e, "output_dense", "attention_output",
+                                        "btnh,nhd->btd", [None, h.shape[-1]]), attended)[0]
 
 
 hub_kind("GemmaDecoderBlock", signature=("x", "padding_mask", "cache", "cache_update_index"),
@@ -1385,27 +1397,17 @@ def _expand_phi3_decoder(node, e) -> list:
     def norm(attribute):
         return e.sublayer(attribute, "RMSNormalization", {"epsilon": epsilon, "axis": -1})
 
-    def projection(attribute, name, equation, shape):
-        return e.sublayer(f"attention/{attribute}", "EinsumDense",
-                          {"equation": equation, "output_shape": shape, "bias_axes": None,
-                           "name": name},
-                          prefixes=(f"attention/{name}/", f"attention/{attribute}/"))
-
     padding = _decoder_padding_mask(node, e, x)
     core = _attention_core(e, heads, groups, head_dim, None, attention="attention")
     rope = _phi3_rotary(e)
     h = e.call(norm("pre_attention_layernorm"), x)[0]
-    query = e.call(projection("query_dense", "query", "bqm,muh->bquh",
-                              [None, heads, head_dim]), h)[0]
-    key = e.call(projection("key_dense", "key", "bkm,mvh->bkvh", [None, groups, head_dim]),
-                 h)[0]
-    value = e.call(projection("value_dense", "value", "bkm,mvh->bkvh",
-                              [None, groups, head_dim]), h)[0]
+    query, key, value = _attention_qkv(e, h, heads, groups, head_dim, "bqm,muh->bquh",
+                                       "bkm,mvh->bkvh")
     query, key = e.call(rope, query)[0], e.call(rope, key)[0]
     attended = e.call(core, query, key, value, attention_mask=padding,
                       use_causal_mask=True)[0]
-    attended = e.call(projection("output_dense", "attention_output", "bquh,uhm->bqm",
-                                 [None, hidden]), attended)[0]
+    attended = e.call(_attention_projection(e, "output_dense", "attention_output",
+                                            "bquh,uhm->bqm", [None, hidden]), attended)[0]
     x = e.op("Add", attended, x, label="attention_residual")
     return [_swiglu_block(e, x, norm("post_attention_layernorm"))]
 
