@@ -352,7 +352,7 @@ def _project_and_attend(node: Node, b: Builder, heads: Heads, layout: _AxesLayou
 
     explicit_path = not keras3_fused_path(node)
     slot = b.cache.get(node)  # with a key/value cache: this call's (with_past.CacheSlot)
-    past = None if slot is None else (b.value(slot.past_key), b.value(slot.past_value))
+    past = b.cached_past(node)
     mask4 = _mha_mask(node, b, layout, heads.query, causal, window, explicit_path, slot)
     masking = mha_masking(node)
     causal_only = causal and window is None and layout.trivial and not any(
@@ -390,9 +390,7 @@ def _project_and_attend(node: Node, b: Builder, heads: Heads, layout: _AxesLayou
     else:
         context, scores, present = matmul_attention(b, q, k, v, heads, mask4, masking,
                                                     f"{base}/core", logsumexp, past)
-    if slot is not None:
-        b.bind(slot.present_key, present[0])
-        b.bind(slot.present_value, present[1])
+    b.bind_present(node, present)
     if config.get("use_gate"):
         gate = b.op("Sigmoid", [projection("gate", query_3d, heads.query, heads.value_dim)],
                     f"{base}/gate_sigmoid")
@@ -419,8 +417,7 @@ def attention_core(node: Node, b: Builder) -> list:
     config, base = node.config, node.name
     heads = Heads(config["num_query_heads"], config["num_key_value_heads"],
                   config["head_dim"], config["head_dim"])
-    slot = b.cache.get(node)  # with a key/value cache: this call's (with_past.CacheSlot)
-    past = None if slot is None else (b.value(slot.past_key), b.value(slot.past_value))
+    past = b.cached_past(node)
     query, key, given = node.input("query"), node.input("key"), node.input("attention_mask")
     window, soft_cap = config.get("sliding_window"), config.get("logit_soft_cap")
 
@@ -456,9 +453,7 @@ def attention_core(node: Node, b: Builder) -> list:
         context, _, present = matmul_attention(b, q, merged("key"), merged("value"), heads,
                                                mask4, "zero", f"{base}/core", past=past,
                                                soft_cap=soft_cap)
-    if slot is not None:
-        b.bind(slot.present_key, present[0])
-        b.bind(slot.present_value, present[1])
+    b.bind_present(node, present)
     return [b.op("Reshape", [context, b.ints(f"{base}/heads", [0, 0, heads.query,
                                                                 heads.value_dim])], base)]
 

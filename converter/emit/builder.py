@@ -87,6 +87,19 @@ class Builder:
     def bind(self, tensor: Tensor, name: str) -> None:
         self._values[tensor] = name
 
+    def cached_past(self, node) -> Optional[tuple]:
+        """With a key/value cache on ``node``: its past (key, value) heads' values; else
+        None."""
+        slot = self.cache.get(node)
+        return None if slot is None else (self.value(slot.past_key), self.value(slot.past_value))
+
+    def bind_present(self, node, present: tuple) -> None:
+        """Bind a cached ``node``'s present (key, value) heads to its cache outputs."""
+        slot = self.cache.get(node)
+        if slot is not None:
+            self.bind(slot.present_key, present[0])
+            self.bind(slot.present_value, present[1])
+
     # ------------------------------------------------------------------ graph content
 
     def constant(self, base: str, array) -> str:

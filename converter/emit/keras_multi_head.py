@@ -41,8 +41,7 @@ def keras_multi_head_attention(node: Node, b: Builder) -> list:
     head_dim = features // heads
     history_only = bool(config.get("history_only"))
     key_mask = node.input("key_mask")
-    slot = b.cache.get(node)  # with a key/value cache: this call's (with_past.CacheSlot)
-    past = None if slot is None else (b.value(slot.past_key), b.value(slot.past_value))
+    past = b.cached_past(node)
 
     if b.opset >= FUSED_ATTENTION_OPSET and key_mask is None:
         context, _, present = fused_attention(b, q, k, v, heads, None, "add", history_only,
@@ -52,9 +51,7 @@ def keras_multi_head_attention(node: Node, b: Builder) -> list:
         context, present = _matmul_attention(node, b, q, k, v, heads, head_dim, history_only,
                                              None if key_mask is None else b.value(key_mask),
                                              past)
-    if slot is not None:
-        b.bind(slot.present_key, present[0])
-        b.bind(slot.present_value, present[1])
+    b.bind_present(node, present)
     y = b.op("MatMul", [context, b.constant(f"{base}/Wo", weights[f"{name}_Wo"])],
              f"{base}/output_matmul")
     return [_bias_and_activation(node, b, y, weights.get(f"{name}_bo"), "output")]
