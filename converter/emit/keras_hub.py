@@ -19,6 +19,7 @@ from ..model import named_weights
 from .attention import multi_head_attention, positions, project, unsqueeze
 from .builder import Builder
 from .core import MASKED_LOGIT, embedding
+from .normalization import root_mean_square_normalized
 from .registry import emits
 
 
@@ -246,12 +247,8 @@ def rms_normalization(node: Node, b: Builder) -> list:
     if tensor.dtype != "float32":
         x = b.op("Cast", [x], f"{base}/float", to=TensorProto.FLOAT)
     gemma = is_gemma_norm(node.layer.module)
-    epsilon = np.float32(node.config.get("epsilon", 1e-6) if gemma else 1e-6)
-    mean = b.reduce("ReduceMean", b.op("Mul", [x, x], f"{base}/square"), [-1], f"{base}/mean")
-    root = b.op("Sqrt", [b.op("Add", [mean, b.constant(f"{base}/epsilon", epsilon)],
-                              f"{base}/mean_eps")], f"{base}/root")
-    normalized = b.op("Mul", [x, b.op("Reciprocal", [root], f"{base}/rsqrt")],
-                      f"{base}/normalized")
+    epsilon = node.config.get("epsilon", 1e-6) if gemma else 1e-6
+    normalized = root_mean_square_normalized(b, x, [-1], epsilon, base)
     scale = np.asarray(named_weights(node)["scale"], np.float32)
     if gemma:
         scale = np.float32(1) + scale
@@ -355,13 +352,9 @@ def gated_delta_net(node: Node, b: Builder) -> list:
     _, core = b.op("Scan", [state, query, key, value, decay, write], f"{base}/delta_rule",
                    outputs=2, body=_delta_rule_step(b, f"{base}/step"), num_scan_inputs=5,
                    scan_input_axes=[1] * 5, scan_output_axes=[1])
-    mean_square = b.reduce("ReduceMean", b.op("Mul", [core, core], f"{base}/core_squared"),
-                           [-1], f"{base}/core_mean_square")
-    inverse = b.op("Reciprocal", [b.op("Sqrt", [b.op("Add", [mean_square, b.constant(
-        f"{base}/epsilon", np.float32(config.get("layer_norm_epsilon", 1e-6)))],
-        f"{base}/core_mean_square_eps")], f"{base}/core_rms")], f"{base}/core_inverse_rms")
-    normed = b.op("Mul", [b.op("Mul", [core, inverse], f"{base}/core_normalized"),
-                          b.constant(f"{base}/norm_scale", weights["norm"])], f"{base}/normed")
+    normed = b.op("Mul", [root_mean_square_normalized(
+        b, core, [-1], config.get("layer_norm_epsilon", 1e-6), f"{base}/core"),
+        b.constant(f"{base}/norm_scale", weights["norm"])], f"{base}/normed")
     z = heads_of(project("in_proj_z", x), heads, value_size, "z")
     gated = b.op("Mul", [normed, b.op("Mul", [z, b.op("Sigmoid", [z], f"{base}/z_sigmoid")],
                                       f"{base}/z_silu")], f"{base}/gated")

@@ -111,12 +111,20 @@ def rms_normalization(node: Node, b: Builder) -> list:
     scale = b.constant(f"{base}/scale", scale)
     if b.opset >= 23 and axes == list(range(axes[0], rank)):
         return [b.op("RMSNormalization", [x, scale], base, axis=axes[0], epsilon=epsilon)]
+    return [b.op("Mul", [root_mean_square_normalized(b, x, axes, epsilon, base), scale],
+                 base)]
+
+
+def root_mean_square_normalized(b: Builder, x: str, axes: list, epsilon: float,
+                                base: str) -> str:
+    """x · 1 / sqrt(mean(x², ``axes``) + epsilon) in float32, the RMS norm's arithmetic
+    (Keras' RMSNormalization, KerasHub's, Qwen 3.5's gated norm), before its scale."""
     mean_square = b.reduce("ReduceMean", b.op("Mul", [x, x], f"{base}/squared"), axes,
                            f"{base}/mean_square")
     shifted = b.op("Add", [mean_square, b.constant(f"{base}/epsilon", np.float32(epsilon))],
                    f"{base}/mean_square_eps")
     inverse = b.op("Reciprocal", [b.op("Sqrt", [shifted], f"{base}/rms")], f"{base}/inverse")
-    return [b.op("Mul", [b.op("Mul", [x, inverse], f"{base}/normalized"), scale], base)]
+    return b.op("Mul", [x, inverse], f"{base}/normalized")
 
 
 @emits("GroupNormalization")
