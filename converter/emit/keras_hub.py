@@ -16,6 +16,7 @@ from ..errors import ConversionError
 from ..ir import Node
 from ..layers.keras_hub import is_gemma_norm
 from ..model import named_weights
+from .activations import apply_activation
 from .attention import multi_head_attention, positions, project, unsqueeze
 from .builder import Builder
 from .core import MASKED_LOGIT, embedding
@@ -314,8 +315,7 @@ def gated_delta_net(node: Node, b: Builder) -> list:
         x = b.op("Mul", [x, unsqueeze(b, keep, [-1], f"{base}/keep_column")], f"{base}/masked")
 
     def project(name, h):
-        return b.op("MatMul", [h, b.constant(f"{base}/{name}/kernel", weights[name])],
-                    f"{base}/{name}")
+        return _times_kernel(b, h, weights, name, base)
 
     def heads_of(t, count, size, label):
         return b.op("Reshape", [t, b.ints(f"{base}/{label}_shape", [0, 0, count, size])],
@@ -323,8 +323,7 @@ def gated_delta_net(node: Node, b: Builder) -> list:
 
     mixed = _causal_depthwise_conv(b, project("in_proj_qkv", x), weights["conv1d_kernel"],
                                    f"{base}/conv")
-    mixed = b.op("Mul", [mixed, b.op("Sigmoid", [mixed], f"{base}/conv_sigmoid")],
-                 f"{base}/conv_silu")
+    mixed = apply_activation(b, mixed, "silu", f"{base}/conv", node.layer.dialect)
     query, key, value = b.op("Split", [mixed, b.ints(f"{base}/qkv_sizes", [
         key_heads * key_size, key_heads * key_size, heads * value_size])], f"{base}/qkv",
         outputs=3, axis=-1)
@@ -356,11 +355,17 @@ def gated_delta_net(node: Node, b: Builder) -> list:
         b, core, [-1], config.get("layer_norm_epsilon", 1e-6), f"{base}/core"),
         b.constant(f"{base}/norm_scale", weights["norm"])], f"{base}/normed")
     z = heads_of(project("in_proj_z", x), heads, value_size, "z")
-    gated = b.op("Mul", [normed, b.op("Mul", [z, b.op("Sigmoid", [z], f"{base}/z_sigmoid")],
-                                      f"{base}/z_silu")], f"{base}/gated")
+    gated = b.op("Mul", [normed, apply_activation(b, z, "silu", f"{base}/z",
+                                                  node.layer.dialect)], f"{base}/gated")
     flat = b.op("Reshape", [gated, b.ints(f"{base}/flat_shape", [0, 0, heads * value_size])],
                 f"{base}/flat")
     return [project("out_proj", flat)]
+
+
+def _times_kernel(b: Builder, x: str, weights: dict, name: str, base: str) -> str:
+    """x times the folded kernel ``weights[name]`` (MatMul ``<base>/<name>``)."""
+    return b.op("MatMul", [x, b.constant(f"{base}/{name}/kernel", weights[name])],
+                f"{base}/{name}")
 
 
 def _causal_depthwise_conv(b: Builder, x: str, kernel: np.ndarray, base: str) -> str:
@@ -870,12 +875,10 @@ def sparse_mixture_of_experts(node: Node, b: Builder) -> list:
     x = unsqueeze(b, x, [1], f"{base}/per_expert")  # (B, 1, T, hidden)
 
     def project(name, h):
-        return b.op("MatMul", [h, b.constant(f"{base}/{name}/kernel", weights[name])],
-                    f"{base}/{name}")
+        return _times_kernel(b, h, weights, name, base)
 
     gate = project("gate", x)
-    gate = b.op("Mul", [gate, b.op("Sigmoid", [gate], f"{base}/gate_sigmoid")],
-                f"{base}/gate_silu")
+    gate = apply_activation(b, gate, "silu", f"{base}/gate", node.layer.dialect)
     expert_outputs = project("output", b.op("Mul", [project("up", x), gate], f"{base}/gated"))
     weighted = b.op("Mul", [expert_outputs, routing], f"{base}/weighted")
     return [b.reduce("ReduceSum", weighted, [1], base, keepdims=0)]
