@@ -227,6 +227,11 @@ class Functional:
                                    f"{value!r}; kerasonnx rebuilds it for {what}")
         return value
 
+    def option(self, config: dict, key: str, default, allowed: Callable, what: str):
+        """``config[key]`` (``default``, keras_hub's constructor default, when absent),
+        which must satisfy ``allowed``; else a one-line error."""
+        return self.require({**config, key: config.get(key, default)}, key, allowed, what)
+
     def config(self) -> dict:
         def ref(t: Tensor) -> list:
             return [t.layer, t.call, t.index]
@@ -256,6 +261,14 @@ def is_positive_number(value) -> bool:
 
 def is_flag(value) -> bool:
     return isinstance(value, bool)
+
+
+def is_positive_int_or_null(value) -> bool:
+    return value is None or is_positive_int(value)
+
+
+def is_positive_number_or_null(value) -> bool:
+    return value is None or is_positive_number(value)
 
 
 def dims(config: dict, f: Functional, vocabulary_key: str = "vocabulary_size") -> tuple:

@@ -6,7 +6,8 @@ import math
 
 from ..errors import ModelConfigError
 from .builder import (block_config, decoders, dims, Functional, GELU_APPROXIMATE,
-                      is_flag, is_positive_int, is_positive_number, is_rate, keras_hub_model,
+                      is_flag, is_positive_int, is_positive_int_or_null, is_positive_number,
+                      is_positive_number_or_null, is_rate, keras_hub_model,
                       layer_norm, TEXT_KEYS, token_and_position, token_embedding_layer)
 
 
@@ -94,7 +95,7 @@ def llama_backbone(config: dict, f: Functional) -> None:
     Llama 3.1's rotary frequency adjustment, see ``_llama3_rope``), the embedding tied
     with ``tie_word_embeddings``, LlamaLayerNorm at the end."""
     for key, default in (("rope_max_wavelength", 10000), ("layer_norm_epsilon", 1e-6)):
-        _option(f, config, key, default, is_positive_number, "a positive number")
+        f.option(config, key, default, is_positive_number, "a positive number")
     _gqa_backbone(config, f, "LlamaTransformerDecoder",
                   "keras_hub.src.models.llama.llama_decoder", "layers/llama_layer_norm",
                   bool(config.get("tie_word_embeddings", False)),
@@ -143,15 +144,9 @@ def mistral_backbone(config: dict, f: Functional) -> None:
     """keras_hub's MistralBackbone (see ``_gqa_backbone``): MistralTransformerDecoders
     (``head_dim``, ``rope_scaling_factor``, ``sliding_window``), an untied embedding,
     MistralLayerNormalization at the end."""
-    window = config.get("sliding_window")
-    if window is not None and not is_positive_int(window):
-        raise ModelConfigError(f"{f.source}: MistralBackbone config key 'sliding_window' is "
-                               f"{window!r}; kerasonnx rebuilds it for a positive int or null")
-    head_dim = config.get("head_dim")
-    if head_dim is not None and not is_positive_int(head_dim):
-        raise ModelConfigError(f"{f.source}: MistralBackbone config key 'head_dim' is "
-                               f"{head_dim!r}; kerasonnx rebuilds it for a positive int "
-                               f"or null")
+    window, head_dim = (f.option(config, key, None, is_positive_int_or_null,
+                                 "a positive int or null")
+                        for key in ("sliding_window", "head_dim"))
     _gqa_backbone(config, f, "MistralTransformerDecoder",
                   "keras_hub.src.models.mistral.mistral_transformer_decoder",
                   "layers/mistral_layer_normalization", False,
@@ -191,15 +186,6 @@ GEMMA_KEYS = {"vocabulary_size", "num_layers", "num_query_heads", "num_key_value
               "use_sliding_window_attention"}
 
 
-def _is_cap(value) -> bool:
-    return value is None or is_positive_number(value)
-
-
-def _option(f: Functional, config: dict, key: str, default, allowed, what: str):
-    """``config[key]`` (keras_hub's default when absent), which must satisfy ``allowed``."""
-    return f.require({**config, key: config.get(key, default)}, key, allowed, what)
-
-
 @keras_hub_model("GemmaBackbone", GEMMA_KEYS)
 def gemma_backbone(config: dict, f: Functional) -> None:
     """keras_hub's GemmaBackbone (Gemma 1 and 2): ReversibleEmbedding ``token_embedding``
@@ -234,19 +220,18 @@ def _gemma_backbone(config: dict, f: Functional, flag_defaults: dict, window_def
         raise ModelConfigError(f"{f.source}: {f.class_name} config key 'num_query_heads' "
                                f"({heads}) is not a multiple of num_key_value_heads "
                                f"({groups})")
-    flags = {key: _option(f, config, key, default, is_flag, "true or false")
+    flags = {key: f.option(config, key, default, is_flag, "true or false")
              for key, default in dict(flag_defaults, use_post_ffw_norm=False,
                                       use_post_attention_norm=False).items()}
-    sliding = _option(f, config, "use_sliding_window_attention", False, is_flag,
-                      "true or false")
+    sliding = f.option(config, "use_sliding_window_attention", False, is_flag, "true or false")
     attention_cap, final_cap = (
-        _option(f, config, key, None, _is_cap, "a positive number or null")
+        f.option(config, key, None, is_positive_number_or_null, "a positive number or null")
         for key in ("attention_logit_soft_cap", "final_logit_soft_cap"))
-    window = _option(f, config, "sliding_window_size", window_default, is_positive_int,
-                     "a positive int")
-    epsilon = _option(f, config, "layer_norm_epsilon", 1e-6, is_positive_number,
-                      "a positive number")
-    dropout = _option(f, config, "dropout", 0, is_rate, "a rate in [0, 1)")
+    window = f.option(config, "sliding_window_size", window_default, is_positive_int,
+                      "a positive int")
+    epsilon = f.option(config, "layer_norm_epsilon", 1e-6, is_positive_number,
+                       "a positive number")
+    dropout = f.option(config, "dropout", 0, is_rate, "a rate in [0, 1)")
     token_ids = f.input("token_ids")
     padding_mask = f.input("padding_mask")
     x = token_embedding_layer(f, vocabulary, hidden, token_ids, logit_soft_cap=final_cap)

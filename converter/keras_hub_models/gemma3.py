@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from ..errors import ModelConfigError
-from .builder import (Functional, is_flag, is_positive_number, keras_hub_model,
-                      refuse_vision_encoder)
-from .decoders import _gemma_backbone, _option
-from .qwen import positive_int_or_null
+from .builder import (Functional, is_flag, is_positive_int_or_null, is_positive_number,
+                      keras_hub_model, refuse_vision_encoder)
+from .decoders import _gemma_backbone
 from .tasks import _text_embedder, TASK_KEYS
 
 GEMMA3 = "keras_hub.src.models.gemma3."
@@ -42,13 +41,13 @@ def gemma3_backbone(config: dict, f: Functional) -> None:
     ``embedding_dim`` (no embedding model)."""
     refuse_vision_encoder(config, f)
     for key in ("use_bidirectional_attention", "is_embedding_model"):
-        if _option(f, config, key, False, is_flag, "true or false"):
+        if f.option(config, key, False, is_flag, "true or false"):
             raise ModelConfigError(f"{f.source}: Gemma3Backbone config key {key!r} is true "
                                    f"(EmbeddingGemma); not supported yet")
     for key in ("image_size", "pooling_intermediate_dim", "embedding_dim"):
-        _option(f, config, key, None, positive_int_or_null, "a positive int or null")
+        f.option(config, key, None, is_positive_int_or_null, "a positive int or null")
     local_scaling, global_scaling = (
-        _option(f, config, key, 1.0, is_positive_number, "a positive number")
+        f.option(config, key, 1.0, is_positive_number, "a positive number")
         for key in ("local_rope_scaling_factor", "global_rope_scaling_factor"))
 
     def block_options(i: int, sliding: bool) -> dict:

@@ -7,9 +7,10 @@ training), are accepted: they do not change inference."""
 from __future__ import annotations
 
 from ..errors import ModelConfigError
-from .builder import Functional, is_positive_int, keras_hub_model
+from .builder import (Functional, is_flag, is_positive_int, is_positive_int_or_null,
+                      is_positive_number, keras_hub_model)
 from .decoders import _gqa_backbone
-from .qwen import _qwen_options, checked, is_positive_number, positive_int_or_null
+from .qwen import _qwen_options
 
 
 def _is_number(value) -> bool:
@@ -20,12 +21,12 @@ def _experts(config: dict, f: Functional, top_k_default: int) -> dict:
     """num_experts and top_k (at most num_experts), checked; the training-only router keys
     checked to be numbers."""
     experts = f.require(config, "num_experts", is_positive_int, "a positive int")
-    top_k = checked(config, f, "top_k", is_positive_int, "a positive int", top_k_default)
+    top_k = f.option(config, "top_k", top_k_default, is_positive_int, "a positive int")
     if top_k > experts:
         raise ModelConfigError(f"{f.source}: {f.class_name} config key 'top_k' ({top_k}) is "
                                f"above num_experts ({experts})")
     for key in ("router_jitter_noise", "router_aux_loss_coef", "router_aux_loss_coefficient"):
-        checked(config, f, key, _is_number, "a number (training only)", 0.0)
+        f.option(config, key, 0.0, _is_number, "a number (training only)")
     return {"num_experts": experts, "top_k": top_k}
 
 
@@ -44,9 +45,9 @@ def mixtral_backbone(config: dict, f: Functional) -> None:
     experts = _experts(config, f, 2)
     for key, default in (("rope_max_wavelength", 10000), ("rope_scaling_factor", 1.0),
                          ("layer_norm_epsilon", 1e-6)):
-        checked(config, f, key, is_positive_number, "a positive number", default)
-    window = checked(config, f, "sliding_window", positive_int_or_null,
-                     "a positive int or null", 512)
+        f.option(config, key, default, is_positive_number, "a positive number")
+    window = f.option(config, "sliding_window", 512, is_positive_int_or_null,
+                      "a positive int or null")
     _gqa_backbone(dict(config, dropout=config.get("dropout", 0)), f,
                   "MixtralTransformerDecoder", "keras_hub.src.models.mixtral.mixtral_decoder",
                   "layers/mixtral_layer_normalization", False,
@@ -78,14 +79,13 @@ def qwen3_moe_backbone(config: dict, f: Functional) -> None:
     ``intermediate_dim``; the embedding untied unless ``tie_word_embeddings``,
     Qwen3MoeLayerNorm at the end."""
     experts = _experts(config, f, 4)
-    head_dim = checked(config, f, "head_dim", positive_int_or_null, "a positive int or null",
-                       None)
+    head_dim = f.option(config, "head_dim", None, is_positive_int_or_null,
+                        "a positive int or null")
     moe_size = f.require(config, "moe_intermediate_dim", is_positive_int, "a positive int")
-    renormalize = checked(config, f, "norm_top_k_prob", lambda v: isinstance(v, bool),
-                          "a bool", False)
-    step = checked(config, f, "decoder_sparse_step", is_positive_int, "a positive int", 1)
-    dense_layers = checked(config, f, "mlp_only_layers", _is_int_list,
-                           "null or a list of ints", None) or []
+    renormalize = f.option(config, "norm_top_k_prob", False, is_flag, "a bool")
+    step = f.option(config, "decoder_sparse_step", 1, is_positive_int, "a positive int")
+    dense_layers = f.option(config, "mlp_only_layers", None, _is_int_list,
+                            "null or a list of ints") or []
     layers = f.require(config, "num_layers", is_positive_int, "a positive int")
     tied, block = _qwen_options(config, f, tied_by_default=False)
     _gqa_backbone(dict(config, dropout=config.get("dropout", 0)), f,

@@ -4,7 +4,7 @@ from __future__ import annotations
 from ..errors import ModelConfigError
 from .builder import (Functional, is_positive_int, is_positive_number, keras_hub_model,
                       TEXT_KEYS)
-from .decoders import _gqa_backbone, _option
+from .decoders import _gqa_backbone
 
 PHI3_KEYS = (TEXT_KEYS - {"num_heads"}) | {
     "num_query_heads", "num_key_value_heads", "layer_norm_epsilon",
@@ -27,10 +27,10 @@ def phi3_backbone(config: dict, f: Functional) -> None:
     ``max_sequence_length`` and the factors change nothing without "su"."""
     heads = f.require(config, "num_query_heads", is_positive_int, "a positive int")
     hidden = f.require(config, "hidden_dim", is_positive_int, "a positive int")
-    lengths = {key: _option(f, config, key, 4096, is_positive_int, "a positive int")
+    lengths = {key: f.option(config, key, 4096, is_positive_int, "a positive int")
                for key in ("max_sequence_length", "pretraining_sequence_length")}
-    _option(f, config, "rope_max_wavelength", 10000, is_positive_number, "a positive number")
-    _option(f, config, "layer_norm_epsilon", 1e-6, is_positive_number, "a positive number")
+    f.option(config, "rope_max_wavelength", 10000, is_positive_number, "a positive number")
+    f.option(config, "layer_norm_epsilon", 1e-6, is_positive_number, "a positive number")
     scaling = config.get("rope_scaling_type")
     if scaling not in (None, "su"):
         raise ModelConfigError(f"{f.source}: Phi3Backbone config key 'rope_scaling_type' is "

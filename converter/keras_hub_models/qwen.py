@@ -2,29 +2,10 @@
 Qwen 3.5 (``models/qwen3_5``)."""
 from __future__ import annotations
 
-from typing import Callable
-
 from ..errors import ModelConfigError
-from .builder import Functional, is_positive_int, keras_hub_model, refuse_vision_encoder
+from .builder import (Functional, is_flag, is_positive_int, is_positive_int_or_null,
+                      is_positive_number, keras_hub_model, refuse_vision_encoder)
 from .decoders import _gqa_backbone
-
-
-def is_positive_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
-
-
-def positive_int_or_null(value) -> bool:
-    return value is None or is_positive_int(value)
-
-
-def checked(config: dict, f: Functional, key: str, allowed: Callable, what: str, default):
-    """``config[key]`` (``default``, the constructor's, when absent), which must satisfy
-    ``allowed``; else a one-line error."""
-    value = config.get(key, default)
-    if not allowed(value):
-        raise ModelConfigError(f"{f.source}: {f.class_name} config key {key!r} is {value!r}; "
-                               f"kerasonnx rebuilds it for {what}")
-    return value
 
 
 QWEN3_KEYS = {"vocabulary_size", "num_layers", "num_query_heads", "num_key_value_heads",
@@ -39,7 +20,7 @@ def qwen3_backbone(config: dict, f: Functional) -> None:
     (``head_dim``, query and key RMS norms per head, ``rope_scaling_factor``,
     ``sliding_window_size``), the embedding tied with ``tie_word_embeddings``,
     Qwen3LayerNorm at the end."""
-    head_dim = f.require(config, "head_dim", positive_int_or_null, "a positive int or null")
+    head_dim = f.require(config, "head_dim", is_positive_int_or_null, "a positive int or null")
     tied, block = _qwen_options(config, f, tied_by_default=True)
     _gqa_backbone(config, f, "Qwen3TransformerDecoder",
                   "keras_hub.src.models.qwen3.qwen3_decoder", "layers/qwen3_layer_norm", tied,
@@ -51,11 +32,10 @@ def _qwen_options(config: dict, f: Functional, tied_by_default: bool) -> tuple:
     sliding_window_size) of a Qwen 3 / 3.5 config, its rotary and norm numbers checked."""
     for key, default in (("rope_max_wavelength", 10000), ("rope_scaling_factor", 1.0),
                          ("layer_norm_epsilon", 1e-6)):
-        checked(config, f, key, is_positive_number, "a positive number", default)
-    tied = checked(config, f, "tie_word_embeddings", lambda v: isinstance(v, bool), "a bool",
-                   tied_by_default)
-    window = checked(config, f, "sliding_window_size", positive_int_or_null,
-                     "a positive int or null", 32768)
+        f.option(config, key, default, is_positive_number, "a positive number")
+    tied = f.option(config, "tie_word_embeddings", tied_by_default, is_flag, "a bool")
+    window = f.option(config, "sliding_window_size", 32768, is_positive_int_or_null,
+                      "a positive int or null")
     return tied, {"sliding_window_size": window,
                   "rope_scaling_factor": config.get("rope_scaling_factor", 1.0)}
 
@@ -81,24 +61,24 @@ def qwen3_5_backbone(config: dict, f: Functional) -> None:
     ``vision_encoder`` is refused; ``mrope_section`` changes nothing without one (the
     backbone's graph passes no position ids)."""
     refuse_vision_encoder(config, f)
-    checked(config, f, "mrope_section", lambda v: v is None or (
+    f.option(config, "mrope_section", None, lambda v: v is None or (
         isinstance(v, list) and len(v) == 3 and all(isinstance(n, int) for n in v)),
-        "null or a list of 3 ints", None)
+        "null or a list of 3 ints")
     head_dim = f.require(config, "head_dim", is_positive_int, "a positive int")
     layers = f.require(config, "num_layers", is_positive_int, "a positive int")
-    types = checked(config, f, "layer_types", lambda v: v is None or (
+    types = f.option(config, "layer_types", None, lambda v: v is None or (
         isinstance(v, list) and len(v) == layers and all(t in LAYER_TYPES for t in v)),
-        f"null or a list of num_layers ({layers}) of {' / '.join(LAYER_TYPES)}", None)
+        f"null or a list of num_layers ({layers}) of {' / '.join(LAYER_TYPES)}")
     types = types or [LAYER_TYPES[(i + 1) % 4 == 0] for i in range(layers)]
-    factor = checked(config, f, "partial_rotary_factor", _is_rotary_fraction,
-                     "a number in (0, 1]", 0.25)
+    factor = f.option(config, "partial_rotary_factor", 0.25, _is_rotary_fraction,
+                      "a number in (0, 1]")
     rotary = int(head_dim * factor)
     if rotary == 0 or rotary % 2:
         raise ModelConfigError(f"{f.source}: Qwen3_5Backbone config key 'partial_rotary_factor'"
                                f" ({factor}) gives {rotary} rotary features of head_dim "
                                f"({head_dim}); kerasonnx rebuilds it for an even, positive "
                                f"number")
-    linear = {key: checked(config, f, key, is_positive_int, "a positive int", default)
+    linear = {key: f.option(config, key, default, is_positive_int, "a positive int")
               for key, default in LINEAR_ATTENTION_KEYS.items()}
     if linear["linear_num_value_heads"] % linear["linear_num_key_heads"]:
         raise ModelConfigError(f"{f.source}: Qwen3_5Backbone config key "

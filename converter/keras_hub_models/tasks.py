@@ -4,8 +4,8 @@ from __future__ import annotations
 from typing import Optional
 
 from ..errors import ModelConfigError
-from .builder import (Functional, GELU_APPROXIMATE, HUB_MODELING, keras_hub_model,
-                      is_positive_int, is_rate, Tensor)
+from .builder import (Functional, GELU_APPROXIMATE, HUB_MODELING, is_flag, keras_hub_model,
+                      is_positive_int, is_positive_int_or_null, is_rate, Tensor)
 
 
 TASK_KEYS = {"backbone", "preprocessor"}
@@ -171,7 +171,7 @@ def _text_embedder(config: dict, f: Functional, backbone_class: str, task: str,
     backbone, built first, has taken ``get_item`` for its ``pooled_output`` (BERT)."""
     mode = f.require(config, "pooling_mode", lambda v: v in ("mean", "cls", "max"),
                      "'mean', 'cls' or 'max'")
-    normalize = f.require(config, "normalize", lambda v: isinstance(v, bool), "a bool")
+    normalize = f.require(config, "normalize", is_flag, "a bool")
     backbone, outputs = f.backbone(config.get("backbone"), backbone_class, task)
     x = outputs["sequence_output"]
     if mode == "cls":
@@ -234,20 +234,15 @@ def vit_image_classifier(config: dict, f: Functional) -> None:
     Dense(num_classes, activation) ``predictions``; the image preprocessor noted."""
     _, outputs = f.backbone(config.get("backbone"), "ViTBackbone", "ViTImageClassifier")
     x = outputs["sequence_output"]
-    pooling = config.get("pooling", "token")
+    pooling = f.option(config, "pooling", "token", lambda v: v in ("token", "gap"),
+                       "'token' or 'gap'")
     if pooling == "token":
         x = f.op("GetItem", "get_item", x, [slice(None), 0])
-    elif pooling == "gap":
-        x = f.op("Mean", "mean", x, axis=[1], keepdims=False)
     else:
-        raise ModelConfigError(f"{f.source}: ViTImageClassifier config key 'pooling' is "
-                               f"{pooling!r}; kerasonnx rebuilds it for 'token' or 'gap'")
-    intermediate = config.get("intermediate_dim")
+        x = f.op("Mean", "mean", x, axis=[1], keepdims=False)
+    intermediate = f.option(config, "intermediate_dim", None, is_positive_int_or_null,
+                            "a positive int or null")
     if intermediate is not None:
-        if not is_positive_int(intermediate):
-            raise ModelConfigError(f"{f.source}: ViTImageClassifier config key "
-                                   f"'intermediate_dim' is {intermediate!r}; kerasonnx "
-                                   f"rebuilds it for a positive int or null")
         x = f.layer("Dense", "pre_logits", {"units": intermediate, "activation": "tanh",
                                             "use_bias": True}, x)
     x = f.layer("Dropout", "output_dropout",
