@@ -8,6 +8,7 @@ layer in Keras, and the FIRST layer whose output diverges is named.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -357,14 +358,11 @@ def _decode(session, graph: Graph, sequences: list, chunks: list, cache_inputs: 
     """(outputs, start) of each step of the generation loop over each sequence."""
     names = [t.name for t in graph.inputs]
     for (*_, arrays), lengths in zip(sequences, chunks):
-        try:
+        with _onnxruntime_errors():
             for start, _, outputs in decode_incrementally(
                     session, dict(zip(names, arrays)), cache_inputs["decoder_inputs"], lengths,
                     cache_inputs["past_and_new_inputs"]):
                 yield outputs, start
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise ConversionError(f"onnxruntime cannot run the ONNX model on these inputs "
-                                  f"({exc})") from None
 
 
 # ---------------------------------------------------------------------- running
@@ -415,9 +413,17 @@ def _check_signature(session, graph: Graph) -> None:
 
 def _run_onnx(session, arrays: list) -> list:
     feeds = {i.name: a for i, a in zip(session.get_inputs(), arrays)}
-    try:
+    with _onnxruntime_errors():
         return session.run(None, feeds)
-    except Exception as exc:  # onnxruntime raises its own exception types
+
+
+@contextlib.contextmanager
+def _onnxruntime_errors():
+    """onnxruntime's failures to run the model (its own exception types) as one-line
+    ConversionErrors."""
+    try:
+        yield
+    except Exception as exc:
         raise ConversionError(f"onnxruntime cannot run the ONNX model on these inputs "
                               f"({exc})") from None
 
