@@ -455,7 +455,7 @@ def _generate_uncached(s, prompt) -> tuple:
 
 def _generate_cached(s, prompt) -> tuple:
     """The prompt on an empty cache, then one token and the cache at a time."""
-    from kerasonnx.with_past import empty_cache
+    from kerasonnx.with_past import PAST_PREFIX, PRESENT_PREFIX, empty_cache
     past = empty_cache(s, 1)
     names = [o.name for o in s.get_outputs()]
     tokens, new, steps = prompt, prompt, []
@@ -465,7 +465,7 @@ def _generate_cached(s, prompt) -> tuple:
         outputs = s.run(None, {"tokens": new, "positions": _positions(length - new.shape[1],
                                                                       length), **past})
         steps.append(time.perf_counter() - start)
-        past = {n.replace("present.", "past_key_values.", 1): v
+        past = {n.replace(PRESENT_PREFIX, PAST_PREFIX, 1): v
                 for n, v in zip(names[1:], outputs[1:])}
         new = outputs[0][:, -1:].argmax(-1).astype(np.int32)
         tokens = np.concatenate([tokens, new], 1)
